@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Event-layer throughput on one core, each figure beside baselines measured in the same run.
+
+Pipelines (packets -> decode -> windows on sensor time -> 224x224 frames):
+  evt3 : ours (Evt3Decoder) vs the bare PyPI ``evt3`` stream decoder (goal: >= 0.7x)
+  mono : ours (MonoDecoder) vs the goal of 150 Mev/s
+Frame builders on the same windows: ours (coordinate rescale + compiled histogram) vs a
+plain numpy bincount at sensor size + cv2.resize, and dv-processing's Accumulator.
+
+Input: the real Gen4.1 EVT3 recording (../shared/data) tiled in time to --events events and
+re-encoded, so the spatial structure is a real sensor's; without it, the simulated scene.
+Results go to stdout and bench/results/bench_events.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from event_clip_ros.events.decoders import make_decoder
+from event_clip_ros.events.encoders import encode_evt3, encode_mono
+from event_clip_ros.events.frames import FrameConfig, build_frame
+from event_clip_ros.events.readers import open_events
+from event_clip_ros.events.simulate import SimulatorConfig, frames_to_events, moving_shapes
+from event_clip_ros.events.types import SensorSize, concat_events
+from event_clip_ros.events.windows import WindowConfig, Windower
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evt3_gen41_1280x720.raw"
+
+
+def load_events(n_target: int) -> tuple[np.ndarray, SensorSize, str]:
+    """Real events tiled in time up to ``n_target`` (or simulated ones)."""
+    if REAL.exists():
+        with open_events(REAL) as r:
+            base, size, source = concat_events(list(r.chunks())), r.size, f"{REAL.name} tiled"
+    else:
+        size = SensorSize(1280, 720)
+        base = concat_events(list(frames_to_events(moving_shapes(size, 20_000), size, SimulatorConfig(noise_rate_hz=5))))
+        source = "simulated moving shapes, tiled"
+    span = int(base["t"][-1] - base["t"][0]) + 1
+    reps = max(1, -(-n_target // base.size))
+    tiles = []
+    for k in range(reps):
+        tile = base.copy()
+        tile["t"] += k * span
+        tiles.append(tile)
+    return np.concatenate(tiles)[:n_target], size, source
+
+
+Packet = tuple[bytes, int]  # (payload, EventPacket.time_base in ns)
+
+
+def evt3_packets(ev: np.ndarray, packet_bytes: int) -> list[Packet]:
+    """One EVT3 byte stream cut every ``packet_bytes`` (as a driver cuts it, mid-state)."""
+    data = encode_evt3(ev)
+    return [(data[i : i + packet_bytes], 0) for i in range(0, len(data), packet_bytes)]
+
+
+def mono_packets(ev: np.ndarray, packet_bytes: int) -> list[Packet]:
+    """mono packets of 8-byte events, each with its own time_base (dt is 32-bit ns)."""
+    step = packet_bytes // 8
+    out = []
+    for i in range(0, ev.size, step):
+        part = ev[i : i + step]
+        base_ns = int(part["t"][0]) * 1000
+        out.append((encode_mono(part, base_ns), base_ns))
+    return out
+
+
+def best_rate(fn: Callable[[], int], repeats: int) -> float:
+    """Best-of-``repeats`` events per second of ``fn`` (which returns its event count)."""
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = fn()
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def pipeline(encoding: str, pkts: list[Packet], size: SensorSize, windows: WindowConfig, frames: FrameConfig) -> Callable[[], int]:
+    def run() -> int:
+        dec = make_decoder(encoding, size)
+        win = Windower(windows)
+        n = 0
+        for payload, time_base_ns in pkts:
+            ev = dec.decode(payload, time_base_ns)
+            n += ev.size
+            for w in win.push(ev):
+                build_frame(w.events, size, frames)
+        for w in win.flush():
+            build_frame(w.events, size, frames)
+        return n
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=8_000_000, help="events in the test stream (default 8M)")
+    ap.add_argument("--packet-kib", type=int, default=64, help="packet size in KiB (default 64)")
+    ap.add_argument("--window-ms", type=float, default=10.0, help="window duration (default 10)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_events.json"))
+    args = ap.parse_args()
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    import evt3 as pypi_evt3
+
+    ev, size, source = load_events(args.events)
+    windows = WindowConfig(duration_us=round(args.window_ms * 1000))
+    frames = FrameConfig()
+    pk = args.packet_kib * 1024
+    evt3_pkts = evt3_packets(ev, pk)
+    mono_pkts = mono_packets(ev, pk)
+    print(f"input: {ev.size / 1e6:.1f} Mev from {source}, {size.width}x{size.height}, "
+          f"{(ev['t'][-1] - ev['t'][0]) / 1e6:.2f} s, {args.packet_kib} KiB packets, "
+          f"{args.window_ms:g} ms windows -> {frames.out_size} '{frames.representation}' frames, one core")
+
+    # warm up the compiled kernels
+    pipeline("evt3", evt3_pkts[:4], size, windows, frames)()
+    pipeline("mono", mono_pkts[:4], size, windows, frames)()
+
+    def bare_evt3() -> int:
+        d = pypi_evt3.Decoder(size.width, size.height)
+        return sum(len(d.feed(p)) for p, _ in evt3_pkts)
+
+    def ours_evt3_decode() -> int:
+        d = make_decoder("evt3", size)
+        return sum(d.decode(p).size for p, _ in evt3_pkts)
+
+    def ours_mono_decode() -> int:
+        d = make_decoder("mono", size)
+        return sum(d.decode(p, base).size for p, base in mono_pkts)
+
+    r = {
+        "bare PyPI evt3 decode (baseline)": best_rate(bare_evt3, args.repeats),
+        "ours evt3 decode": best_rate(ours_evt3_decode, args.repeats),
+        "ours evt3 decode+window+frame": best_rate(pipeline("evt3", evt3_pkts, size, windows, frames), args.repeats),
+        "ours mono decode": best_rate(ours_mono_decode, args.repeats),
+        "ours mono decode+window+frame": best_rate(pipeline("mono", mono_pkts, size, windows, frames), args.repeats),
+    }
+    base = r["bare PyPI evt3 decode (baseline)"]
+    print(f"\n{'pipeline':<36} {'Mev/s':>8} {'vs bare evt3':>13}")
+    for name, rate in r.items():
+        print(f"{name:<36} {rate / 1e6:8.1f} {rate / base:12.2f}x")
+    evt3_ratio = r["ours evt3 decode+window+frame"] / base
+    mono_rate = r["ours mono decode+window+frame"] / 1e6
+    print(f"goal evt3 pipeline >= 0.7x bare evt3: {evt3_ratio:.2f}x {'OK' if evt3_ratio >= 0.7 else 'MISSED'}")
+    print(f"goal mono pipeline >= 150 Mev/s:      {mono_rate:.0f} Mev/s {'OK' if mono_rate >= 150 else 'MISSED'}")
+
+    # frame builders on identical windows
+    wins = [w.events for w in Windower(windows).push(ev)][:200]
+    n_ev = sum(w.size for w in wins)
+
+    def ours_frames() -> int:
+        for w in wins:
+            build_frame(w, size, frames)
+        return n_ev
+
+    def numpy_bincount() -> int:
+        import cv2
+
+        h, wd = frames.out_size
+        for w in wins:
+            c = np.bincount(w["y"].astype(np.int64) * size.width + w["x"], minlength=size.width * size.height)
+            img = cv2.resize(c.reshape(size.height, size.width).astype(np.float32), (wd, h), interpolation=cv2.INTER_AREA)
+            img /= img.max() + 1
+        return n_ev
+
+    f = {"ours build_frame": best_rate(ours_frames, args.repeats), "numpy bincount + cv2.resize": best_rate(numpy_bincount, args.repeats)}
+    try:
+        import dv_processing as dv
+
+        stores = []
+        for w in wins[:20]:  # building EventStores is per-event Python: keep it small, untimed
+            s = dv.EventStore()
+            for t, x, y, p in zip(w["t"].tolist(), w["x"].tolist(), w["y"].tolist(), w["p"].tolist()):
+                s.push_back(t, x, y, bool(p))
+            stores.append(s)
+        n_dv = sum(w.size for w in wins[:20])
+
+        def dv_accumulator() -> int:
+            for s in stores:
+                acc = dv.Accumulator((size.width, size.height))
+                acc.accept(s)
+                acc.generateFrame()
+            return n_dv
+
+        f["dv-processing Accumulator (EventStore given)"] = best_rate(dv_accumulator, args.repeats)
+    except ImportError:
+        pass
+    ours = f["ours build_frame"]
+    print(f"\n{'frame builder (same windows)':<44} {'Mev/s':>8} {'ours is':>9}")
+    for name, rate in f.items():
+        print(f"{name:<44} {rate / 1e6:8.1f} {ours / rate:8.2f}x")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"input": source, "events": int(ev.size), "pipelines_ev_per_s": r, "frames_ev_per_s": f}, indent=2))
+    print(f"\nresults: {out}")
+
+
+if __name__ == "__main__":
+    main()

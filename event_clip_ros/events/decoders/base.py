@@ -1,0 +1,175 @@
+"""The interface every payload decoder implements, and the Python side the decoders share.
+
+Each decoder is a numba kernel plus a thin class. The kernel counts what it
+drops or skips in an int64 array, one slot per kind (:class:`CounterSlot`); the
+classes here cut the payload into the kernel's words or records and fold those
+counts into :class:`DecodeStats`. Two kinds of encoding:
+
+* :class:`StreamDecoder`: one continuous word stream (evt3, evt2) cut into
+  packets anywhere; kernel state and a partial trailing word carry over.
+* :class:`TimeBaseDecoder`: self-contained packets of whole records timed from
+  ``EventPacket.time_base`` (mono, libcaer, libcaer_cmp).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Union
+
+import numpy as np
+
+from ..types import EVENT_DTYPE, DecodeStats, SensorSize, empty_events
+from .packet_time import checked_time_base
+
+Payload = Union[bytes, bytearray, memoryview, np.ndarray]
+
+
+def as_uint8(payload: Payload) -> np.ndarray:
+    """View a payload (bytes, memoryview, array.array('B'), uint8 array) as uint8, no copy."""
+    if isinstance(payload, np.ndarray):
+        return payload.view(np.uint8).reshape(-1)
+    return np.frombuffer(payload, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class CounterSlot:
+    """What one slot of a kernel's counter array counts.
+
+    ``field`` is the :class:`DecodeStats` counter it adds to. ``warning`` is
+    logged once per ``kind`` (prefixed with the encoding; ``{width}`` and
+    ``{height}`` are the sensor size); an empty ``warning`` counts silently.
+    """
+
+    field: str
+    kind: str = ""
+    warning: str = ""
+
+
+OUT_OF_BOUNDS = CounterSlot("out_of_bounds", "oob", "dropped events outside the {width}x{height} sensor")
+UNKNOWN_WORDS = CounterSlot("unknown_words", "unknown", "skipped words with unknown codes")
+#: Words before the first valid time: normal when joining a stream, so not warned about.
+SKIPPED_WORDS = CounterSlot("skipped_words")
+TIME_HIGH_BIT_ERRORS = CounterSlot("time_errors", "time", "ignored TIME_HIGH steps backwards (bit errors)")
+
+
+class Decoder(ABC):
+    """Stateful decoder of one encoding.
+
+    A stream is decoded packet after packet by one instance: state (time base,
+    current row, partial words) carries over between calls, so the result does
+    not depend on where the stream was cut into packets.
+    """
+
+    encoding: ClassVar[str]
+    #: What each slot of the kernel's counter array counts, in slot order.
+    counter_slots: ClassVar[tuple[CounterSlot, ...]] = ()
+
+    def __init__(self, size: SensorSize) -> None:
+        self.size = size
+        self.stats = DecodeStats()
+        self.reset()
+
+    @abstractmethod
+    def decode(self, payload: Payload, time_base_ns: int = 0) -> np.ndarray:
+        """Decode one packet and return its events (:data:`EVENT_DTYPE`, t in us).
+
+        ``time_base_ns`` is EventPacket.time_base; encodings that carry their own
+        sensor clock (evt3) ignore it.
+        """
+
+    def reset(self) -> None:
+        """Forget the stream state (a new stream starts with the next packet)."""
+
+    def _new_counts(self) -> np.ndarray:
+        """A zeroed counter array for one kernel call (one int64 per :attr:`counter_slots`)."""
+        return np.zeros(len(self.counter_slots), dtype=np.int64)
+
+    def _account(self, events: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+        """Count one decoded packet, its ``events`` and the kernel's ``counts`` into
+        :attr:`stats` (each kind warned about once); return ``events``."""
+        s = self.stats
+        s.packets += 1
+        s.events += events.shape[0]
+        for slot, count in zip(self.counter_slots, counts):
+            if count:
+                setattr(s, slot.field, getattr(s, slot.field) + int(count))
+                if slot.warning:
+                    text = slot.warning.format(width=self.size.width, height=self.size.height)
+                    s.warn_once(slot.kind, f"{self.encoding}: {text}")
+        return events
+
+
+class StreamDecoder(Decoder):
+    """Decoder of one continuous stream of fixed-size words, cut into packets at any byte.
+
+    The kernel state (``state_slots`` int64 values) and a partial trailing word
+    carry over to the next packet. The words carry their own sensor clock, so
+    ``time_base_ns`` is ignored. Subclasses name two numba kernels:
+    ``max_events(words)``, a bound on the events of ``words``, and
+    ``kernel(words, out, state, width, height, counts)``, which writes the
+    events into ``out`` and returns how many.
+    """
+
+    word_dtype: ClassVar[np.dtype]
+    state_slots: ClassVar[int]
+    max_events: ClassVar[Callable[[np.ndarray], int]]
+    kernel: ClassVar[Callable[..., int]]
+
+    def reset(self) -> None:
+        self._state = np.zeros(self.state_slots, dtype=np.int64)
+        self._pending = np.empty(0, dtype=np.uint8)
+
+    def decode(self, payload: Payload, time_base_ns: int = 0) -> np.ndarray:
+        words = self._whole_words(payload)
+        out = np.empty(self.max_events(words), dtype=EVENT_DTYPE)
+        counts = self._new_counts()
+        n = self.kernel(words, out, self._state, self.size.width, self.size.height, counts)
+        return self._account(out[:n], counts)
+
+    def _whole_words(self, payload: Payload) -> np.ndarray:
+        """The whole words of the bytes kept from the last packet plus ``payload``;
+        the bytes of a partial trailing word are kept for the next packet."""
+        buf = as_uint8(payload)
+        if self._pending.size:
+            buf = np.concatenate([self._pending, buf])
+        usable = buf.size - buf.size % self.word_dtype.itemsize
+        self._pending = buf[usable:].copy()
+        return buf[:usable].view(self.word_dtype)
+
+
+class TimeBaseDecoder(Decoder):
+    """Decoder of self-contained packets of ``record_dtype`` records timed from ``time_base``.
+
+    A packet whose time_base lies outside [0, 2**62) ns is counted as bad and
+    gives no events (:func:`checked_time_base`); trailing bytes that do not
+    make a whole record are counted in ``truncated_bytes`` and ignored.
+    Subclasses decode the whole records in :meth:`_decode_records`.
+    """
+
+    record_dtype: ClassVar[np.dtype]
+
+    def decode(self, payload: Payload, time_base_ns: int = 0) -> np.ndarray:
+        time_base_ns = checked_time_base(self.stats, self.encoding, time_base_ns)
+        if time_base_ns is None:
+            return empty_events()
+        events, counts = self._decode_records(self._whole_records(payload), time_base_ns)
+        return self._account(events, counts)
+
+    @abstractmethod
+    def _decode_records(self, records: np.ndarray, time_base_ns: int) -> tuple[np.ndarray, Sequence[int]]:
+        """The events of one packet's whole ``records`` and the kernel's counts (one per counter slot)."""
+
+    def _whole_records(self, payload: Payload) -> np.ndarray:
+        """The whole records of ``payload``; trailing bytes are counted as truncated."""
+        buf = as_uint8(payload)
+        record_bytes = self.record_dtype.itemsize
+        tail = buf.size % record_bytes
+        if tail:
+            self.stats.truncated_bytes += tail
+            self.stats.warn_once(
+                "truncated",
+                f"{self.encoding}: ignored trailing bytes that do not form a whole {record_bytes}-byte record",
+            )
+        return buf[: buf.size - tail].view(self.record_dtype)

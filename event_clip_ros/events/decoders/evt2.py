@@ -1,0 +1,111 @@
+"""Prophesee EVT 2.0 decoder (32-bit little-endian words, type in the 4 high bits).
+
+Word layout (OpenEB ``evt2_event_types.h``; docs.prophesee.ai "EVT 2.0 Format"):
+
+====== ============= =====================================================
+type   name          payload
+====== ============= =====================================================
+0x0    CD_OFF        ts_lsb[27:22] (6 bits), x[21:11], y[10:0]: one OFF event
+0x1    CD_ON         same as CD_OFF: one ON event
+0x8    EVT_TIME_HIGH ts[27:0]: the upper 28 bits of the time, t = high << 6 | lsb
+0xA    EXT_TRIGGER   external trigger (no CD event, ignored)
+0xE    OTHERS        vendor-specific (ignored)
+0xF    CONTINUED     extra payload of the previous word (ignored)
+====== ============= =====================================================
+
+A compiled state machine (numba) like :mod:`.evt3`: CD words before the first
+TIME_HIGH carry no usable time and are skipped and counted; the 34-bit time
+(28 + 6 bits, about 4.8 h) rolls over (+2**34 us) when TIME_HIGH jumps back by
+more than half its range, while a smaller backward step is a bit error that is
+ignored and counted; events outside the sensor are dropped and counted;
+unknown word codes are skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, UNKNOWN_WORDS, StreamDecoder
+
+# state slots
+_HAVE_HIGH, _T_HIGH, _EPOCH = range(3)
+# counter slots (Evt2Decoder.counter_slots in this order)
+_OOB, _UNKNOWN, _SKIPPED, _TIME_ERR = range(4)
+
+_LSB_BITS = 6
+_HIGH_RANGE = 1 << 28  # TIME_HIGH units (64 us each) before the counter wraps
+_ROLLOVER_US = _HIGH_RANGE << _LSB_BITS
+
+
+@njit(cache=True, nogil=True)
+def _count_cd(words):
+    n = 0
+    for i in range(words.shape[0]):
+        if (words[i] >> 28) <= 0x1:
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _decode(words, out, state, width, height, counters):
+    n = 0
+    have_high = state[_HAVE_HIGH]
+    t_high = state[_T_HIGH]
+    epoch = state[_EPOCH]
+    for i in range(words.shape[0]):
+        w = np.int64(words[i])
+        code = w >> 28
+        if code <= 0x1:  # CD_OFF / CD_ON
+            if have_high == 0:
+                counters[_SKIPPED] += 1
+                continue
+            x = (w >> 11) & 0x7FF
+            y = w & 0x7FF
+            if x < width and y < height:
+                out[n].t = epoch + ((t_high << _LSB_BITS) | ((w >> 22) & 0x3F))
+                out[n].x = x
+                out[n].y = y
+                out[n].p = code
+                n += 1
+            else:
+                counters[_OOB] += 1
+        elif code == 0x8:  # EVT_TIME_HIGH
+            high = w & 0xFFFFFFF
+            if have_high and high < t_high:
+                if t_high - high > (_HIGH_RANGE >> 1):
+                    epoch += _ROLLOVER_US
+                    t_high = high
+                else:
+                    counters[_TIME_ERR] += 1  # bit error: keep the time we had
+            else:
+                t_high = high
+            have_high = 1
+        elif code == 0xA or code == 0xE or code == 0xF:
+            pass  # EXT_TRIGGER, OTHERS, CONTINUED: no CD events
+        else:
+            counters[_UNKNOWN] += 1
+    state[_HAVE_HIGH] = have_high
+    state[_T_HIGH] = t_high
+    state[_EPOCH] = epoch
+    return n
+
+
+class Evt2Decoder(StreamDecoder):
+    """Stateful EVT 2.0 decoder; a partial trailing word waits for the next packet.
+
+    ``time_base_ns`` is ignored: EVT 2.0 carries its own sensor clock (us).
+    """
+
+    encoding = "evt2"
+    word_dtype = np.dtype("<u4")
+    state_slots = 3
+    counter_slots = (OUT_OF_BOUNDS, UNKNOWN_WORDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS)
+    max_events = staticmethod(_count_cd)
+    kernel = staticmethod(_decode)
+
+    @property
+    def time_us(self) -> int | None:
+        """Start of the current TIME_HIGH period (us), or None before a TIME_HIGH was seen."""
+        st = self._state
+        return int(st[_EPOCH] + (st[_T_HIGH] << _LSB_BITS)) if st[_HAVE_HIGH] else None

@@ -1,0 +1,49 @@
+"""Decoder of the deprecated ``mono`` EventPacket encoding (8 bytes per event).
+
+Semantics of event_camera_codecs ``include/event_camera_codecs/mono_decoder.h``:
+one little-endian uint64 per event, bit 63 polarity, bits 48-62 y, bits 32-47 x,
+bits 0-31 dt in ns; the event time is ``time_base + dt`` ns (t in us =
+``(time_base_ns + dt) // 1000``). Records are independent, so a packet needs no
+state from the one before. Unlike the codec, events outside the sensor are
+dropped and counted, and trailing bytes that do not make a whole record are
+counted in ``truncated_bytes`` and ignored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..types import EVENT_DTYPE
+from .base import OUT_OF_BOUNDS, TimeBaseDecoder
+
+
+@njit(cache=True, nogil=True)
+def _decode(words, out, time_base_ns, width, height):
+    """Decode int64-viewed records into ``out``; return (events written, dropped outside sensor)."""
+    n = 0
+    for i in range(words.shape[0]):
+        w = words[i]
+        x = (w >> 32) & 0xFFFF
+        y = (w >> 48) & 0x7FFF
+        if x < width and y < height:
+            rec = out[n]
+            rec.t = (time_base_ns + (w & 0xFFFFFFFF)) // 1000
+            rec.x = x
+            rec.y = y
+            rec.p = (w >> 63) & 1
+            n += 1
+    return n, words.shape[0] - n
+
+
+class MonoDecoder(TimeBaseDecoder):
+    """Stateless ``mono`` decoder (one uint64 record per event)."""
+
+    encoding = "mono"
+    record_dtype = np.dtype("<i8")
+    counter_slots = (OUT_OF_BOUNDS,)
+
+    def _decode_records(self, records: np.ndarray, time_base_ns: int) -> tuple[np.ndarray, tuple[int]]:
+        out = np.empty(records.size, dtype=EVENT_DTYPE)
+        n, dropped = _decode(records, out, time_base_ns, self.size.width, self.size.height)
+        return out[:n], (dropped,)

@@ -1,0 +1,221 @@
+"""Event streams: one ROS event topic turned into event arrays, message by message.
+
+A stream is fed the messages of one topic in arrival (or bag log-time) order
+and returns the events of each. The ROS node (raw subscription) and the
+rosbag2 reader both use ``feed_cdr(raw)``, so live, replayed and offline
+decoding give the same events.
+
+* :class:`EventPacketStream` (``event_camera_msgs/msg/EventPacket``): encoded
+  payloads whose decoder state (time base, row, partial words) carries over
+  from packet to packet, so one decoder decodes the whole stream. Sequence
+  numbers reveal lost packets (counted, decoding goes on, as in
+  event_camera_codecs) and restarts (seq going back: bag loop, driver restart),
+  which reset the decoder; a change of encoding or geometry starts a new one.
+* :class:`EventArrayStream` (dvs_msgs-style ``EventArray``): self-contained
+  messages; events outside the sensor are dropped and time going backwards
+  between messages is counted as a restart.
+
+Nothing here raises on bad data: unparsable messages, unknown encodings and
+invalid geometry are counted in ``stats`` (``bad_packets``), logged once per
+kind, and give an empty array.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from .decoders import make_decoder
+from .decoders.base import Decoder, Payload
+from .readers.streaming import drop_out_of_bounds
+from .ros_cdr import (
+    EVENT_ARRAY_TYPES,
+    EVENT_PACKET_TYPES,
+    CdrError,
+    EventArrayMsg,
+    EventPacketMsg,
+    parse_event_array,
+    parse_event_packet,
+)
+from .types import DecodeStats, SensorSize, empty_events
+
+#: ROS type names :func:`make_stream` accepts.
+SUPPORTED_MSGTYPES = EVENT_PACKET_TYPES + EVENT_ARRAY_TYPES
+
+# Counters a decoder keeps that the stream folds into its own stats ("packets"
+# is counted by the stream, which also sees the packets it cannot decode).
+_DECODER_COUNTERS = tuple(name for name in DecodeStats().as_dict() if name != "packets")
+
+
+MsgT = TypeVar("MsgT", EventPacketMsg, EventArrayMsg)
+
+
+class EventStream(ABC, Generic[MsgT]):
+    """Events of one ROS topic, decoded message by message in order."""
+
+    def __init__(self, msgtype: str) -> None:
+        self.msgtype = msgtype
+        self.stats = DecodeStats()
+        #: sensor geometry of the current messages (None before the first good one)
+        self.size: SensorSize | None = None
+        #: payload encoding of the current messages (None for per-event messages)
+        self.encoding: str | None = None
+        #: why the last skipped message was skipped (for diagnostics and error messages)
+        self.last_error: str | None = None
+
+    def feed_cdr(self, raw: Payload) -> np.ndarray:
+        """Decode one serialised message; an unparsable one is counted and gives no events."""
+        try:
+            msg = self._parse(raw)
+        except CdrError as err:
+            self.stats.packets += 1
+            return self._bad_packet("cdr", f"unparsable message ({err})")
+        return self.feed(msg)
+
+    @staticmethod
+    @abstractmethod
+    def _parse(raw: Payload) -> MsgT:
+        """Parse one serialised message of this stream's type (raises CdrError)."""
+
+    @abstractmethod
+    def feed(self, msg: MsgT) -> np.ndarray:
+        """Decode one parsed message, in stream order."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the stream state: the next message starts a new stream."""
+
+    def _bad_packet(self, kind: str, message: str) -> np.ndarray:
+        self.stats.bad_packets += 1
+        self.last_error = message
+        self.stats.warn_once(kind, f"{self.msgtype}: {message}; skipping such messages")
+        return empty_events()
+
+    def _restart(self, kind: str, message: str) -> None:
+        self.stats.time_resets += 1
+        self.stats.warn_once(kind, f"{self.msgtype}: {message}")
+
+
+class EventPacketStream(EventStream[EventPacketMsg]):
+    """Stateful decoding of an EventPacket stream with one decoder per stream."""
+
+    _parse = staticmethod(parse_event_packet)
+
+    def __init__(self, msgtype: str = EVENT_PACKET_TYPES[0]) -> None:
+        super().__init__(msgtype)
+        self._decoder: Decoder | None = None
+        self._format: tuple[str, int, int] | None = None  # (encoding, width, height) last seen
+        self._format_error = ""  # why there is no decoder for _format
+        self._last_seq: int | None = None
+        self._folded = dict.fromkeys(_DECODER_COUNTERS, 0)
+
+    def feed(self, msg: EventPacketMsg) -> np.ndarray:
+        """Decode one packet (parsed, or built from an rclpy message) in stream order."""
+        self.stats.packets += 1
+        fmt = (msg.encoding, msg.width, msg.height)
+        if fmt != self._format:
+            self._open(fmt)
+        elif self._decoder is not None:
+            self._check_seq(msg.seq)
+        self._last_seq = msg.seq
+        if self._decoder is None:
+            return self._bad_packet(f"format:{fmt}", self._format_error)
+        events = self._decoder.decode(msg.events, msg.time_base_ns)
+        self._fold_decoder_stats()
+        return events
+
+    def reset(self) -> None:
+        if self._decoder is not None:
+            self._decoder.reset()
+        self._last_seq = None
+
+    def _open(self, fmt: tuple[str, int, int]) -> None:
+        """Start a new decoder for a new (encoding, width, height), or note why there is none."""
+        encoding, width, height = fmt
+        if self._format is not None:
+            self._restart("format", f"stream changed from {self._format} to {fmt} (encoding, width, height); "
+                                    "starting a new decoder")
+        self._format = fmt
+        self._folded = dict.fromkeys(_DECODER_COUNTERS, 0)
+        self.encoding = encoding
+        self.size = None
+        self._decoder = None
+        try:
+            size = SensorSize(width, height)
+            self._decoder = make_decoder(encoding, size)
+        except ValueError as err:  # UnknownEncodingError or an invalid geometry
+            self._format_error = str(err)
+            return
+        self.size = size
+
+    def _check_seq(self, seq: int) -> None:
+        last = self._last_seq
+        if last is None or seq == last + 1:
+            return
+        if seq == last:
+            # Drivers that do not fill seq repeat one value: nothing to check.
+            return
+        if seq > last:
+            self.stats.lost_packets += seq - last - 1
+            self.stats.warn_once("lost", f"{self.msgtype}: sequence numbers skipped (packets lost before "
+                                         f"seq {seq}); decoding continues")
+            return
+        self._restart("seq_reset", f"sequence number went back from {last} to {seq} (bag loop or driver "
+                                   "restart); decoder reset")
+        assert self._decoder is not None
+        self._decoder.reset()
+
+    def _fold_decoder_stats(self) -> None:
+        """Add what the decoder counted since the last call into the stream's stats."""
+        assert self._decoder is not None
+        current = self._decoder.stats
+        for name in _DECODER_COUNTERS:
+            value = getattr(current, name)
+            delta = value - self._folded[name]
+            if delta:
+                setattr(self.stats, name, getattr(self.stats, name) + delta)
+                self._folded[name] = value
+
+
+class EventArrayStream(EventStream[EventArrayMsg]):
+    """dvs_msgs / prophesee_event_msgs / dv_ros2_msgs EventArray messages."""
+
+    _parse = staticmethod(parse_event_array)
+
+    def __init__(self, msgtype: str = EVENT_ARRAY_TYPES[0]) -> None:
+        super().__init__(msgtype)
+        self._last_t_us: int | None = None
+
+    def feed(self, msg: EventArrayMsg) -> np.ndarray:
+        """Check and return the events of one parsed message."""
+        self.stats.packets += 1
+        try:
+            size = SensorSize(msg.width, msg.height)
+        except ValueError as err:
+            return self._bad_packet(f"size:{msg.width}x{msg.height}", str(err))
+        if self.size is not None and size != self.size:
+            self._restart("format", f"sensor size changed from {self.size} to {size}")
+            self._last_t_us = None
+        self.size = size
+        events = drop_out_of_bounds(msg.events, size, self.stats, self.msgtype)
+        if events.size:
+            if self._last_t_us is not None and events["t"][0] < self._last_t_us:
+                self._restart("time_reset", f"event time went back from {self._last_t_us} to "
+                                            f"{int(events['t'][0])} us (bag loop or driver restart)")
+            self._last_t_us = int(events["t"][-1])
+        self.stats.events += events.size
+        return events
+
+    def reset(self) -> None:
+        self._last_t_us = None
+
+
+def make_stream(msgtype: str) -> EventStream:
+    """The stream for a ROS message type name, e.g. 'event_camera_msgs/msg/EventPacket'."""
+    if msgtype in EVENT_PACKET_TYPES:
+        return EventPacketStream(msgtype)
+    if msgtype in EVENT_ARRAY_TYPES:
+        return EventArrayStream(msgtype)
+    raise ValueError(f"unsupported event message type {msgtype!r}; supported: {', '.join(SUPPORTED_MSGTYPES)}")

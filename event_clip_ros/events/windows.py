@@ -1,0 +1,393 @@
+"""Cut an event stream into windows on sensor time or event count.
+
+A :class:`Windower` is fed the stream chunk by chunk (``push``) and returns the
+windows each chunk completes; ``flush`` ends the stream. The windows, their
+boundaries and their contents never depend on how the stream was cut into
+chunks, so a file read in 1M-event chunks and a live topic delivering small
+packets give the same windows.
+
+Duration windows (``duration_us``)
+    Window ``k`` is the half-open interval ``[t0 + k*hop, t0 + k*hop + D)``,
+    anchored at the first event's time ``t0`` (``hop = D``: tumbling windows;
+    ``hop < D``: sliding, overlapping windows; ``hop > D``: sampled windows,
+    events between them belong to none). A window is complete once an event with
+    ``t >= end`` has arrived; ``flush`` emits the windows still open at the end
+    of the stream (nominal boundaries, holding the events that arrived).
+    Windows with fewer than ``min_events`` events, gaps without events
+    included, are skipped and counted (a long gap is jumped over, not walked
+    window by window).
+
+Count windows (``event_count``)
+    Consecutive, non-overlapping groups of ``N`` events, with
+    ``t_start_us = first t`` and ``t_end_us = last t + 1``; the final partial
+    group is emitted by ``flush`` only if it holds at least ``min_events``.
+
+Time going backwards
+    Sensor time must not decrease. An event more than ``reset_tolerance_us``
+    before the running maximum time is a stream restart (camera or driver
+    restart, a looping bag): the open windows are closed as by ``flush`` and
+    windowing starts again anchored at that event (``stats.time_resets``). A
+    smaller backward step is jitter: the event's time is clamped to the running
+    maximum (in a copy; ``stats.clamped_events``). The default tolerance, 10 ms,
+    is above packet-merge jitter and below any real restart. A lone event far in
+    the future (a bit error the decoder did not catch) raises the running
+    maximum, so the normal events after it restart the stream.
+
+Memory
+    Pushed arrays are referenced, not copied, until their windows are emitted
+    (do not modify them after pushing); emitted ``Window.events`` are read-only
+    views, since overlapping sliding windows share events. Only events a future
+    window can still contain are kept. ``max_events`` caps a duration window:
+    it keeps the *latest* ``max_events`` of its events (the most recent motion),
+    so the buffer never holds more than about ``2 * max_events`` events.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from .types import EVENT_DTYPE, Counters, concat_events
+
+_NO_TIME = np.iinfo(np.int64).min  # running max before the first event of a stream
+
+
+def _checked_int(name: str, value: object, minimum: int) -> int:
+    """``value`` as a Python int >= ``minimum`` (numpy integers accepted; floats and bools not)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How to cut a stream into windows; exactly one of ``duration_us`` / ``event_count``.
+
+    Use :meth:`by_duration_ms` or :meth:`by_count` for the common cases.
+    """
+
+    duration_us: int | None = None  #: window length in microseconds
+    event_count: int | None = None  #: events per window (count windows)
+    hop_us: int | None = None  #: start-to-start distance of duration windows; None = duration_us (tumbling)
+    min_events: int = 1  #: windows with fewer events are skipped and counted
+    max_events: int | None = None  #: duration windows keep only their latest max_events events
+    reset_tolerance_us: int = 10_000  #: a larger backward time step is a stream restart
+
+    def __post_init__(self) -> None:
+        if (self.duration_us is None) == (self.event_count is None):
+            raise ValueError("set exactly one of duration_us and event_count")
+        names = ("duration_us", "event_count", "hop_us", "min_events", "max_events", "reset_tolerance_us")
+        for name in names:
+            value = getattr(self, name)
+            if value is not None:
+                minimum = 0 if name == "reset_tolerance_us" else 1
+                object.__setattr__(self, name, _checked_int(name, value, minimum))
+        if self.event_count is not None:
+            if self.hop_us is not None or self.max_events is not None:
+                raise ValueError("hop_us and max_events apply to duration windows only")
+            if self.min_events > self.event_count:
+                raise ValueError(f"min_events ({self.min_events}) exceeds event_count ({self.event_count})")
+        elif self.max_events is not None and self.max_events < self.min_events:
+            raise ValueError(f"max_events ({self.max_events}) is below min_events ({self.min_events})")
+
+    @classmethod
+    def by_duration_ms(cls, duration_ms: float, hop_ms: float | None = None, **kwargs) -> "WindowConfig":
+        """Duration windows given in milliseconds (rounded to whole microseconds)."""
+        hop_us = None if hop_ms is None else round(hop_ms * 1000)
+        return cls(duration_us=round(duration_ms * 1000), hop_us=hop_us, **kwargs)
+
+    @classmethod
+    def by_count(cls, event_count: int, **kwargs) -> "WindowConfig":
+        """Windows of ``event_count`` consecutive events."""
+        return cls(event_count=event_count, **kwargs)
+
+    @property
+    def step_us(self) -> int:
+        """Start-to-start distance of duration windows (``hop_us`` or ``duration_us``)."""
+        if self.duration_us is None:
+            raise ValueError("count windows have no time step")
+        return self.hop_us if self.hop_us is not None else self.duration_us
+
+
+@dataclass
+class Window:
+    """The events of one window; time interval half-open ``[t_start_us, t_end_us)``."""
+
+    index: int  #: 0, 1, 2, ... in emission order over the windower's life
+    t_start_us: int
+    t_end_us: int
+    events: np.ndarray  #: EVENT_DTYPE, time-ordered, read-only (may share memory with other windows)
+
+
+@dataclass
+class WindowStats(Counters):
+    """Counters of a :class:`Windower`; anomalies are logged once per kind."""
+
+    events: int = 0  #: events pushed
+    windows: int = 0  #: windows emitted
+    skipped_windows: int = 0  #: windows with fewer than min_events events (empty gaps included)
+    capped_windows: int = 0  #: duration windows that held more than max_events events
+    time_resets: int = 0  #: times time went back more than reset_tolerance_us (stream restarted)
+    clamped_events: int = 0  #: events whose small backward time step was clamped
+    _warned: set[str] = field(default_factory=set, repr=False, compare=False)
+
+
+@njit(cache=True, nogil=True)
+def _first_disorder(t, running_max):
+    """Index of the first time below the running maximum, or -1 if ``t`` is in order."""
+    m = running_max
+    for i in range(t.shape[0]):
+        if t[i] < m:
+            return i
+        m = t[i]
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _repair_order(t, running_max, tolerance, resets):
+    """Clamp small backward steps in place and list the restart positions.
+
+    Returns (number of restarts written to ``resets``, number of clamped times).
+    """
+    m = running_max
+    n_resets = 0
+    n_clamped = 0
+    for i in range(t.shape[0]):
+        ti = t[i]
+        if ti >= m:
+            m = ti
+        elif m - ti > tolerance:
+            resets[n_resets] = i
+            n_resets += 1
+            m = ti
+        else:
+            t[i] = m
+            n_clamped += 1
+    return n_resets, n_clamped
+
+
+def _read_only(events: np.ndarray) -> np.ndarray:
+    view = events.view()
+    view.flags.writeable = False
+    return view
+
+
+class Windower:
+    """Streaming windower: ``push`` chunks, get completed windows, ``flush`` at the end.
+
+    ``push`` is vectorised (window boundaries by ``np.searchsorted`` on ``t``,
+    time order checked by a compiled scan); pushed chunks are only appended to
+    a list until a window completes, then concatenated once.
+    """
+
+    def __init__(self, config: WindowConfig) -> None:
+        self.config = config
+        self.stats = WindowStats()
+        self._next_index = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop buffered events; the next push starts a new stream (stats and index continue)."""
+        self._chunks: list[np.ndarray] = []
+        self._buffered = 0
+        self._running_max = _NO_TIME
+        self._t0: int | None = None  # duration windows: anchor of the window grid
+        self._k = 0  # duration windows: first window not yet emitted or skipped
+        self._capped_until = _NO_TIME  # duration windows: time of the latest event dropped by max_events
+
+    @property
+    def pending_events(self) -> int:
+        """Events buffered for windows not yet emitted."""
+        return self._buffered
+
+    def push(self, events: np.ndarray) -> list[Window]:
+        """Add the next chunk of the stream; return the windows it completes."""
+        if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
+            raise ValueError("push expects a 1-D EVENT_DTYPE array")
+        n = events.shape[0]
+        if n == 0:
+            return []
+        self.stats.events += n
+        if _first_disorder(events["t"], self._running_max) < 0:
+            self._running_max = int(events["t"][-1])
+            return self._push_ordered(events)
+        return self._push_disordered(events)
+
+    def flush(self) -> list[Window]:
+        """End the stream: emit the open windows that hold enough events, then reset."""
+        if self.config.event_count is not None:
+            out = self._flush_count()
+        else:
+            out = self._flush_duration()
+        self.reset()
+        return out
+
+    # -- time order -------------------------------------------------------------------
+
+    def _push_disordered(self, events: np.ndarray) -> list[Window]:
+        events = events.copy()
+        t = events["t"]
+        resets = np.empty(t.shape[0], dtype=np.int64)
+        n_resets, n_clamped = _repair_order(t, self._running_max, self.config.reset_tolerance_us, resets)
+        if n_clamped:
+            self.stats.clamped_events += int(n_clamped)
+            self.stats.warn_once("clamped", "windows: event time stepped back; clamped to the latest time")
+        bounds = [0, *resets[:n_resets].tolist(), t.shape[0]]
+        out: list[Window] = []
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if i > 0:
+                self.stats.time_resets += 1
+                self.stats.warn_once(
+                    "reset",
+                    f"windows: time went back more than {self.config.reset_tolerance_us} us; "
+                    "closing the open windows and restarting",
+                )
+                out.extend(self.flush())
+            if hi > lo:
+                self._running_max = int(t[hi - 1])
+                out.extend(self._push_ordered(events[lo:hi]))
+        return out
+
+    def _push_ordered(self, events: np.ndarray) -> list[Window]:
+        if self.config.event_count is not None:
+            return self._push_count(events)
+        return self._push_duration(events)
+
+    # -- buffer -----------------------------------------------------------------------
+
+    def _append(self, events: np.ndarray) -> None:
+        if events.shape[0]:
+            self._chunks.append(events)
+            self._buffered += events.shape[0]
+        cap = self.config.max_events
+        if cap is not None and self._buffered > 2 * cap:
+            self._keep_latest(cap)
+
+    def _keep_latest(self, n: int) -> None:
+        """Drop the oldest buffered events so that ``n`` remain (max_events)."""
+        merged = concat_events(self._chunks)
+        dropped = merged[: merged.shape[0] - n]
+        self._capped_until = max(self._capped_until, int(dropped["t"][-1]))
+        self._chunks = [merged[-n:]]
+        self._buffered = n
+
+    def _take_buffer(self, events: np.ndarray | None = None) -> np.ndarray:
+        """Concatenate the buffer and ``events`` (once per completing push) and empty the buffer."""
+        merged = concat_events(self._chunks if events is None else [*self._chunks, events])
+        self._chunks = []
+        self._buffered = 0
+        return merged
+
+    def _emit(self, t_start: int, t_end: int, events: np.ndarray) -> Window:
+        window = Window(self._next_index, t_start, t_end, _read_only(events))
+        self._next_index += 1
+        self.stats.windows += 1
+        return window
+
+    # -- count windows ----------------------------------------------------------------
+
+    def _push_count(self, events: np.ndarray) -> list[Window]:
+        size = self.config.event_count
+        if self._buffered + events.shape[0] < size:
+            self._append(events)
+            return []
+        merged = self._take_buffer(events)
+        full = merged.shape[0] // size
+        t = merged["t"]
+        out = [
+            self._emit(int(t[i * size]), int(t[(i + 1) * size - 1]) + 1, merged[i * size : (i + 1) * size])
+            for i in range(full)
+        ]
+        self._append(merged[full * size :])
+        return out
+
+    def _flush_count(self) -> list[Window]:
+        rest = self._take_buffer()
+        if rest.shape[0] == 0:
+            return []
+        if rest.shape[0] < self.config.min_events:
+            self.stats.skipped_windows += 1
+            return []
+        return [self._emit(int(rest["t"][0]), int(rest["t"][-1]) + 1, rest)]
+
+    # -- duration windows -------------------------------------------------------------
+
+    def _start(self, k: int) -> int:
+        return self._t0 + k * self.config.step_us
+
+    def _push_duration(self, events: np.ndarray) -> list[Window]:
+        if self._t0 is None:
+            self._t0 = int(events["t"][0])
+            self._k = 0
+        duration, step = self.config.duration_us, self.config.step_us
+        t_last = int(events["t"][-1])
+        if t_last < self._start(self._k) + duration:  # nothing completes
+            self._append(events)
+            return []
+        merged = self._take_buffer(events)
+        last_complete = (t_last - self._t0 - duration) // step
+        out = self._emit_duration(merged, last_complete)
+        keep_from = int(np.searchsorted(merged["t"], self._start(self._k), side="left"))
+        self._append(merged[keep_from:])
+        return out
+
+    def _flush_duration(self) -> list[Window]:
+        if self._t0 is None or self._buffered == 0:
+            return []
+        merged = self._take_buffer()
+        last_open = (int(merged["t"][-1]) - self._t0) // self.config.step_us
+        return self._emit_duration(merged, last_open)
+
+    def _emit_duration(self, merged: np.ndarray, k_last: int) -> list[Window]:
+        """Emit or skip windows ``self._k .. k_last`` from the time-ordered ``merged``.
+
+        Runs of windows without events are jumped over in one step, so the cost
+        is per window with events, not per window of the grid.
+        """
+        cfg = self.config
+        duration, step, cap = cfg.duration_us, cfg.step_us, cfg.max_events
+        t = merged["t"]
+        out: list[Window] = []
+        k = self._k
+        while k <= k_last:
+            start = self._start(k)
+            lo = int(np.searchsorted(t, start, side="left"))
+            if lo == t.shape[0]:
+                self.stats.skipped_windows += k_last - k + 1
+                k = k_last + 1
+                break
+            first_with_event = (int(t[lo]) - self._t0 - duration) // step + 1
+            if first_with_event > k:  # empty windows up to the first one holding t[lo]
+                jump_to = min(first_with_event, k_last + 1)
+                self.stats.skipped_windows += jump_to - k
+                k = jump_to
+                continue
+            hi = int(np.searchsorted(t, start + duration, side="left"))
+            if hi - lo < cfg.min_events:
+                self.stats.skipped_windows += 1
+            else:
+                if cap is not None and (hi - lo > cap or self._capped_until >= start):
+                    self.stats.capped_windows += 1
+                    lo = max(lo, hi - cap)
+                out.append(self._emit(start, start + duration, merged[lo:hi]))
+            k += 1
+        self._k = k
+        return out
+
+
+def iter_windows(chunks: Iterable[np.ndarray], config: WindowConfig) -> Iterator[Window]:
+    """Window a whole recording given as time-ordered chunks (push each, then flush)."""
+    windower = Windower(config)
+    for chunk in chunks:
+        yield from windower.push(chunk)
+    yield from windower.flush()

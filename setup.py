@@ -1,0 +1,50 @@
+"""ament_python build of event_clip_ros (also installable with pip: ``pip install -e .``).
+
+The ROS dependencies are declared in package.xml (rosdep keys); ``install_requires``
+lists only what pip has to provide. torch/torchvision are pinned in requirements.txt,
+not here, so that a system PyTorch (rosdep python3-pytorch) is accepted.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "event_clip_ros"
+
+CONSOLE_SCRIPTS = [
+    "event-clip = event_clip_ros.cli:main",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", sorted(glob("launch/*.launch.py"))),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml"))),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.26",
+        "numba>=0.60",
+        "opencv-python-headless>=4.8",
+        "PyYAML>=6.0",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "torch",
+        "open_clip_torch>=3.0",
+        "safetensors>=0.4",
+        "evt3>=0.4",
+        "rosbags>=0.11",
+        "dv-processing>=2.0",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    zip_safe=True,
+    maintainer="event_clip_ros developers",
+    maintainer_email="dev@event-clip-ros.org",
+    description="Event-camera streams to frames for a CLIP-based encoder, as a ROS 2 package.",
+    license="Apache-2.0",
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
+)

@@ -1,0 +1,1 @@
+"""Applications built on the event layer and the model (shared by the CLI, the node and evaluation)."""

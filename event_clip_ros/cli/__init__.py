@@ -1,0 +1,49 @@
+"""``event-clip``: the command-line front end of the ROS-free core.
+
+Recordings:
+  inspect   print format, geometry, event counts and time range of a recording
+  render    cut a recording into windows on sensor time and write the frames as PNG
+  simulate  write a RAW EVT3 recording of a moving-shapes scene (the shipped sample)
+
+Event encoder (CLIP-based; --checkpoint FILE or --model ARCH --pretrained TAG|FILE):
+  classify  zero-shot labels for each window
+  anomaly   anomaly score for each window (text prompts or a reference recording)
+  retrieve  build an index of event windows, images and texts; query it in any direction
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from ..events.readers.base import EventFileError
+from . import events_cmds, model_cmds
+from .events_cmds import INSPECT_KEYS
+
+__all__ = ["INSPECT_KEYS", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="event-clip", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    events_cmds.register(sub)
+    model_cmds.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (EventFileError, ValueError, OSError) as exc:
+        if args.verbose:
+            raise
+        print(f"event-clip {args.command}: error: {exc} (-v shows the traceback)", file=sys.stderr)
+        return 2

@@ -1,0 +1,309 @@
+"""Sub-commands that run the event encoder on a recording: classify, anomaly, retrieve."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .common import add_input_args, add_window_args, print_problems, progress, size_arg, windows_from_args
+
+if TYPE_CHECKING:
+    from ..events.readers.base import EventReader
+    from ..events.windows import Window
+    from ..model.event_clip import EventClip
+
+log = logging.getLogger("event_clip_ros.cli")
+
+
+# ------------------------------------------------------------------ shared
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--checkpoint", help="our .safetensors checkpoint or the paper's vitb.pt / vitl.pt (overrides --model/--pretrained)")
+    g.add_argument("--model", default="ViT-B-32", help="open_clip architecture (default ViT-B-32; ViT-L-14 as in the paper)")
+    g.add_argument("--pretrained", default="openai", help="open_clip pretrained tag, a local CLIP weights file, or 'none' (random weights: outputs are meaningless)")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    g.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="autocast precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
+    g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
+
+
+def model_from_args(args: argparse.Namespace) -> "EventClip":
+    from ..model import ModelSpec, create_event_clip
+
+    pretrained = None if args.pretrained.lower() == "none" else args.pretrained
+    if pretrained is None and not args.checkpoint:
+        log.warning("random weights (--pretrained none): the outputs are meaningless")
+    return create_event_clip(ModelSpec(arch=args.model, pretrained=pretrained, checkpoint=args.checkpoint, device=args.device, precision=args.precision))
+
+
+def reader_windows(reader: "EventReader", args: argparse.Namespace, desc: str) -> Iterator["Window"]:
+    """The windows of the opened recording, counted by a progress bar."""
+    from ..events.windows import iter_windows
+
+    with progress(desc, "win") as bar:
+        for w in iter_windows(reader.chunks(), windows_from_args(args)):
+            yield w
+            bar.update()
+
+
+def embedded_windows(model: "EventClip", reader: "EventReader", args: argparse.Namespace, desc: str):
+    """(windows, embeddings) batches of the opened recording."""
+    from ..apps.recording import embed_windows
+
+    return embed_windows(model, reader_windows(reader, args, desc), reader.size, args.batch_size)
+
+
+def _window_fields(w: "Window") -> dict:
+    return {"t_start_us": int(w.t_start_us), "t_end_us": int(w.t_end_us), "events": int(w.events.size)}
+
+
+def _window_text(w: "Window") -> str:
+    return f"{w.t_start_us:>14} {w.t_end_us:>14} {w.events.size:>9}"
+
+
+def _open(args: argparse.Namespace) -> "EventReader":
+    from ..events.readers import open_events
+
+    return open_events(args.path, topic=args.topic, size=args.sensor_size)
+
+
+# ------------------------------------------------------------------ classify
+def _shot_arg(text: str) -> tuple[str, str]:
+    label, sep, path = text.partition("=")
+    if not sep or not label.strip() or not path:
+        raise argparse.ArgumentTypeError(f"expected LABEL=RECORDING, got {text!r}")
+    return label.strip(), path
+
+
+def _few_shot(model: "EventClip", zero_shot, args: argparse.Namespace):
+    """The few-shot classifier of --few-shot / --shot, or None for plain zero-shot."""
+    from ..events.readers import open_events
+    from ..events.windows import iter_windows
+    from ..model.few_shot import FewShotClassifier
+
+    if args.few_shot:
+        classifier = FewShotClassifier.load(args.few_shot, zero_shot, alpha=args.alpha)
+    elif args.shot:
+        classifier = FewShotClassifier(zero_shot, alpha=args.alpha)
+    else:
+        return None
+    for label, path in args.shot or []:
+        with open_events(path, topic=args.topic, size=args.sensor_size) as reader:
+            windows = list(itertools.islice(iter_windows(reader.chunks(), windows_from_args(args)), args.shots_per_class))
+            if not windows:
+                raise ValueError(f"{path}: no windows with at least {args.min_events} events for the shots of {label!r}")
+            classifier.add_shots(label, model.embed_windows([w.events for w in windows], reader.size))
+    if args.save_few_shot:
+        classifier.save(args.save_few_shot)
+        print(f"saved few-shot prototypes ({classifier.shot_counts}) to {args.save_few_shot}")
+    return classifier
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from ..model.prompts import load_labels, parse_labels, resolve_templates
+    from ..model.zero_shot import ZeroShotClassifier
+
+    labels = load_labels(args.labels_file) if args.labels_file else parse_labels(args.labels)
+    templates = resolve_templates(args.prompts)
+    model = model_from_args(args)
+    zero_shot = ZeroShotClassifier(model, labels, templates)
+    classifier = _few_shot(model, zero_shot, args) or zero_shot
+    with _open(args) as reader:
+        if not args.json:
+            print(f"{'t_start_us':>14} {'t_end_us':>14} {'events':>9}  top-{args.top_k} labels (probability)")
+        for batch, emb in embedded_windows(model, reader, args, "classifying"):
+            for w, top in zip(batch, classifier.classify(emb, top_k=args.top_k)):
+                if args.json:
+                    print(json.dumps({**_window_fields(w), "labels": [{"label": s.label, "score": round(float(s.score), 6)} for s in top]}))
+                else:
+                    print(f"{_window_text(w)}  " + ", ".join(f"{s.label} ({s.score:.3f})" for s in top))
+        print_problems(reader.stats.as_dict())
+    return 0
+
+
+# ------------------------------------------------------------------ anomaly
+def _reference_scorer(model: "EventClip", args: argparse.Namespace):
+    from ..events.readers import open_events
+    from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
+
+    ref = Path(args.reference)
+    if ref.suffix == ".npz":
+        scorer = ReferenceAnomalyScorer.load(ref, device=model.device)
+        if args.threshold is not None:
+            scorer.threshold = args.threshold
+        return scorer
+    config = ReferenceScorerConfig(k=args.k, capacity=args.capacity, **({} if args.threshold is None else {"threshold": args.threshold}))
+    scorer = ReferenceAnomalyScorer(config, device=model.device)
+    with open_events(ref, topic=args.topic, size=args.sensor_size) as reader:
+        for _, emb in embedded_windows(model, reader, args, "reference"):
+            scorer.update(emb)
+    if len(scorer) < 2:
+        raise ValueError(f"{ref}: {len(scorer)} reference window(s) with at least {args.min_events} events; at least 2 are needed")
+    if args.save_reference:
+        scorer.save(args.save_reference)
+        print(f"saved the reference bank ({len(scorer)} windows) to {args.save_reference}")
+    return scorer
+
+
+def cmd_anomaly(args: argparse.Namespace) -> int:
+    from ..model.anomaly import TextAnomalyScorer
+    from ..model.prompts import ABNORMAL_PROMPTS, NORMAL_PROMPTS, load_prompts
+
+    model = model_from_args(args)
+    if args.reference:
+        scorer = _reference_scorer(model, args)
+    else:
+        normal = load_prompts(args.normal_prompts) if args.normal_prompts else NORMAL_PROMPTS
+        abnormal = load_prompts(args.abnormal_prompts) if args.abnormal_prompts else ABNORMAL_PROMPTS
+        scorer = TextAnomalyScorer(model, normal, abnormal, **({} if args.threshold is None else {"threshold": args.threshold}))
+    n = flagged = 0
+    with _open(args) as reader:
+        if not args.json:
+            print(f"{'t_start_us':>14} {'t_end_us':>14} {'events':>9}  score  (threshold {scorer.threshold:g})")
+        for batch, emb in embedded_windows(model, reader, args, "scoring"):
+            scores = scorer.score(emb)
+            decisions = scorer.decide(scores)
+            for w, s, d in zip(batch, scores, decisions):
+                n += 1
+                flagged += int(d)
+                if args.json:
+                    print(json.dumps({**_window_fields(w), "score": round(float(s), 6), "anomaly": bool(d)}))
+                else:
+                    print(f"{_window_text(w)}  {s:.3f}{'  ANOMALY' if d else ''}")
+        print_problems(reader.stats.as_dict())
+    if not args.json:
+        print(f"{flagged} of {n} windows above the threshold")
+    return 0
+
+
+# ------------------------------------------------------------------ retrieve
+def cmd_retrieve_build(args: argparse.Namespace) -> int:
+    from ..apps.recording import batched
+    from ..events.readers import open_events
+    from ..model.prompts import load_labels, parse_labels
+    from ..model.retrieval import EmbeddingIndex
+
+    model = model_from_args(args)
+    index_dir = Path(args.index)
+    index = EmbeddingIndex.load(index_dir) if (index_dir / "index.json").exists() else EmbeddingIndex.for_model(model)
+    before = len(index)
+    for path in args.events or []:
+        with open_events(path, topic=args.topic, size=args.sensor_size) as reader:
+            for batch in batched(reader_windows(reader, args, f"indexing {Path(path).name}"), args.batch_size):
+                index.add_events(model, batch, reader.size, source=str(path), batch_size=args.batch_size)
+            print_problems(reader.stats.as_dict())
+    if args.images:
+        index.add_images(model, args.images, batch_size=args.batch_size)
+    texts = list(load_labels(args.texts_file)) if args.texts_file else []
+    if args.texts:
+        texts += parse_labels(args.texts)
+    if texts:
+        index.add_texts(model, texts)
+    index.save(index_dir)
+    counts = ", ".join(f"{index.count(m)} {m}" for m in ("event", "image", "text"))
+    print(f"index {index_dir}: {len(index)} items ({counts}); {len(index) - before} added")
+    return 0
+
+
+def _print_hits(query: str, hits, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"query": query, "hits": [{"score": round(float(h.score), 6), **h.record.to_dict()} for h in hits]}))
+        return
+    print(query)
+    for rank, h in enumerate(hits, 1):
+        r = h.record
+        where = f" [{r.t_start_us}, {r.t_end_us}) us" if r.t_start_us is not None else ""
+        label = f" label={r.label}" if r.label else ""
+        print(f"  {rank:>2}. {h.score:.4f}  {r.modality:<5} {r.key}{where}{label}")
+
+
+def cmd_retrieve_query(args: argparse.Namespace) -> int:
+    from ..model.retrieval import EmbeddingIndex
+
+    index = EmbeddingIndex.load(args.index, mmap=True)
+    model = model_from_args(args)
+    target = args.modality
+    if args.text is not None:
+        for hits in index.search_text(model, [args.text], k=args.k, modality=target or "event"):
+            _print_hits(f"text: {args.text}", hits, args.json)
+    elif args.image is not None:
+        for hits in index.search_image(model, [args.image], k=args.k, modality=target or "event"):
+            _print_hits(f"image: {args.image}", hits, args.json)
+    else:
+        from ..apps.recording import batched
+
+        with _open(args) as reader:
+            for batch in batched(reader_windows(reader, args, "querying"), args.batch_size):
+                results = index.search_events(model, batch, reader.size, k=args.k, modality=target or "text")
+                for w, hits in zip(batch, results):
+                    _print_hits(f"events: {args.path} [{w.t_start_us}, {w.t_end_us}) us", hits, args.json)
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="zero-shot labels for each window of a recording")
+    add_input_args(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--labels", help="comma-separated class names")
+    g.add_argument("--labels-file", help="file with one class name per line")
+    p.add_argument("--prompts", default="event", help="prompt templates: a set name (event, n-imagenet, n-caltech101, n-mnist) or a file, one template with {} per line (default event)")
+    p.add_argument("--top-k", type=int, default=5, help="labels printed per window (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per window: t_start_us, t_end_us, events, labels [{label, score}] best first")
+    f = p.add_argument_group("few-shot (prototypes of labelled windows blended with the text classifier)")
+    f.add_argument("--shot", type=_shot_arg, action="append", metavar="LABEL=RECORDING", help="windows of RECORDING are shots of LABEL (repeat per label; at least two labels)")
+    f.add_argument("--shots-per-class", type=int, default=5, help="windows taken from each --shot recording (default 5)")
+    f.add_argument("--few-shot", metavar="FILE", help="load saved prototypes (.npz from --save-few-shot)")
+    f.add_argument("--save-few-shot", metavar="FILE", help="save the prototypes to this .npz")
+    f.add_argument("--alpha", type=float, default=0.5, help="weight of the prototypes against the text (default 0.5)")
+    add_window_args(p, default_ms=50.0)
+    add_model_args(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("anomaly", help="anomaly score in [0, 1] for each window of a recording")
+    add_input_args(p)
+    p.add_argument("--reference", help="normal behaviour: a recording (its windows form the reference bank) or a saved bank .npz; without it, text prompts score P(abnormal)")
+    p.add_argument("--save-reference", help="save the reference bank built from --reference to this .npz")
+    p.add_argument("--k", type=int, default=5, help="nearest reference windows averaged (default 5)")
+    p.add_argument("--capacity", type=int, default=2048, help="most reference windows kept (default 2048)")
+    p.add_argument("--normal-prompts", help="file of prompts describing normal scenes (text scorer)")
+    p.add_argument("--abnormal-prompts", help="file of prompts describing abnormal scenes (text scorer)")
+    p.add_argument("--threshold", type=float, help="decision threshold on the score (default: 0.5 text, 0.95 reference)")
+    p.add_argument("--json", action="store_true", help="one JSON object per window: t_start_us, t_end_us, events, score, anomaly")
+    add_window_args(p, default_ms=50.0)
+    add_model_args(p)
+    p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser("retrieve", help="cross-modal retrieval: build an index of events, images and texts, and query it")
+    rsub = p.add_subparsers(dest="retrieve_command", required=True)
+    b = rsub.add_parser("build", help="create an index directory or add to it")
+    b.add_argument("index", help="index directory")
+    b.add_argument("--events", nargs="+", metavar="PATH", help="recordings whose windows are added")
+    b.add_argument("--images", nargs="+", metavar="FILE", help="image files to add")
+    b.add_argument("--texts", help="comma-separated texts to add")
+    b.add_argument("--texts-file", help="file with one text per line to add")
+    b.add_argument("--topic", help="event topic in rosbags")
+    b.add_argument("--sensor-size", type=size_arg, metavar="WxH", help="override the sensor size read from the files")
+    add_window_args(b, default_ms=50.0)
+    add_model_args(b)
+    b.set_defaults(func=cmd_retrieve_build)
+
+    q = rsub.add_parser("query", help="query an index with a text, an image or the windows of a recording")
+    q.add_argument("index", help="index directory")
+    g = q.add_mutually_exclusive_group(required=True)
+    g.add_argument("--text", help="text query (default target: event windows)")
+    g.add_argument("--image", help="image file query (default target: event windows)")
+    g.add_argument("--events", dest="path", metavar="PATH", help="recording: each window is a query (default target: texts)")
+    q.add_argument("--modality", choices=("event", "image", "text"), help="what to retrieve")
+    q.add_argument("--k", type=int, default=5, help="results per query (default 5)")
+    q.add_argument("--json", action="store_true", help="one JSON object per query: query, hits [{score, modality, key, ...}]")
+    q.add_argument("--topic", help="event topic in a rosbag")
+    q.add_argument("--sensor-size", type=size_arg, metavar="WxH", help="override the sensor size read from the file")
+    add_window_args(q, default_ms=50.0)
+    add_model_args(q)
+    q.set_defaults(func=cmd_retrieve_query)
+

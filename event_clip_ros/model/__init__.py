@@ -1,0 +1,21 @@
+"""The model layer: the event encoder f_E beside CLIP's frozen towers, and what is built on it.
+
+=================  ==========================================================
+module             what it holds
+=================  ==========================================================
+``event_clip``     :class:`EventClip` (f_E, f_I, f_T), :class:`ModelMeta`
+``factory``        :func:`create_event_clip` from a :class:`ModelSpec`
+``checkpoint``     our .safetensors format; import of the paper's vitb.pt / vitl.pt
+``prompts``        prompt templates and label lists
+``zero_shot``      :class:`ZeroShotClassifier` (prompt-ensemble text weights)
+``few_shot``       :class:`FewShotClassifier` (centred prototypes + text)
+``anomaly``        text-prompt and reference (k-NN) anomaly scorers
+``retrieval``      :class:`EmbeddingIndex` across events, images and texts
+``device``         device and autocast precision choice
+=================  ==========================================================
+"""
+
+from .event_clip import EventClip, ModelMeta
+from .factory import ModelSpec, PretrainedUnavailableError, create_event_clip
+
+__all__ = ["EventClip", "ModelMeta", "ModelSpec", "PretrainedUnavailableError", "create_event_clip"]

@@ -1,0 +1,131 @@
+"""Build an :class:`EventClip`: from an open_clip architecture and pretrained tag, a local
+weights file, our own checkpoint or the paper's released checkpoint.
+
+Tiny architectures registered by the project (``model_configs/*.json``, e.g.
+``EventCLIP-Tiny``) make every code path testable on a CPU in seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+
+from .event_clip import EventClip, ModelMeta
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+class PretrainedUnavailableError(OSError):
+    """Pretrained CLIP weights could not be found locally nor downloaded."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to build (``checkpoint`` wins over ``arch``/``pretrained``)."""
+
+    arch: str = "ViT-B-32"  #: open_clip architecture name
+    pretrained: str | None = "openai"  #: open_clip pretrained tag, a local weights file, or None (random init)
+    checkpoint: str | None = None  #: our .safetensors checkpoint or the paper's vitb.pt / vitl.pt
+    device: str = "auto"  #: auto | cpu | cuda | cuda:N
+    precision: str = "auto"  #: auto | fp32 | fp16 | bf16
+    cache_dir: str | None = None  #: open_clip download cache (default ~/.cache/huggingface)
+
+
+def model_config(arch: str) -> dict[str, Any]:
+    """The open_clip config of a registered architecture (a copy)."""
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise ValueError(f"unknown open_clip architecture {arch!r}; known: {', '.join(open_clip.list_models())}")
+    return copy.deepcopy(cfg)
+
+
+def make_tokenizer(meta: ModelMeta):
+    """The text tokenizer of the model (open_clip's for a named arch, else CLIP's BPE)."""
+    if meta.arch is not None:
+        return open_clip.get_tokenizer(meta.arch)
+    ctx = meta.model_cfg["text_cfg"].get("context_length", 77)
+    return open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
+
+
+def make_image_preprocess(clip: torch.nn.Module):
+    """CLIP's evaluation transform for images (resize, centre crop, mean/std)."""
+    pp = open_clip.get_model_preprocess_cfg(clip)
+    return open_clip.image_transform(
+        pp["size"], is_train=False, mean=pp["mean"], std=pp["std"], resize_mode=pp.get("resize_mode"), interpolation=pp.get("interpolation")
+    )
+
+
+def assemble(clip: torch.nn.Module, meta: ModelMeta, event_tower: torch.nn.Module | None = None) -> EventClip:
+    """Wrap an open_clip model and its metadata as an EventClip (f_E copied from f_I when not given)."""
+    return EventClip(clip, meta, make_tokenizer(meta), make_image_preprocess(clip), event_tower)
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout_s: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _offline_unless_hub_reachable() -> Iterator[None]:
+    """Put huggingface_hub in offline mode (cache only, no retries) when the hub cannot be reached.
+
+    Without this a missing cache costs about 45 s of download retries before failing.
+    """
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    if not saved and not _hub_reachable():
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def _create_clip(arch: str, pretrained: str | None, cache_dir: str | None) -> torch.nn.Module:
+    if pretrained is None:
+        return open_clip.create_model(arch, pretrained=None)
+    is_file = os.path.sep in pretrained or Path(pretrained).suffix in (".bin", ".pt", ".pth", ".safetensors")
+    if is_file and not Path(pretrained).is_file():
+        raise FileNotFoundError(f"pretrained weights file {pretrained} does not exist")
+    if not is_file and pretrained not in open_clip.list_pretrained_tags_by_model(arch):
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        raise ValueError(f"no pretrained tag {pretrained!r} for {arch} (known tags: {tags}); pass a weights file instead")
+    try:
+        with _offline_unless_hub_reachable():
+            return open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache_dir)
+    except (OSError, RuntimeError, ValueError) as exc:
+        if is_file:
+            raise
+        raise PretrainedUnavailableError(
+            f"could not load pretrained weights {arch}/{pretrained}: not in the local cache and the download failed. "
+            f"Offline, download them on a connected machine (open_clip.create_model({arch!r}, pretrained={pretrained!r}) fills "
+            f"~/.cache/huggingface) and copy the cache, or pass the weights file itself: --pretrained /path/to/open_clip_model.safetensors "
+            f"(an open_clip or OpenAI CLIP file), or an event checkpoint with --checkpoint"
+        ) from exc
+
+
+def create_event_clip(spec: ModelSpec = ModelSpec()) -> EventClip:
+    """Build the model described by ``spec``, placed on its device, in eval mode."""
+    if spec.checkpoint is not None:
+        from .checkpoint import load_any_checkpoint
+
+        model = load_any_checkpoint(spec.checkpoint)
+    else:
+        cfg = model_config(spec.arch)  # unknown architectures fail here, with the list of known ones
+        clip = _create_clip(spec.arch, spec.pretrained, spec.cache_dir)
+        model = assemble(clip, ModelMeta(model_cfg=cfg, arch=spec.arch, pretrained=spec.pretrained or "none"))
+    return model.place(spec.device, spec.precision).eval()

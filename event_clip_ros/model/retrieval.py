@@ -1,0 +1,644 @@
+"""Cross-modal retrieval: an index of event, image and text embeddings in CLIP's shared space.
+
+Event windows (f_E), images (f_I) and texts (f_T) embed into one space, so a single
+cosine-similarity index answers all four directions: event->text, text->event,
+event->image and image->event (:meth:`EmbeddingIndex.search_events`,
+:meth:`~EmbeddingIndex.search_text`, :meth:`~EmbeddingIndex.search_image`).
+
+Embeddings are stored L2-normalised (float32, one row per item) beside one
+:class:`Record` per row. An index filled through a model is stamped with that
+model (:class:`ModelStamp`); adding or searching with another model is refused,
+since embeddings of different models are not comparable.
+
+On disk an index is a directory::
+
+    index.json      format, version, embedding dim, item count, model stamp
+    embeddings.npy  float32 (N, D), loadable memory-mapped (``load(path, mmap=True)``)
+    records.jsonl   one JSON record per row
+
+:meth:`EmbeddingIndex.save` writes a complete new directory beside the target
+and renames it into place, so a crash mid-write leaves the last saved index
+intact. Replacing an existing index takes two renames (old -> ``<name>.previous``,
+new -> ``<name>``); should the process die between them, :meth:`EmbeddingIndex.load`
+finds the old index under ``<name>.previous`` and the next save removes it.
+One process at a time may save to a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import operator
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+import numpy as np
+import torch
+
+from ..events.types import SensorSize
+from ..events.windows import Window
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .event_clip import EventClip
+
+log = logging.getLogger("event_clip_ros.model.retrieval")
+
+Modality = Literal["event", "image", "text"]
+MODALITIES: tuple[str, ...] = ("event", "image", "text")
+
+INDEX_FORMAT = "event_clip_ros.embedding_index"
+INDEX_FORMAT_VERSION = 1
+INDEX_FILE, EMBEDDINGS_FILE, RECORDS_FILE = "index.json", "embeddings.npy", "records.jsonl"
+PREVIOUS_SUFFIX = ".previous"
+
+_FINGERPRINT_SAMPLES = 64  #: values sampled per weight tensor for the model fingerprint
+_SCORE_BLOCK_ELEMENTS = 1 << 22  #: bounds the (queries x rows) score block held at once (16 MiB)
+_QUERY_CHUNK = 4096  #: queries scored together (with 1024-row blocks, keeps a score block at 16 MiB)
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+EventWindow = Union[Window, np.ndarray]
+ImageSource = Union["Image.Image", str, os.PathLike]
+
+
+class IndexFormatError(ValueError):
+    """An index directory is missing, incomplete or of an unknown format."""
+
+
+class ModelMismatchError(ValueError):
+    """The model used with an index is not the model that filled it."""
+
+
+# --------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class Record:
+    """What one row of the index is.
+
+    ``key`` names the item: the source file or topic of an event window, an
+    image's path, the text itself. Event windows also carry their half-open
+    sensor-time interval ``[t_start_us, t_end_us)``.
+    """
+
+    modality: Modality
+    key: str
+    t_start_us: int | None = None
+    t_end_us: int | None = None
+    label: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  #: free-form, JSON-serialisable
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"unknown modality {self.modality!r}; expected one of {', '.join(MODALITIES)}")
+        if not isinstance(self.key, str):
+            raise ValueError(f"record key must be a str, got {type(self.key).__name__}")
+        if self.label is not None and not isinstance(self.label, str):
+            raise ValueError(f"record label must be a str or None, got {type(self.label).__name__}")
+        for name in ("t_start_us", "t_end_us"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    object.__setattr__(self, name, operator.index(value))  # numpy ints -> int
+                except TypeError:
+                    raise ValueError(f"{name} must be an integer (microseconds), got {value!r}") from None
+        has_time = self.t_start_us is not None or self.t_end_us is not None
+        if has_time and self.modality != "event":
+            raise ValueError(f"only event records carry a time interval, not {self.modality!r} ones")
+        if self.t_start_us is not None and self.t_end_us is not None and self.t_end_us < self.t_start_us:
+            raise ValueError(f"t_end_us {self.t_end_us} is before t_start_us {self.t_start_us}")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"record extra must be a dict, got {type(self.extra).__name__}")
+        try:
+            json.dumps(self.extra)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"record extra is not JSON-serialisable: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Record":
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown record fields {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One query result: cosine similarity, the record, and its row in the index."""
+
+    score: float
+    record: Record
+    row: int
+
+
+# ----------------------------------------------------------------- model stamp
+def model_fingerprint(model: "EventClip") -> str:
+    """A short hash that tells models apart: their frame/normalisation metadata, open_clip
+    config and weights (every tensor's name, shape and 64 evenly spaced values).
+
+    Sampling keeps it at ~10 ms for ViT-B/32 on a CPU while any retraining or a
+    different initialisation changes it; it identifies a model, it is not a
+    tamper check. Provenance (where the weights were loaded from) is left out,
+    so the same weights loaded from another file match.
+    """
+    meta = model.meta
+    identity = {"model_cfg": meta.model_cfg, "frame": meta.frame, "event_mean": meta.event_mean, "event_std": meta.event_std}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    samples = []
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            n = min(flat.numel(), _FINGERPRINT_SAMPLES)
+            idx = torch.arange(n, device=flat.device) * (flat.numel() - 1) // max(n - 1, 1)
+            samples.append(flat[idx].float())
+            digest.update(f"{name}{tuple(tensor.shape)};".encode())
+    if samples:
+        digest.update(torch.cat(samples).cpu().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class ModelStamp:
+    """Which model filled an index (a summary of its metadata and its fingerprint)."""
+
+    arch: str | None
+    pretrained: str
+    embed_dim: int
+    fingerprint: str
+
+    @classmethod
+    def of(cls, model: "EventClip") -> "ModelStamp":
+        return cls(model.meta.arch, model.meta.pretrained, model.embed_dim, model_fingerprint(model))
+
+    def describe(self) -> str:
+        return f"{self.arch or 'custom'}/{self.pretrained} (dim {self.embed_dim}, fingerprint {self.fingerprint})"
+
+
+# ---------------------------------------------------------------------- index
+class EmbeddingIndex:
+    """L2-normalised embeddings (float32, (N, D)) with one :class:`Record` per row, searched by cosine similarity.
+
+    Build it with :meth:`for_model` to fill and search it through an
+    :class:`EventClip` (``add_events`` / ``add_images`` / ``add_texts``,
+    ``search_*``), or with ``EmbeddingIndex(embed_dim)`` for embeddings computed
+    elsewhere (``add`` / ``query``).
+    """
+
+    def __init__(self, embed_dim: int, model: ModelStamp | None = None) -> None:
+        if isinstance(embed_dim, bool) or not isinstance(embed_dim, (int, np.integer)) or embed_dim < 1:
+            raise ValueError(f"embed_dim must be a positive integer, got {embed_dim!r}")
+        if model is not None and model.embed_dim != embed_dim:
+            raise ValueError(f"model {model.describe()} does not embed into {embed_dim} dimensions")
+        self.embed_dim = int(embed_dim)
+        self.model = model
+        # Rows live in a base array (what was loaded, possibly memory-mapped) and a
+        # tail buffer grown by doubling (what was added since), so appending to a
+        # large mapped index neither copies nor loads it.
+        self._base = np.empty((0, self.embed_dim), dtype=np.float32)
+        self._tail = np.empty((0, self.embed_dim), dtype=np.float32)
+        self._tail_rows = 0
+        self._records: list[Record] = []
+        self._modality_codes = np.empty(0, dtype=np.int8)  #: MODALITIES index per row; capacity grows by doubling
+
+    @classmethod
+    def for_model(cls, model: "EventClip") -> "EmbeddingIndex":
+        """An empty index stamped with ``model``."""
+        stamp = ModelStamp.of(model)
+        return cls(stamp.embed_dim, stamp)
+
+    # ------------------------------------------------------------- contents
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __repr__(self) -> str:
+        model = self.model.describe() if self.model is not None else "no model"
+        return f"EmbeddingIndex({len(self)} items, dim {self.embed_dim}, {model})"
+
+    @property
+    def records(self) -> Sequence[Record]:
+        """The records, row by row (read-only)."""
+        return tuple(self._records)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """All embeddings (N, D), read-only (a copy when rows were added after loading)."""
+        tail = self._tail[: self._tail_rows]
+        if len(self._base) and len(tail):
+            out = np.concatenate([self._base, tail])
+        else:
+            out = self._base if len(self._base) else tail.view()
+        out = out.view()
+        out.flags.writeable = False
+        return out
+
+    def count(self, modality: str | None = None) -> int:
+        """Number of items, of one modality or of all."""
+        if modality is None:
+            return len(self)
+        return int(np.count_nonzero(self._codes() == _modality_code(modality)))
+
+    # --------------------------------------------------------------- adding
+    def add(self, embeddings: ArrayLike, records: Sequence[Record]) -> None:
+        """Append rows; embeddings are L2-normalised here (zero or non-finite rows are refused)."""
+        emb = self._as_rows(embeddings, "embeddings")
+        records = list(records)
+        if len(records) != len(emb):
+            raise ValueError(f"{len(emb)} embeddings but {len(records)} records")
+        for r in records:
+            if not isinstance(r, Record):
+                raise ValueError(f"records must be Record instances, got {type(r).__name__}")
+        n = len(self)
+        self._tail = _grown(self._tail, self._tail_rows, len(emb))
+        self._tail[self._tail_rows : self._tail_rows + len(emb)] = emb
+        self._tail_rows += len(emb)
+        self._modality_codes = _grown(self._modality_codes, n, len(records))
+        self._modality_codes[n : n + len(records)] = [MODALITIES.index(r.modality) for r in records]
+        self._records.extend(records)
+
+    def add_events(
+        self,
+        model: "EventClip",
+        windows: Sequence[EventWindow],
+        size: SensorSize,
+        source: str,
+        labels: Sequence[str | None] | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        """Embed event windows with f_E and add them, keyed by ``source`` (file path or topic).
+
+        A :class:`~event_clip_ros.events.windows.Window` gives its time interval; a
+        bare event array gets ``[first t, last t + 1)`` (no interval when empty).
+        """
+        self._check_model(model)
+        windows = list(windows)
+        labels = _labels(labels, len(windows))
+        events = [w.events if isinstance(w, Window) else w for w in windows]
+        emb = model.embed_windows(events, size, batch_size=batch_size)
+        records = [Record("event", str(source), *_interval(w), label=lab) for w, lab in zip(windows, labels)]
+        self.add(emb, records)
+
+    def add_images(
+        self,
+        model: "EventClip",
+        paths: Sequence[str | os.PathLike],
+        labels: Sequence[str | None] | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        """Embed image files with f_I (opened with PIL, CLIP preprocessing) and add them, keyed by path."""
+        self._check_model(model)
+        paths = list(paths)
+        labels = _labels(labels, len(paths))
+        parts = [model.embed_images([_open_image(p) for p in paths[i : i + batch_size]]) for i in range(0, len(paths), batch_size)]
+        emb = torch.cat(parts) if parts else torch.empty(0, self.embed_dim)
+        self.add(emb, [Record("image", os.fspath(p), label=lab) for p, lab in zip(paths, labels)])
+
+    def add_texts(self, model: "EventClip", texts: str | Sequence[str], labels: Sequence[str | None] | None = None) -> None:
+        """Embed texts with f_T and add them, keyed by the text."""
+        self._check_model(model)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        labels = _labels(labels, len(texts))
+        self.add(model.embed_texts(texts), [Record("text", t, label=lab) for t, lab in zip(texts, labels)])
+
+    # ------------------------------------------------------------ searching
+    def query(self, embeddings: ArrayLike, k: int = 5, modality: str | None = None) -> list[list[Hit]]:
+        """The ``k`` most cosine-similar items for each query embedding, best first.
+
+        ``embeddings``: one (D,) or a batch (Q, D), numpy or torch, normalised here.
+        ``modality``: search only items of that modality. Ties rank the earlier row first.
+        Returns one list of hits per query (fewer than ``k`` when fewer items match).
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        code = None if modality is None else _modality_code(modality)
+        if len(self) == 0:
+            raise ValueError("the index is empty: add items before querying it")
+        if code is not None and not np.any(self._codes() == code):
+            raise ValueError(f"the index holds no {modality!r} items (it holds {self._summary()})")
+        queries = self._as_rows(embeddings, "query embeddings")
+        hits = []
+        for start in range(0, len(queries), _QUERY_CHUNK):
+            scores, rows = self._top_k(queries[start : start + _QUERY_CHUNK], int(k), code)
+            hits += [[Hit(float(s), self._records[r], int(r)) for s, r in zip(q_s, q_r)] for q_s, q_r in zip(scores, rows)]
+        return hits
+
+    def search_text(
+        self, model: "EventClip", texts: str | Sequence[str], k: int = 5, modality: str | None = "event"
+    ) -> list[list[Hit]]:
+        """text -> items (event windows by default): one hit list per text."""
+        self._check_model(model)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return self.query(model.embed_texts(texts), k, modality)
+
+    def search_events(
+        self,
+        model: "EventClip",
+        windows: EventWindow | Sequence[EventWindow],
+        size: SensorSize,
+        k: int = 5,
+        modality: str | None = "text",
+    ) -> list[list[Hit]]:
+        """event windows -> items (texts by default; ``modality="image"`` for event -> image)."""
+        self._check_model(model)
+        windows = [windows] if isinstance(windows, (Window, np.ndarray)) else list(windows)
+        events = [w.events if isinstance(w, Window) else w for w in windows]
+        return self.query(model.embed_windows(events, size), k, modality)
+
+    def search_image(
+        self, model: "EventClip", images: ImageSource | Sequence[ImageSource], k: int = 5, modality: str | None = "event"
+    ) -> list[list[Hit]]:
+        """images (a PIL image or path, or a list/tuple of them) -> items (event windows by default)."""
+        self._check_model(model)
+        images = list(images) if isinstance(images, (list, tuple)) else [images]
+        return self.query(model.embed_images([_open_image(im) for im in images]), k, modality)
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index to directory ``path`` atomically; returns the path.
+
+        The new index is written and fsynced in a temporary sibling directory,
+        then renamed into place; an existing index at ``path`` stays intact until
+        the new one is complete. A directory at ``path`` that is not an index is
+        never replaced.
+        """
+        path = Path(path)
+        if path.exists() and not (path / INDEX_FILE).is_file():
+            raise FileExistsError(f"{path} exists and is not an embedding index; refusing to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            self._write_files(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _replace_dir(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, mmap: bool = False) -> "EmbeddingIndex":
+        """Read an index saved by :meth:`save`.
+
+        ``mmap``: map the embeddings read-only instead of reading them (large
+        indexes; rows added later are held in memory until the next save).
+        """
+        path = Path(path)
+        previous = path.with_name(path.name + PREVIOUS_SUFFIX)
+        if not path.exists() and (previous / INDEX_FILE).is_file():
+            log.warning("%s is missing but %s exists (a save was interrupted); loading the previous index", path, previous)
+            path = previous
+        if not (path / INDEX_FILE).is_file():
+            raise FileNotFoundError(f"no embedding index at {path} ({INDEX_FILE} not found)")
+        header = _read_header(path / INDEX_FILE)
+        stamp = ModelStamp(**header["model"]) if header["model"] is not None else None
+        index = cls(header["embed_dim"], stamp)
+        try:
+            emb = np.load(path / EMBEDDINGS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IndexFormatError(f"cannot read {path / EMBEDDINGS_FILE}: {exc}") from exc
+        expected = (header["count"], header["embed_dim"])
+        if emb.dtype != np.float32 or emb.shape != expected or not emb.flags.c_contiguous:
+            raise IndexFormatError(f"{path / EMBEDDINGS_FILE} holds {emb.dtype} {emb.shape}, expected C-ordered float32 {expected}")
+        records = _read_records(path / RECORDS_FILE)
+        if len(records) != header["count"]:
+            raise IndexFormatError(f"{path / RECORDS_FILE} holds {len(records)} records, expected {header['count']}")
+        index._base = emb
+        index._records = records
+        index._modality_codes = np.array([MODALITIES.index(r.modality) for r in records], dtype=np.int8)
+        return index
+
+    # ------------------------------------------------------------- internals
+    def _check_model(self, model: "EventClip") -> None:
+        if self.model is None:
+            raise ModelMismatchError("this index records no model; create it with EmbeddingIndex.for_model(model) to use a model with it")
+        used = ModelStamp.of(model)
+        if used.fingerprint != self.model.fingerprint:
+            raise ModelMismatchError(
+                f"the index was built with model {self.model.describe()}, but the model given is {used.describe()}; "
+                "embeddings of different models are not comparable: use the same model or rebuild the index"
+            )
+
+    def _as_rows(self, embeddings: ArrayLike, what: str) -> np.ndarray:
+        """(N, D) float32 unit rows from a (D,) or (N, D) numpy array or torch tensor."""
+        if isinstance(embeddings, torch.Tensor):
+            embeddings = embeddings.detach().to("cpu", torch.float32).numpy()
+        x = np.asarray(embeddings, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.embed_dim:
+            raise ValueError(f"{what} must have shape (N, {self.embed_dim}) or ({self.embed_dim},), got {np.shape(embeddings)}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{what} contain NaN or infinite values")
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        if np.any(norms == 0):
+            raise ValueError(f"{what} contain all-zero rows, which have no direction")
+        return x / norms
+
+    def _codes(self) -> np.ndarray:
+        return self._modality_codes[: len(self)]
+
+    def _summary(self) -> str:
+        return ", ".join(f"{self.count(m)} {m}" for m in MODALITIES)
+
+    def _blocks(self, rows_per_block: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, rows) blocks over base then tail."""
+        offset = 0
+        for part in (self._base, self._tail[: self._tail_rows]):
+            for start in range(0, len(part), rows_per_block):
+                yield offset + start, part[start : start + rows_per_block]
+            offset += len(part)
+
+    def _top_k(self, queries: np.ndarray, k: int, code: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` (scores, rows) per query, sorted (fewer columns when fewer items match).
+
+        Scores are computed block by block and merged, so memory stays bounded
+        for any index size (and a mapped index is read once per call).
+        """
+        n_q = len(queries)
+        best_s = np.empty((n_q, 0), dtype=np.float32)
+        best_r = np.empty((n_q, 0), dtype=np.int64)
+        codes = self._codes()
+        rows_per_block = max(1024, _SCORE_BLOCK_ELEMENTS // max(n_q, self.embed_dim))
+        for start, block in self._blocks(rows_per_block):
+            rows = np.arange(start, start + len(block))
+            if code is not None:
+                keep = np.flatnonzero(codes[start : start + len(block)] == code)
+                if not keep.size:
+                    continue
+                block, rows = block[keep], rows[keep]
+            scores = queries @ block.T
+            if scores.shape[1] > k:
+                cols = _top_k_columns(scores, k)
+                scores, cand = np.take_along_axis(scores, cols, 1), rows[cols]
+            else:
+                cand = np.broadcast_to(rows, scores.shape)
+            best_s = np.concatenate([best_s, scores], axis=1)
+            best_r = np.concatenate([best_r, cand], axis=1)
+            order = np.lexsort((best_r, -best_s), axis=1)[:, :k]
+            best_s, best_r = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_r, order, 1)
+        return best_s, best_r
+
+    def _write_files(self, directory: Path) -> None:
+        n, d = len(self), self.embed_dim
+        with open(directory / EMBEDDINGS_FILE, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype("<f4").str, "fortran_order": False, "shape": (n, d)})
+            for _, block in self._blocks(max(1, (64 << 20) // (4 * d))):
+                f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+            _flush_to_disk(f)
+        with open(directory / RECORDS_FILE, "w", encoding="utf-8") as f:
+            for r in self._records:
+                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+            _flush_to_disk(f)
+        header = {
+            "format": INDEX_FORMAT,
+            "format_version": INDEX_FORMAT_VERSION,
+            "embed_dim": d,
+            "count": n,
+            "model": asdict(self.model) if self.model is not None else None,
+        }
+        with open(directory / INDEX_FILE, "w", encoding="utf-8") as f:
+            json.dump(header, f, indent=2)
+            f.write("\n")
+            _flush_to_disk(f)
+        _fsync_dir(directory)
+
+
+# ------------------------------------------------------------------- helpers
+def _modality_code(modality: str) -> int:
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)} (or None for all)")
+    return MODALITIES.index(modality)
+
+
+def _top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """Columns (Q, k) of the ``k`` best scores per row; of columns tied at the k-th score, the first ones."""
+    cols = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(scores, cols, 1).min(axis=1, keepdims=True)
+    if np.all(np.count_nonzero(scores >= kth, axis=1) == k):
+        return cols  # no tie across the k-th place: argpartition's choice is the only one
+    above, tied = scores > kth, scores == kth
+    take = above | (tied & (np.cumsum(tied, axis=1) <= k - np.count_nonzero(above, axis=1, keepdims=True)))
+    return np.nonzero(take)[1].reshape(len(scores), k)
+
+
+def _grown(buffer: np.ndarray, used: int, extra: int) -> np.ndarray:
+    """``buffer`` (first ``used`` entries kept) with room for ``extra`` more; capacity at least doubles."""
+    need = used + extra
+    if need <= len(buffer):
+        return buffer
+    out = np.empty((max(need, 2 * len(buffer), 256), *buffer.shape[1:]), dtype=buffer.dtype)
+    out[:used] = buffer[:used]
+    return out
+
+
+def _labels(labels: Sequence[str | None] | None, n: int) -> list[str | None]:
+    if labels is None:
+        return [None] * n
+    labels = [labels] if isinstance(labels, str) else list(labels)
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for {n} items")
+    return labels
+
+
+def _interval(window: EventWindow) -> tuple[int | None, int | None]:
+    """[t_start_us, t_end_us) of a window, or of a bare event array's events."""
+    if isinstance(window, Window):
+        return window.t_start_us, window.t_end_us
+    if len(window) == 0:
+        return None, None
+    return int(window["t"][0]), int(window["t"][-1]) + 1
+
+
+def _open_image(image: ImageSource) -> "Image.Image":
+    """An RGB PIL image from a PIL image or a file path (the file is closed after reading)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    with Image.open(image) as im:
+        return im.convert("RGB")
+
+
+def _read_header(file: Path) -> dict[str, Any]:
+    try:
+        header = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexFormatError(f"cannot read {file}: {exc}") from exc
+    if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
+        raise IndexFormatError(f"{file} is not an event_clip_ros embedding index")
+    if header.get("format_version") != INDEX_FORMAT_VERSION:
+        raise IndexFormatError(f"{file} has format version {header.get('format_version')!r}; this code reads version {INDEX_FORMAT_VERSION}")
+    for name in ("embed_dim", "count"):
+        if not isinstance(header.get(name), int) or header[name] < 0:
+            raise IndexFormatError(f"{file}: {name} must be a non-negative integer, got {header.get(name)!r}")
+    model = header.get("model")
+    if model is not None and (not isinstance(model, dict) or set(model) != set(ModelStamp.__dataclass_fields__)):
+        raise IndexFormatError(f"{file}: malformed model stamp {model!r}")
+    if model is not None and model["embed_dim"] != header["embed_dim"]:
+        raise IndexFormatError(f"{file}: model stamp dim {model['embed_dim']} differs from the index dim {header['embed_dim']}")
+    return header
+
+
+def _read_records(file: Path) -> list[Record]:
+    records = []
+    try:
+        with open(file, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                try:
+                    records.append(Record.from_dict(json.loads(line)))
+                except (ValueError, TypeError) as exc:
+                    raise IndexFormatError(f"{file}:{line_no}: bad record: {exc}") from exc
+    except OSError as exc:
+        raise IndexFormatError(f"cannot read {file}: {exc}") from exc
+    return records
+
+
+def _flush_to_disk(f) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a directory's entries (the names created or renamed in it)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move the complete index directory ``new`` to ``target``, keeping the old one until it is there.
+
+    ``target`` is first moved aside to ``<target>.previous``; if moving ``new``
+    in then fails, it is moved back. A ``.previous`` left by a process that died
+    between the two renames is what :meth:`EmbeddingIndex.load` falls back to;
+    it is removed once a new index is in place.
+    """
+    previous = target.with_name(target.name + PREVIOUS_SUFFIX)
+    if target.exists() and previous.exists():
+        shutil.rmtree(previous)  # left over after an interrupted clean-up; target is complete
+    if target.exists():
+        os.rename(target, previous)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(previous, target)
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+    else:
+        try:
+            os.rename(new, target)
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+    _fsync_dir(target.parent)
+    if previous.exists():
+        shutil.rmtree(previous)

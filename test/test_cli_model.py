@@ -1,0 +1,148 @@
+"""event-clip classify / anomaly / retrieve end to end with a tiny checkpoint written by the test.
+
+The CLI must print what the Python API computes for the same windows (one path for everything).
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from event_clip_ros.apps.recording import embed_recording
+from event_clip_ros.cli import main
+from event_clip_ros.events.windows import WindowConfig
+from event_clip_ros.model import ModelSpec, create_event_clip
+from event_clip_ros.model.checkpoint import save_checkpoint
+from event_clip_ros.model.zero_shot import ZeroShotClassifier
+
+LABELS = ("circle", "square", "triangle")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli_model")
+    torch.manual_seed(0)
+    model = create_event_clip(ModelSpec(arch="EventCLIP-Tiny", pretrained=None, device="cpu"))
+    save_checkpoint(model, d / "tiny.safetensors")
+    for name, seed in (("a.raw", 1), ("b.raw", 2)):
+        assert main(["simulate", str(d / name), "--sensor-size", "96x72", "--duration-ms", "200", "--seed", str(seed)]) == 0
+    return d
+
+
+def _json_lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def model_args(files) -> list[str]:
+    return ["--checkpoint", str(files / "tiny.safetensors"), "--window-ms", "25"]
+
+
+def test_classify_json_equals_the_python_api(files, capsys):
+    assert main(["classify", str(files / "a.raw"), "--labels", ",".join(LABELS), "--top-k", "2", "--json", *model_args(files)]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    model = create_event_clip(ModelSpec(checkpoint=str(files / "tiny.safetensors"), device="cpu"))
+    clf = ZeroShotClassifier(model, LABELS)
+    expected = []
+    for batch, emb in embed_recording(model, files / "a.raw", WindowConfig.by_duration_ms(25)):
+        for w, top in zip(batch, clf.classify(emb, top_k=2)):
+            expected.append((w.t_start_us, w.t_end_us, w.events.size, [(s.label, s.score) for s in top]))
+    assert len(rows) == len(expected) >= 7
+    for row, (t0, t1, n, top) in zip(rows, expected):
+        assert list(row) == ["t_start_us", "t_end_us", "events", "labels"]
+        assert (row["t_start_us"], row["t_end_us"], row["events"]) == (t0, t1, n)
+        assert [d["label"] for d in row["labels"]] == [label for label, _ in top]
+        assert [d["score"] for d in row["labels"]] == pytest.approx([s for _, s in top], abs=1e-6)
+        assert row["labels"][0]["score"] >= row["labels"][1]["score"]
+
+
+def test_classify_text_output(files, capsys):
+    assert main(["classify", str(files / "a.raw"), "--labels", ",".join(LABELS), *model_args(files)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "labels" in out[0] and all(label in out[1] for label in LABELS)
+
+
+def test_few_shot_from_recordings_and_saved_prototypes_agree(files, capsys, tmp_path):
+    proto = tmp_path / "shots.npz"
+    common = ["classify", str(files / "a.raw"), "--labels", "a,b", "--json", *model_args(files)]
+    assert main([*common, "--shot", f"a={files / 'a.raw'}", "--shot", f"b={files / 'b.raw'}", "--shots-per-class", "3", "--save-few-shot", str(proto)]) == 0
+    fitted = _json_lines(capsys.readouterr().out)
+    assert main([*common, "--few-shot", str(proto)]) == 0
+    loaded = _json_lines(capsys.readouterr().out)
+    assert fitted == loaded
+    assert main(common) == 0
+    zero = _json_lines(capsys.readouterr().out)
+    assert [r["labels"] for r in zero] != [r["labels"] for r in fitted]  # the prototypes changed the answer
+
+
+def test_anomaly_text_and_reference(files, capsys, tmp_path):
+    assert main(["anomaly", str(files / "a.raw"), "--json", *model_args(files)]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert rows and all(0.0 <= r["score"] <= 1.0 and r["anomaly"] == (r["score"] > 0.5) for r in rows)
+
+    bank = tmp_path / "bank.npz"
+    args = ["anomaly", str(files / "b.raw"), "--reference", str(files / "a.raw"), "--save-reference", str(bank), "--json", *model_args(files)]
+    assert main(args) == 0
+    built = _json_lines(capsys.readouterr().out)
+    assert main(["anomaly", str(files / "b.raw"), "--reference", str(bank), "--json", *model_args(files)]) == 0
+    assert _json_lines(capsys.readouterr().out) == built
+    assert all(0.0 <= r["score"] <= 1.0 for r in built)
+
+
+def test_anomaly_reference_too_short_is_a_clear_error(files, capsys):
+    args = ["anomaly", str(files / "b.raw"), "--reference", str(files / "a.raw"), "--window-ms", "500", "--checkpoint", str(files / "tiny.safetensors")]
+    assert main(args) == 2
+    assert "at least 2" in capsys.readouterr().err
+
+
+def test_retrieve_build_append_and_query_all_directions(files, capsys, tmp_path):
+    index = tmp_path / "index"
+    image = tmp_path / "disc.png"
+    img = np.zeros((64, 64, 3), np.uint8)
+    cv2.circle(img, (32, 32), 16, (255, 255, 255), -1)
+    cv2.imwrite(str(image), img)
+    assert main(["retrieve", "build", str(index), "--events", str(files / "a.raw"), "--texts", "a disc,a bar", *model_args(files)]) == 0
+    first = capsys.readouterr().out
+    assert main(["retrieve", "build", str(index), "--images", str(image), *model_args(files)]) == 0
+    assert "1 added" in capsys.readouterr().out and "1 image" not in first
+
+    assert main(["retrieve", "query", str(index), "--text", "a disc", "--k", "3", "--json", *model_args(files)]) == 0
+    (res,) = _json_lines(capsys.readouterr().out)
+    scores = [h["score"] for h in res["hits"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert all(h["modality"] == "event" and h["key"] == str(files / "a.raw") for h in res["hits"])
+
+    assert main(["retrieve", "query", str(index), "--image", str(image), "--modality", "event", "--k", "1", "--json", *model_args(files)]) == 0
+    assert _json_lines(capsys.readouterr().out)[0]["hits"][0]["modality"] == "event"
+
+    assert main(["retrieve", "query", str(index), "--events", str(files / "a.raw"), "--k", "1", "--json", *model_args(files)]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert len(rows) >= 7 and all(r["hits"][0]["modality"] == "text" for r in rows)
+
+    assert main(["retrieve", "query", str(index), "--events", str(files / "a.raw"), "--modality", "event", "--k", "1", "--json", *model_args(files)]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    # each window finds itself: the index holds exactly these windows
+    assert all(r["hits"][0]["score"] > 0.9999 and f"[{r['hits'][0]['t_start_us']}," in r["query"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["classify", "{a}", "--labels", "x,y", "--checkpoint", "{d}/missing.safetensors"], "missing"),
+        (["classify", "{a}", "--labels-file", "{d}/nope.txt", "--checkpoint", "{d}/tiny.safetensors"], "nope.txt"),
+        (["classify", "{a}", "--labels", "x", "--prompts", "no-such-set", "--checkpoint", "{d}/tiny.safetensors"], "no-such-set"),
+        (["classify", "{a}", "--labels", "x", "--model", "NoSuchArch", "--pretrained", "none"], "NoSuchArch"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(files, capsys, argv, message):
+    argv = [a.format(a=files / "a.raw", d=files) for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_shot_syntax_is_rejected_by_the_parser(files):
+    with pytest.raises(SystemExit):
+        main(["classify", str(files / "a.raw"), "--labels", "x,y", "--shot", "no-equals-sign"])

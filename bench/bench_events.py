@@ -89,7 +89,7 @@ def pipeline(encoding: str, pkts: list[Packet], size: SensorSize, windows: Windo
         win = Windower(windows)
         n = 0
         for payload, time_base_ns in pkts:
-            ev = dec.decode(payload, time_base_ns)
+            ev = dec.decode(payload, time_base_ns, alloc=win.reserve)  # decode into the window buffer
             n += ev.size
             for w in win.push(ev):
                 build_frame(w.events, size, frames)

@@ -34,9 +34,10 @@ Time going backwards
     maximum, so the normal events after it restart the stream.
 
 Memory
-    Pushed arrays are referenced, not copied, until their windows are emitted
-    (do not modify them after pushing); emitted ``Window.events`` are read-only
-    views, since overlapping sliding windows share events. Only events a future
+    Pushed events are stored once in a contiguous buffer (a decoder can write
+    into it directly through :meth:`Windower.reserve`: push what it returned
+    before pushing anything else); emitted ``Window.events`` are read-only views
+    of it, since overlapping sliding windows share events. Only events a future
     window can still contain are kept. ``max_events`` caps a duration window:
     it keeps the *latest* ``max_events`` of its events (the most recent motion),
     so the buffer never holds more than about ``2 * max_events`` events.
@@ -51,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from .types import EVENT_DTYPE, Counters, concat_events
+from .types import EVENT_DTYPE, Counters
 
 _NO_TIME = np.iinfo(np.int64).min  # running max before the first event of a stream
 
@@ -182,12 +183,72 @@ def _read_only(events: np.ndarray) -> np.ndarray:
     return view
 
 
+class _EventBuffer:
+    """Contiguous, growable event buffer whose handed-out views stay valid.
+
+    Windows are views of this buffer, so pushed events are stored once,
+    contiguously. A decoder can write straight into the free tail
+    (:meth:`reserve`, passed as the decoder's ``alloc``): pushing that array
+    then only commits it, with no copy. Anything else pushed is copied in.
+    ``take`` hands out the buffered events and detaches the memory, so emitted
+    windows keep their events while new pushes arrive; the next buffer is
+    sized from the last one taken.
+    """
+
+    _VOID = np.dtype((np.void, EVENT_DTYPE.itemsize))
+    _MIN_CAPACITY = 1 << 14
+
+    def __init__(self) -> None:
+        self._array: np.ndarray | None = None
+        self._n = 0
+        self._capacity_hint = self._MIN_CAPACITY
+        self._reserved = (0, 0)  # (address, length) of the tail handed out by reserve()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _ensure(self, capacity: int) -> np.ndarray:
+        if self._array is None or capacity > self._array.shape[0]:
+            array = np.empty(max(capacity, self._capacity_hint, 2 * self._n), dtype=EVENT_DTYPE)
+            if self._n:
+                array.view(self._VOID)[: self._n] = self._array.view(self._VOID)[: self._n]
+            self._array = array
+        return self._array
+
+    def reserve(self, n: int) -> np.ndarray:
+        """A writable array of ``n`` records at the free tail (for a decoder to fill)."""
+        tail = self._ensure(self._n + n)[self._n : self._n + n]
+        self._reserved = (tail.ctypes.data, n)
+        return tail
+
+    def append(self, events: np.ndarray) -> None:
+        need = self._n + events.shape[0]
+        array = self._ensure(need)
+        reserved, self._reserved = self._reserved, (0, 0)
+        if events.base is array and events.shape[0] <= reserved[1] and events.ctypes.data == reserved[0]:
+            self._n = need  # written in place through reserve(): commit
+            return
+        array.view(self._VOID)[self._n : need] = events.view(self._VOID)
+        self._n = need
+
+    def take(self) -> np.ndarray:
+        """The buffered events (a view); the buffer starts empty on new memory."""
+        if self._array is None:
+            return np.empty(0, dtype=EVENT_DTYPE)
+        out = self._array[: self._n]
+        self._capacity_hint = max(self._MIN_CAPACITY, self._n + self._n // 4)
+        self._array, self._n, self._reserved = None, 0, (0, 0)
+        return out
+
+
 class Windower:
     """Streaming windower: ``push`` chunks, get completed windows, ``flush`` at the end.
 
     ``push`` is vectorised (window boundaries by ``np.searchsorted`` on ``t``,
-    time order checked by a compiled scan); pushed chunks are only appended to
-    a list until a window completes, then concatenated once.
+    time order checked by a compiled scan); pushed events are stored once in a
+    contiguous buffer (:class:`_EventBuffer`) from which windows are views. Pass
+    :meth:`reserve` to a decoder (``decoder.decode(payload, alloc=windower.reserve)``)
+    and the decoder writes into that buffer directly, saving a copy of every event.
     """
 
     def __init__(self, config: WindowConfig) -> None:
@@ -198,17 +259,20 @@ class Windower:
 
     def reset(self) -> None:
         """Drop buffered events; the next push starts a new stream (stats and index continue)."""
-        self._chunks: list[np.ndarray] = []
-        self._buffered = 0
+        self._buffer = _EventBuffer()
         self._running_max = _NO_TIME
         self._t0: int | None = None  # duration windows: anchor of the window grid
         self._k = 0  # duration windows: first window not yet emitted or skipped
         self._capped_until = _NO_TIME  # duration windows: time of the latest event dropped by max_events
 
+    def reserve(self, n: int) -> np.ndarray:
+        """Room for ``n`` events at the end of the buffer; push the filled part to commit it."""
+        return self._buffer.reserve(n)
+
     @property
     def pending_events(self) -> int:
         """Events buffered for windows not yet emitted."""
-        return self._buffered
+        return len(self._buffer)
 
     def push(self, events: np.ndarray) -> list[Window]:
         """Add the next chunk of the stream; return the windows it completes."""
@@ -267,26 +331,23 @@ class Windower:
 
     def _append(self, events: np.ndarray) -> None:
         if events.shape[0]:
-            self._chunks.append(events)
-            self._buffered += events.shape[0]
+            self._buffer.append(events)
         cap = self.config.max_events
-        if cap is not None and self._buffered > 2 * cap:
+        if cap is not None and len(self._buffer) > 2 * cap:
             self._keep_latest(cap)
 
     def _keep_latest(self, n: int) -> None:
         """Drop the oldest buffered events so that ``n`` remain (max_events)."""
-        merged = concat_events(self._chunks)
+        merged = self._buffer.take()
         dropped = merged[: merged.shape[0] - n]
         self._capped_until = max(self._capped_until, int(dropped["t"][-1]))
-        self._chunks = [merged[-n:]]
-        self._buffered = n
+        self._buffer.append(merged[-n:])
 
     def _take_buffer(self, events: np.ndarray | None = None) -> np.ndarray:
-        """Concatenate the buffer and ``events`` (once per completing push) and empty the buffer."""
-        merged = concat_events(self._chunks if events is None else [*self._chunks, events])
-        self._chunks = []
-        self._buffered = 0
-        return merged
+        """The buffered events followed by ``events``, as one array; the buffer is emptied."""
+        if events is not None and events.shape[0]:
+            self._buffer.append(events)
+        return self._buffer.take()
 
     def _emit(self, t_start: int, t_end: int, events: np.ndarray) -> Window:
         window = Window(self._next_index, t_start, t_end, _read_only(events))
@@ -298,7 +359,7 @@ class Windower:
 
     def _push_count(self, events: np.ndarray) -> list[Window]:
         size = self.config.event_count
-        if self._buffered + events.shape[0] < size:
+        if len(self._buffer) + events.shape[0] < size:
             self._append(events)
             return []
         merged = self._take_buffer(events)
@@ -342,7 +403,7 @@ class Windower:
         return out
 
     def _flush_duration(self) -> list[Window]:
-        if self._t0 is None or self._buffered == 0:
+        if self._t0 is None or len(self._buffer) == 0:
             return []
         merged = self._take_buffer()
         last_open = (int(merged["t"][-1]) - self._t0) // self.config.step_us

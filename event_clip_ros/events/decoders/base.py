@@ -24,6 +24,9 @@ from ..types import EVENT_DTYPE, DecodeStats, SensorSize, empty_events
 from .packet_time import checked_time_base
 
 Payload = Union[bytes, bytearray, memoryview, np.ndarray]
+#: Gives a writable EVENT_DTYPE array of at least the requested length for a decoder to fill
+#: (default: a new array; a Windower's ``reserve`` lets the decoder write into its buffer).
+Allocator = Callable[[int], np.ndarray]
 
 
 def as_uint8(payload: Payload) -> np.ndarray:
@@ -72,11 +75,12 @@ class Decoder(ABC):
         self.reset()
 
     @abstractmethod
-    def decode(self, payload: Payload, time_base_ns: int = 0) -> np.ndarray:
+    def decode(self, payload: Payload, time_base_ns: int = 0, alloc: Allocator = empty_events) -> np.ndarray:
         """Decode one packet and return its events (:data:`EVENT_DTYPE`, t in us).
 
         ``time_base_ns`` is EventPacket.time_base; encodings that carry their own
-        sensor clock (evt3) ignore it.
+        sensor clock (evt3) ignore it. The events are written into ``alloc(bound)``
+        and returned as its first ``n`` records.
         """
 
     def reset(self) -> None:
@@ -121,9 +125,9 @@ class StreamDecoder(Decoder):
         self._state = np.zeros(self.state_slots, dtype=np.int64)
         self._pending = np.empty(0, dtype=np.uint8)
 
-    def decode(self, payload: Payload, time_base_ns: int = 0) -> np.ndarray:
+    def decode(self, payload: Payload, time_base_ns: int = 0, alloc: Allocator = empty_events) -> np.ndarray:
         words = self._whole_words(payload)
-        out = np.empty(self.max_events(words), dtype=EVENT_DTYPE)
+        out = alloc(self.max_events(words))
         counts = self._new_counts()
         n = self.kernel(words, out, self._state, self.size.width, self.size.height, counts)
         return self._account(out[:n], counts)
@@ -150,16 +154,17 @@ class TimeBaseDecoder(Decoder):
 
     record_dtype: ClassVar[np.dtype]
 
-    def decode(self, payload: Payload, time_base_ns: int = 0) -> np.ndarray:
+    def decode(self, payload: Payload, time_base_ns: int = 0, alloc: Allocator = empty_events) -> np.ndarray:
         time_base_ns = checked_time_base(self.stats, self.encoding, time_base_ns)
         if time_base_ns is None:
             return empty_events()
-        events, counts = self._decode_records(self._whole_records(payload), time_base_ns)
+        events, counts = self._decode_records(self._whole_records(payload), time_base_ns, alloc)
         return self._account(events, counts)
 
     @abstractmethod
-    def _decode_records(self, records: np.ndarray, time_base_ns: int) -> tuple[np.ndarray, Sequence[int]]:
-        """The events of one packet's whole ``records`` and the kernel's counts (one per counter slot)."""
+    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, Sequence[int]]:
+        """The events of one packet's whole ``records`` (written into ``alloc(bound)``) and
+        the kernel's counts (one per counter slot)."""
 
     def _whole_records(self, payload: Payload) -> np.ndarray:
         """The whole records of ``payload``; trailing bytes are counted as truncated."""

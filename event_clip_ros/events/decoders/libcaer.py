@@ -22,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..types import EVENT_DTYPE
-from .base import OUT_OF_BOUNDS, CounterSlot, TimeBaseDecoder
+from .base import Allocator, OUT_OF_BOUNDS, CounterSlot, TimeBaseDecoder
 
 _ROLLOVER_US = 1 << 31
 # counter slots (LibcaerDecoder.counter_slots in this order)
@@ -67,9 +66,9 @@ class LibcaerDecoder(TimeBaseDecoder):
     record_dtype = np.dtype("<i8")  # data in the low, timestamp in the high half
     counter_slots = (OUT_OF_BOUNDS, _NEGATIVE_TIMESTAMPS)
 
-    def _decode_records(self, records: np.ndarray, time_base_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, np.ndarray]:
         counts = self._new_counts()
-        out = np.empty(records.size, dtype=EVENT_DTYPE)
+        out = alloc(records.size)
         # (time_base + ts * 1000) // 1000 == time_base // 1000 + ts: work in us
         n = _decode(records, out, time_base_ns // 1000, self.size.width, self.size.height, counts)
         return out[:n], counts

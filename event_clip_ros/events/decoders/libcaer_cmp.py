@@ -31,8 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..types import EVENT_DTYPE
-from .base import OUT_OF_BOUNDS, UNKNOWN_WORDS, TimeBaseDecoder
+from .base import Allocator, OUT_OF_BOUNDS, UNKNOWN_WORDS, TimeBaseDecoder
 
 # state slots (carried across packets)
 _X, _BASE_Y, _POL = range(3)
@@ -118,9 +117,9 @@ class LibcaerCmpDecoder(TimeBaseDecoder):
     def reset(self) -> None:
         self._state = np.zeros(3, dtype=np.int64)
 
-    def _decode_records(self, records: np.ndarray, time_base_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, np.ndarray]:
         counts = self._new_counts()
-        out = np.empty(_max_events(records), dtype=EVENT_DTYPE)
+        out = alloc(_max_events(records))
         # (time_base + offset * 1000) // 1000 == time_base // 1000 + offset: work in us
         n = _decode(records, out, time_base_ns // 1000, self.size.width, self.size.height, self._state, counts)
         return out[:n], counts

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..types import EVENT_DTYPE
-from .base import OUT_OF_BOUNDS, TimeBaseDecoder
+from .base import Allocator, OUT_OF_BOUNDS, TimeBaseDecoder
 
 
 @njit(cache=True, nogil=True)
@@ -43,7 +42,7 @@ class MonoDecoder(TimeBaseDecoder):
     record_dtype = np.dtype("<i8")
     counter_slots = (OUT_OF_BOUNDS,)
 
-    def _decode_records(self, records: np.ndarray, time_base_ns: int) -> tuple[np.ndarray, tuple[int]]:
-        out = np.empty(records.size, dtype=EVENT_DTYPE)
+    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, tuple[int]]:
+        out = alloc(records.size)
         n, dropped = _decode(records, out, time_base_ns, self.size.width, self.size.height)
         return out[:n], (dropped,)

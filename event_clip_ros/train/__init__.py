@@ -1,0 +1,1 @@
+"""Event-encoder training: losses, distributed helpers, datasets and the training engine."""

@@ -1,0 +1,32 @@
+"""Training datasets: paired events, images and captions, their augmentations and batching.
+
+=================  ==============================================================
+module             what it holds
+=================  ==============================================================
+``sample``         the item contract (:class:`Sample`), keyed seeding, the base class
+``synthetic``      :class:`SyntheticGlyphs`: glyphs and shapes in simulated saccades
+``glyphs``         glyph / shape rendering and descriptive captions
+``saccades``       N-MNIST-like events of a static image (saccades, pixel model)
+``paired``         N-ImageNet + ImageNet, N-Caltech101 / N-MNIST list datasets
+``recommended``    per-dataset official frame settings and augmentation
+``augment``        official event augmentations and frame crop + flip
+``splits``         held-out class splits by name, k-shot subsets
+``collate``        :func:`collate_samples`, DataLoader seeding
+=================  ==============================================================
+"""
+
+from .augment import EventAugmentConfig, FrameAugmentConfig, augment_events, augment_frames, random_window
+from .collate import collate_samples, seed_worker
+from .paired import ListPaired, ListPairedConfig, NImageNetConfig, NImageNetPaired
+from .recommended import dataset_defaults, recommended_frame_config
+from .sample import EventDataset, Sample
+from .saccades import SaccadeConfig
+from .splits import ClassSplit, kshot_indices, match_classes
+from .synthetic import SyntheticConfig, SyntheticGlyphs
+
+__all__ = [
+    "ClassSplit", "EventAugmentConfig", "EventDataset", "FrameAugmentConfig", "ListPaired", "ListPairedConfig",
+    "NImageNetConfig", "NImageNetPaired", "SaccadeConfig", "Sample", "SyntheticConfig", "SyntheticGlyphs",
+    "augment_events", "augment_frames", "collate_samples", "dataset_defaults", "kshot_indices",
+    "match_classes", "random_window", "recommended_frame_config", "seed_worker",
+]

@@ -1,0 +1,73 @@
+"""The reusable training engine: schedule, data order, checkpoints, metrics, evaluation and the loop.
+
+=================  ==========================================================
+module             what it holds
+=================  ==========================================================
+``schedule``       LR rule (base_lr x global batch / 256), warmup + half-cosine
+                   :class:`~torch.optim.lr_scheduler.LambdaLR`, AdamW builder
+``sampler``        :class:`DeterministicBatchSampler` (order fixed by seed and
+                   epoch, resumable mid-epoch), :func:`build_loader`
+``rng``            :func:`seed_everything`, RNG state capture and restore
+``checkpointing``  :class:`TrainState`, atomic resumable training states,
+                   :class:`CheckpointDir` (last N + best), :class:`BestPolicy`
+``atomic``         crash-safe file replacement (tmp + fsync + rename)
+``metrics``        :class:`MetricsLogger` (JSONL, growing CSV, TensorBoard)
+``evaluation``     zero-shot top-1 / top-5 / per-class accuracy
+``loop``           :class:`Trainer`, :class:`TrainerConfig`
+=================  ==========================================================
+
+Losses and datasets live beside this package (``train.losses``, ``train.data``);
+the engine knows neither.
+"""
+
+from .checkpointing import (
+    BestPolicy,
+    CheckpointDir,
+    CheckpointLoadError,
+    TrainState,
+    load_training_state,
+    save_training_state,
+)
+from .evaluation import ZeroShotAccuracy, class_text_weights, embed_event_items, evaluate_zero_shot, zero_shot_accuracy
+from .loop import Trainer, TrainerConfig
+from .metrics import MetricsLogger
+from .rng import capture_rng_state, restore_rng_state, seed_everything
+from .sampler import DeterministicBatchSampler, build_loader
+from .schedule import (
+    OptimizerConfig,
+    ScheduleConfig,
+    WarmupCosine,
+    build_optimizer,
+    build_scheduler,
+    global_batch_size,
+    scaled_lr,
+)
+
+__all__ = [
+    "BestPolicy",
+    "CheckpointDir",
+    "CheckpointLoadError",
+    "DeterministicBatchSampler",
+    "MetricsLogger",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "TrainState",
+    "Trainer",
+    "TrainerConfig",
+    "WarmupCosine",
+    "ZeroShotAccuracy",
+    "build_loader",
+    "build_optimizer",
+    "build_scheduler",
+    "capture_rng_state",
+    "class_text_weights",
+    "embed_event_items",
+    "evaluate_zero_shot",
+    "global_batch_size",
+    "load_training_state",
+    "restore_rng_state",
+    "save_training_state",
+    "scaled_lr",
+    "seed_everything",
+    "zero_shot_accuracy",
+]

@@ -15,7 +15,6 @@ Results go to stdout and bench/results/bench_events.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Callable
@@ -30,6 +29,8 @@ from event_clip_ros.events.readers import open_events
 from event_clip_ros.events.simulate import SimulatorConfig, frames_to_events, moving_shapes
 from event_clip_ros.events.types import SensorSize, concat_events
 from event_clip_ros.events.windows import WindowConfig, Windower
+
+from results_file import RESULTS_DIR, write_results
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evt3_gen41_1280x720.raw"
 
@@ -106,7 +107,7 @@ def main() -> None:
     ap.add_argument("--packet-kib", type=int, default=64, help="packet size in KiB (default 64)")
     ap.add_argument("--window-ms", type=float, default=10.0, help="window duration (default 10)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_events.json"))
+    ap.add_argument("--out", default=str(RESULTS_DIR / "bench_events.json"))
     args = ap.parse_args()
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
@@ -200,10 +201,7 @@ def main() -> None:
     for name, rate in f.items():
         print(f"{name:<44} {rate / 1e6:8.1f} {ours / rate:8.2f}x")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"input": source, "events": int(ev.size), "pipelines_ev_per_s": r, "frames_ev_per_s": f}, indent=2))
-    print(f"\nresults: {out}")
+    write_results({"input": source, "events": int(ev.size), "pipelines_ev_per_s": r, "frames_ev_per_s": f}, args.out)
 
 
 if __name__ == "__main__":

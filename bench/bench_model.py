@@ -14,11 +14,9 @@ latency in fp16 and bf16.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +25,8 @@ from event_clip_ros.events.frames import build_frames_torch
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.device import autocast
+
+from results_file import RESULTS_DIR, write_results
 
 SIZE = SensorSize(1280, 720)
 
@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--events-per-window", type=int, default=50_000)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_model.json"))
+    ap.add_argument("--out", default=str(RESULTS_DIR / "bench_model.json"))
     args = ap.parse_args()
 
     rows = []
@@ -115,10 +115,7 @@ def main() -> None:
     print(f"(from events: {args.events_per_window} events per {SIZE.width}x{SIZE.height} window, frames built on the model device)")
     worst = max(r["overhead"] for r in rows)
     print(f"goal overhead <= 10%: worst {worst * 100:.1f}% {'OK' if worst <= 0.10 else 'MISSED'}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"results: {out}")
+    write_results(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,8 @@ not depend on their values.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +22,8 @@ from event_clip_ros.events.frames import build_frames_torch
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.train.losses import PretrainLoss, PretrainLossConfig
+
+from results_file import RESULTS_DIR, write_results
 
 SIZE = SensorSize(128, 96)
 
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--events", type=int, default=5000, help="events per sample (default 5000)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_train.json"))
+    ap.add_argument("--out", default=str(RESULTS_DIR / "bench_train.json"))
     args = ap.parse_args()
     rows = [compare(a, args.batch if a != "ViT-B-32" else min(args.batch, 8), args.events, args.repeats) for a in args.archs.split(",")]
     print(f"\n{'arch':<16} {'device':<7} {'batch':>5} {'bare step/s':>12} {'ours step/s':>12} {'samples/s':>10} {'ours/bare':>10}")
@@ -98,10 +98,7 @@ def main() -> None:
         print(f"{r['arch']:<16} {r['device']:<7} {r['batch']:>5} {r['bare_steps_per_s']:12.2f} {r['ours_steps_per_s']:12.2f} "
               f"{r['ours_samples_per_s']:10.1f} {r['ratio']:10.2f}")
     print("(ours adds the frozen f_I forward on the images, the frame building and the three losses)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"results: {out}")
+    write_results(rows, args.out)
 
 
 if __name__ == "__main__":

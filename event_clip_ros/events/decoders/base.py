@@ -20,7 +20,7 @@ from typing import ClassVar, Union
 
 import numpy as np
 
-from ..types import EVENT_DTYPE, DecodeStats, SensorSize, empty_events
+from ..types import DecodeStats, SensorSize, empty_events
 from .packet_time import checked_time_base
 
 Payload = Union[bytes, bytearray, memoryview, np.ndarray]

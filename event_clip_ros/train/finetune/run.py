@@ -1,0 +1,261 @@
+"""A fine-tuning run (torchrun-aware) and a training-free evaluation, each writing ``eval.json``.
+
+Output folder ``out``:
+
+``config.yaml``                 the resolved configuration
+``kshot.json``                  the training subset (shots, seed, items per class; k shots: indices, item names)
+``checkpoints/``, ``metrics.*``, ``summary.json``, ``tensorboard/``   the training run (engine; val/top1,
+                                val/top5, val/mean_per_class per epoch, train/loss, train/lr)
+``best.safetensors``            f_E at the first best validation top-1, EventClip format; its training
+                                record holds this configuration, the subset and the best epoch
+``eval.json``                   zero_shot / few_shot (starting checkpoint) and fine_tuned (best) accuracy
+                                on the evaluation split (see the package docstring)
+
+Launched by torchrun every rank trains; rank 0 evaluates (validation included: its result is broadcast
+by the trainer) and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from ...events.frames import build_frames_torch
+from ...model.checkpoint import load_any_checkpoint, load_checkpoint, save_checkpoint
+from ...model.event_clip import EventClip
+from ..data import FrameAugmentConfig, augment_frames, collate_samples, recommended_frame_config
+from ..distributed import DistEnv, barrier, cleanup, init_distributed
+from ..engine import (
+    BestPolicy,
+    CheckpointDir,
+    OptimizerConfig,
+    ScheduleConfig,
+    Trainer,
+    TrainerConfig,
+    TrainState,
+    build_loader,
+    build_optimizer,
+    build_scheduler,
+    global_batch_size,
+    seed_everything,
+)
+from ..engine.atomic import atomic_write_text
+from ..engine.sampler import resumable_sampler
+from ..losses import prediction_loss
+from .config import FinetuneConfig
+from .data import EpochSubset, FinetuneData, build_data, requested_batch_size
+from .evaluation import MethodComparison, accuracy_report, prompt_weights
+
+log = logging.getLogger(__name__)
+
+BEST_NAME = "best.safetensors"
+EVAL_NAME = "eval.json"
+KSHOT_NAME = "kshot.json"
+CONFIG_NAME = "config.yaml"
+
+
+class EventEncoder(nn.Module):
+    """f_E as the trainer's module: event frames (B, H, W) -> unnormalised embeddings (B, D).
+
+    It holds the whole :class:`EventClip`; f_I and f_T are frozen, so they stay out of training states and
+    of DDP's gradient sync. Calling this module (not the model) lets DDP see the forward pass.
+    """
+
+    def __init__(self, model: EventClip) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_frames(frames, normalize=False)
+
+
+def load_model(cfg: FinetuneConfig, device: str | torch.device | None = None) -> EventClip:
+    """The starting checkpoint, placed, f_E trainable and f_I / f_T frozen, with the frames of ``cfg.frame``."""
+    if cfg.checkpoint is None:
+        raise ValueError("no checkpoint given: --checkpoint (our .safetensors or the paper's vitb.pt / vitl.pt)")
+    model = load_any_checkpoint(cfg.checkpoint)
+    if cfg.frame == "dataset":
+        frame = recommended_frame_config(cfg.data.kind, model.meta.input_size)
+        model.meta.frame = {"representation": frame.representation, "clamp": frame.clamp, "keep_aspect": frame.keep_aspect}
+    model.clip.requires_grad_(False)
+    model.event_tower.requires_grad_(True)
+    return model.place(cfg.runtime.device if device is None else device, cfg.runtime.precision)
+
+
+def run_finetune(cfg: FinetuneConfig, out: str | Path, resume: str | None = None) -> dict[str, Any] | None:
+    """Fine-tune f_E, export ``best.safetensors`` and write ``eval.json`` (its content is returned on rank 0).
+
+    ``resume``: None (fresh; an output folder with training states is an error), ``"auto"`` (the newest
+    state in ``out``, or fresh) or a training-state file.
+    """
+    out = Path(out)
+    if resume is None and CheckpointDir(out / "checkpoints").step_checkpoints():  # before anything in out is rewritten
+        raise FileExistsError(f"{out} holds the training states of an earlier run")
+    env = init_distributed(device=cfg.runtime.device)
+    main = env.rank == 0
+    try:
+        if cfg.runtime.threads is not None:
+            torch.set_num_threads(cfg.runtime.threads)
+        seed_everything(cfg.runtime.seed, env.rank)
+        model = load_model(cfg, env.device)
+        data = build_data(cfg, model.meta.input_size, env.world_size)
+        comparison = MethodComparison(data, batch_size=cfg.runtime.eval_batch_size, workers=cfg.runtime.workers,
+                                      progress=cfg.runtime.progress and main)
+        record = _training_record(cfg, data, model)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_config(out, cfg, resuming=resume is not None)
+            _write_json(out / KSHOT_NAME, data.kshot_record(cfg))
+            requested = requested_batch_size(cfg)
+            capped = "" if data.batch_size == requested else f" (capped from {requested}: items per rank)"
+            log.info("%s: %d training items (%s shots, %s classes), batch %d per device%s; %d candidate classes; "
+                     "evaluation on %s (%d items)", cfg.data.kind, data.train_indices.size, cfg.shots, data.classes_mode,
+                     data.batch_size, capped, len(data.candidates), data.eval_split, data.eval_indices.size)
+            baseline = comparison.zero_and_few_shot(model, cfg.few_shot_alpha)
+        barrier()
+
+        trainer = _trainer(cfg, out, resume, env, model, data, comparison, record)
+        state = trainer.fit()
+        barrier()
+        if not main:
+            return None
+        best_path = out / BEST_NAME
+        if not best_path.is_file():
+            raise RuntimeError(f"no {BEST_NAME} in {out}: no validation gave a finite top-1")
+        best = load_checkpoint(best_path).place(env.device, cfg.runtime.precision)
+        fine_tuned = accuracy_report(comparison.zero_shot(best), data.candidate_names)
+        report = {**_eval_header(cfg, data, model), **baseline,
+                  "fine_tuned": {**fine_tuned, "checkpoint": str(best_path), "steps_trained": state.step,
+                                 "best": best.meta.training["best"]}}
+        _write_json(out / EVAL_NAME, report)
+        return report
+    finally:
+        cleanup()
+
+
+def _trainer(cfg: FinetuneConfig, out: Path, resume: str | None, env: DistEnv, model: EventClip, data: FinetuneData,
+             comparison: MethodComparison, record: dict[str, Any]) -> Trainer:
+    """The engine's trainer over the k-shot subset with L_pred, validating and exporting on rank 0."""
+    o, rt = cfg.optim, cfg.runtime
+    main = env.rank == 0
+    text = prompt_weights(model, data.prompts).clone()  # an inference tensor: cloned to enter autograd
+    subset = EpochSubset(data.train, data.train_indices)
+    loader = build_loader(subset, batch_size=data.batch_size, collate_fn=collate_samples, shuffle=True, seed=rt.seed,
+                          rank=env.rank, world_size=env.world_size, drop_last=True, num_workers=rt.workers)
+    subset.follow(resumable_sampler(loader))
+    module = EventEncoder(model)
+    optimizer = build_optimizer(
+        module.named_parameters(),
+        OptimizerConfig(base_lr=o.base_lr, weight_decay=o.weight_decay, exclude_from_decay=o.exclude_from_decay),
+        global_batch=global_batch_size(data.batch_size, env.world_size, o.grad_accum_steps),
+    )
+    scheduler = build_scheduler(optimizer, ScheduleConfig(o.warmup_epochs, o.min_lr_ratio), o.epochs,
+                                Trainer.optimizer_steps_per_epoch(loader, o.grad_accum_steps))
+    crop_gen = torch.Generator().manual_seed(rt.seed * 1_000_003 + env.rank)
+    crop = FrameAugmentConfig() if cfg.data.frame_augment else None
+
+    def step(encoder: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        frames = build_frames_torch(batch["events"], batch["size"], model.frame_config, model.device)
+        if crop is not None:
+            frames = augment_frames(frames, crop_gen, crop)
+        return prediction_loss(encoder(frames), text, batch["label"].to(model.device)), {}
+
+    def validate() -> dict[str, float]:
+        if not main:  # the trainer broadcasts rank 0's result
+            return {"top1": math.nan}
+        return comparison.zero_shot(model, "val", weights=text).as_metrics()
+
+    def export_best(state: TrainState, metrics: Mapping[str, float]) -> None:
+        best = {"metric": "val/top1", "value": metrics["top1"], "step": state.step, "epoch": state.epoch, "val": dict(metrics)}
+        save_checkpoint(model, out / BEST_NAME, training={**record, "best": best})
+
+    return Trainer(
+        TrainerConfig(output_dir=out, epochs=o.epochs, grad_accum_steps=o.grad_accum_steps, precision=rt.precision,
+                      grad_clip_norm=o.grad_clip_norm, log_every_steps=rt.log_every_steps,
+                      eval_every_epochs=rt.eval_every_epochs, keep_last=rt.keep_last, best=BestPolicy("top1", "max"),
+                      resume=resume, max_steps=rt.max_steps, progress=rt.progress, tensorboard=rt.tensorboard),
+        module=module, optimizer=optimizer, loader=loader, step_fn=step, scheduler=scheduler, eval_fn=validate,
+        dist_env=env, on_best=export_best, generators={"frame_crop": crop_gen},
+    )
+
+
+def run_eval_only(cfg: FinetuneConfig, out: str | Path) -> dict[str, Any]:
+    """Zero-shot and few-shot-prototype accuracy of ``cfg.checkpoint``, no training; writes ``eval.json``."""
+    out = Path(out)
+    if cfg.runtime.threads is not None:
+        torch.set_num_threads(cfg.runtime.threads)
+    model = load_model(cfg)
+    data = build_data(cfg, model.meta.input_size)
+    comparison = MethodComparison(data, batch_size=cfg.runtime.eval_batch_size, workers=cfg.runtime.workers,
+                                  progress=cfg.runtime.progress)
+    report = {**_eval_header(cfg, data, model), **comparison.zero_and_few_shot(model, cfg.few_shot_alpha)}
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / KSHOT_NAME, data.kshot_record(cfg))
+    _write_json(out / EVAL_NAME, report)
+    return report
+
+
+def _training_record(cfg: FinetuneConfig, data: FinetuneData, model: EventClip) -> dict[str, Any]:
+    """The exported checkpoint's training record (the ``best`` entry is added on export)."""
+    return {
+        "stage": "finetune",
+        "loss": "L_pred",
+        "base_checkpoint": str(cfg.checkpoint),
+        "base_training": model.meta.training,
+        "config": cfg.to_dict(),
+        "classes": data.candidate_names,
+        "kshot": data.kshot_record(cfg),
+    }
+
+
+def _eval_header(cfg: FinetuneConfig, data: FinetuneData, model: EventClip) -> dict[str, Any]:
+    return {
+        "checkpoint": str(cfg.checkpoint),
+        "data": cfg.data.kind,
+        "split": data.eval_split,
+        "shots": cfg.shots,
+        "kshot_seed": cfg.kshot_seed if cfg.k else None,
+        "classes": data.classes_mode,
+        "class_names": data.candidate_names,
+        "chance_top1": 1.0 / len(data.candidates),
+        "eval_items": int(data.eval_indices.size),
+        "train_items": int(data.train_indices.size),
+        "frame": dict(model.meta.frame),
+    }
+
+
+def _write_config(out: Path, cfg: FinetuneConfig, resuming: bool) -> None:
+    """config.yaml; a resumed run whose configuration differs from the one there gets a warning listing the keys."""
+    path = out / CONFIG_NAME
+    new = _flatten(cfg.to_dict())
+    if resuming and path.is_file():
+        try:
+            old = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError):
+            old = {}
+        changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
+        if changed:
+            log.warning("resuming with settings that differ from %s: %s", path, ", ".join(changed))
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -1,0 +1,224 @@
+"""A whole pre-training run: (toy teacher,) baselines, event pre-training, ablations, report.
+
+Output folder ``out``:
+
+``config.yaml``                 the resolved configuration
+``teacher/``                    toy preset: the teacher's training run and ``teacher.safetensors``
+``checkpoints/``, ``metrics.*``, ``summary.json``, ``tensorboard/``   the event pre-training run (engine)
+``best.safetensors``            f_E at the best validation ``runtime.best_metric``, EventClip format
+``final.safetensors``           f_E at the end of this invocation
+``ablations/<name>/``           with ``ablations``: the same per loss ablation (L_zs off, L_kl off)
+``<name>_report.json`` / ``.md`` zero-shot accuracy on the test set: f_I on the paired images (the upper
+                                bound), f_E before pre-training, f_E best and final (and ablations)
+
+Launched by torchrun every rank trains; rank 0 evaluates and writes. ``resume="auto"``
+continues every stage from its newest checkpoint (a finished stage is kept as is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from ...model.checkpoint import load_checkpoint, save_checkpoint
+from ...model.event_clip import EventClip
+from ...model.factory import ModelSpec, create_event_clip
+from ..data import FrameAugmentConfig
+from ..distributed import DistEnv, barrier, cleanup, init_distributed
+from ..engine import (
+    BestPolicy,
+    OptimizerConfig,
+    ScheduleConfig,
+    Trainer,
+    TrainerConfig,
+    TrainState,
+    build_loader,
+    build_optimizer,
+    build_scheduler,
+    global_batch_size,
+    seed_everything,
+)
+from ..engine.atomic import atomic_write_text
+from .config import PretrainConfig
+from .data import PairedCollate, RunData, build_run_data
+from .evaluation import ZeroShotProbe, chance_metrics
+from .report import deviations, write_report
+from .step import PretrainModule, PretrainStep, prompt_embeddings
+from .teacher import ensure_teacher
+
+log = logging.getLogger(__name__)
+
+#: Loss ablations of the paper's Figure 4: folder name -> (report label, PretrainLossConfig switches).
+ABLATIONS: dict[str, tuple[str, dict[str, bool]]] = {
+    "no_zs": ("without L_zs", {"use_zs": False}),
+    "no_kl": ("without L_kl", {"use_kl": False}),
+}
+BEST_FILE, FINAL_FILE = "best.safetensors", "final.safetensors"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a config (command-line choices that are not part of the experiment)."""
+
+    out_dir: Path
+    resume: str | None = None  #: None: fresh; "auto": continue every stage from its newest checkpoint
+    max_steps: int | None = None  #: stop event pre-training after this many optimiser steps (the teacher is not cut)
+    ablations: bool = False  #: also train the loss ablations
+
+
+@dataclass
+class EventRun:
+    """What one event pre-training produced."""
+
+    out_dir: Path
+    state: TrainState
+    total_steps: int
+
+    @property
+    def completed(self) -> bool:
+        return self.state.step >= self.total_steps
+
+
+def run(cfg: PretrainConfig, options: RunOptions) -> dict[str, Any] | None:
+    """Run ``cfg``; returns the report on rank 0 (None on other ranks)."""
+    env = init_distributed(device=cfg.runtime.device)
+    try:
+        return _run(cfg, options, env)
+    finally:
+        cleanup()
+
+
+def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, Any] | None:
+    started = time.monotonic()
+    if cfg.runtime.threads is not None:
+        torch.set_num_threads(cfg.runtime.threads)
+    out = options.out_dir
+    main = env.rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    teacher = ensure_teacher(cfg, out / "teacher", env, options.resume) if cfg.teacher is not None else None
+
+    model = base_model(cfg, teacher, env)
+    data = build_run_data(cfg.data, model.meta.input_size)
+    log.info("%d classes (%d held out); %d training items of the seen classes", len(data.classes), len(data.unseen),
+             len(data.train))
+    test = ZeroShotProbe(data.test, data.prompts, data.seen, data.unseen, cfg.runtime.eval_batch_size, cfg.runtime.workers)
+    rows: list[dict[str, Any]] = []
+    if main:
+        log.info("evaluating f_I and the untrained f_E on the test set")
+        rows.append(_row("f_I on the paired images (upper bound)", "images", test.images(model)))
+        rows.append(_row("f_E before event pre-training", "events", test.events(model)))
+
+    runs = {"full loss": train_event_encoder(cfg, model, data, out, env, options)}
+    if options.ablations:
+        for name, (label, switches) in ABLATIONS.items():
+            variant = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **switches))
+            runs[label] = train_event_encoder(variant, base_model(variant, teacher, env), data, out / "ablations" / name,
+                                              env, options)
+    if not main:
+        barrier()
+        return None
+    for label, result in runs.items():
+        best = result.out_dir / BEST_FILE
+        if best.is_file():
+            metrics = test.events(load_checkpoint(best).place(env.device, cfg.runtime.precision))
+            rows.append(_row(f"f_E after, {label}, best (step {result.state.best_step})", "events", metrics))
+        final = load_checkpoint(result.out_dir / FINAL_FILE).place(env.device, cfg.runtime.precision)
+        rows.append(_row(f"f_E after, {label}, final (step {result.state.step})", "events", test.events(final)))
+    report = {
+        "name": cfg.name,
+        "completed": all(r.completed for r in runs.values()),
+        "wall_s": time.monotonic() - started,
+        "device": str(env.device),
+        "world_size": env.world_size,
+        "threads": torch.get_num_threads(),
+        "classes": {"count": len(data.classes), "seen": [data.classes[i] for i in data.seen],
+                    "unseen": [data.classes[i] for i in data.unseen]},
+        "test_items": len(data.test),
+        "teacher": (load_checkpoint(teacher).meta.training or {}).get("val") if teacher is not None else None,
+        "chance": chance_metrics(len(data.classes), data.seen, data.unseen),
+        "rows": rows,
+        "deviations": deviations(cfg),
+        "config": cfg.to_dict(),
+    }
+    paths = write_report(out, cfg.name, report)
+    log.info("report: %s", ", ".join(map(str, paths)))
+    barrier()
+    return report
+
+
+def _row(name: str, modality: str, metrics: dict[str, float]) -> dict[str, Any]:
+    return {"name": name, "input": modality, "metrics": metrics}
+
+
+def base_model(cfg: PretrainConfig, teacher: Path | None, env: DistEnv) -> EventClip:
+    """The CLIP to pre-train from (teacher, checkpoint, or open_clip arch + weights), f_E = a copy of f_I,
+    with the configured frame representation, on this rank's device."""
+    checkpoint = str(teacher) if teacher is not None else cfg.model.checkpoint
+    spec = ModelSpec(arch=cfg.model.arch, pretrained=cfg.model.pretrained, checkpoint=checkpoint, device=str(env.device),
+                     precision=cfg.runtime.precision)
+    model = create_event_clip(spec)
+    frame = {"representation": cfg.frames.representation, "clamp": cfg.frames.clamp, "keep_aspect": False}
+    source = f"toy teacher {teacher.name}" if teacher is not None else model.meta.pretrained
+    model.meta = dataclasses.replace(model.meta, frame=frame, pretrained=source)
+    return model
+
+
+def train_event_encoder(cfg: PretrainConfig, model: EventClip, data: RunData, out_dir: Path, env: DistEnv,
+                        options: RunOptions) -> EventRun:
+    """Pre-train ``model.event_tower`` on ``data.train`` with the engine; exports best and final checkpoints."""
+    seed_everything(cfg.runtime.seed, env.rank)
+    opt, rt = cfg.optim, cfg.runtime
+    module = PretrainModule(model.event_tower, cfg.loss).to(env.device)
+    loader = build_loader(data.train, batch_size=opt.batch_size, collate_fn=PairedCollate(model.image_preprocess),
+                          seed=rt.seed, rank=env.rank, world_size=env.world_size, num_workers=rt.workers,
+                          pin_memory=env.device.type == "cuda")
+    data.train.follow(loader.batch_sampler)
+    optimizer = build_optimizer(module.named_parameters(),
+                                OptimizerConfig(base_lr=opt.base_lr, weight_decay=opt.weight_decay,
+                                                exclude_from_decay=opt.exclude_from_decay),
+                                global_batch=global_batch_size(opt.batch_size, env.world_size, opt.grad_accum_steps))
+    steps_per_epoch = Trainer.optimizer_steps_per_epoch(loader, opt.grad_accum_steps)
+    scheduler = build_scheduler(optimizer, ScheduleConfig(opt.warmup_epochs, opt.min_lr_ratio), opt.epochs, steps_per_epoch)
+    text = None
+    if cfg.loss.use_zs:
+        text = prompt_embeddings(model, data.prompts if cfg.loss.zs_prompts == "all" else data.seen_prompts())
+    frame_augment = FrameAugmentConfig(scale=cfg.frames.crop_scale, hflip_p=cfg.frames.hflip_p) if cfg.frames.augment else None
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([rt.seed, env.rank, 1]).generate_state(1)[0]))
+    val = ZeroShotProbe(data.val, data.prompts, data.seen, data.unseen, rt.eval_batch_size, rt.workers)
+
+    def evaluate() -> dict[str, float]:
+        return val.events(model) if env.rank == 0 else {}
+
+    def export(path: Path, state: TrainState, metrics: dict[str, float]) -> None:
+        record = {**cfg.to_dict(), "export": {"file": path.name, "step": state.step, "epoch": state.epoch, "val": metrics}}
+        save_checkpoint(model, path, training=record)
+
+    trainer = Trainer(
+        TrainerConfig(output_dir=out_dir, epochs=opt.epochs, grad_accum_steps=opt.grad_accum_steps, precision=rt.precision,
+                      grad_clip_norm=opt.grad_clip_norm, log_every_steps=rt.log_every_steps,
+                      eval_every_steps=rt.eval_every_steps, eval_every_epochs=rt.eval_every_epochs,
+                      checkpoint_every_steps=rt.checkpoint_every_steps, keep_last=rt.keep_last,
+                      best=BestPolicy(rt.best_metric, "max"), resume=options.resume, max_steps=options.max_steps,
+                      progress=rt.progress, tensorboard=rt.tensorboard),
+        module=module, optimizer=optimizer, loader=loader, step_fn=PretrainStep(model, text, frame_augment, generator),
+        scheduler=scheduler, eval_fn=evaluate, dist_env=env,
+        on_best=lambda state, metrics: export(out_dir / BEST_FILE, state, dict(metrics)),
+        generators={"frame_augment": generator},
+    )
+    log.info("event pre-training in %s: %d epochs of %d steps (global batch %d, peak LR %.3g)", out_dir, opt.epochs,
+             steps_per_epoch, global_batch_size(opt.batch_size, env.world_size, opt.grad_accum_steps), scheduler.base_lrs[0])
+    state = trainer.fit()
+    if env.rank == 0:
+        export(out_dir / FINAL_FILE, state, trainer.last_eval)
+    barrier()
+    return EventRun(out_dir, state, trainer.total_steps)

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Pre-train the event encoder f_E against frozen CLIP (Jeong et al., arXiv 2412.03093).
+
+f_E starts as a copy of CLIP's image tower and learns to embed event frames where
+CLIP embeds the paired images (L_ct, L_kl) while keeping CLIP's zero-shot
+predictions (L_zs, with the seen classes' prompts), so the held-out classes can
+be recognised from events by their text prompts alone. Presets live in
+training/presets/ (--preset NAME); any other YAML file of the same layout works
+with --config. Run it as a plain process or under torchrun (DDP; rank 0 writes):
+
+  python training/pretrain.py --preset toy --out /tmp/toy              # CPU, minutes, no download
+  python training/pretrain.py --preset toy --out /tmp/toy --resume auto --ablations
+  torchrun --nproc_per_node 8 training/pretrain.py --preset vitb32-nimagenet --out runs/vitb32 \\
+      --set data.train_list=... --set data.val_list=... --set data.labels_file=...
+
+Outputs in --out: best.safetensors (EventClip checkpoint at the best validation
+held-out top-1), final.safetensors, <name>_report.json/.md (held-out zero-shot
+accuracy of f_I, f_E before and after), metrics.jsonl/.csv, tensorboard/,
+checkpoints/ (resumable training states), config.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run from a source checkout without installing the package
+    sys.path.insert(0, str(REPO_ROOT))
+
+from event_clip_ros.train.pretrain import ConfigError, PretrainConfig, RunOptions, load_config, run  # noqa: E402
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def presets() -> list[str]:
+    """Names of the YAML presets in training/presets/."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="pretrain.py",
+        description=__doc__.split("\n\n")[0] + ".",
+        epilog=f"presets: {', '.join(presets())}. Keys for --set are the YAML keys joined by dots "
+               "(model.arch, data.split, loss.tau_i, optim.base_lr, optim.epochs, runtime.workers, teacher.steps, ...); "
+               "values are YAML (null, true, 1e-4, '[a, b]').",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", help="a preset name from training/presets/")
+    source.add_argument("--config", type=Path, help="a YAML config file")
+    parser.add_argument("--out", type=Path, help="output folder (default: out/pretrain/<name>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value (repeatable)")
+    parser.add_argument("--resume", choices=["auto"], help="continue every stage from the newest checkpoint in --out")
+    parser.add_argument("--epochs", type=int, help="event pre-training epochs (optim.epochs)")
+    parser.add_argument("--max-steps", type=int, help="stop event pre-training after N optimiser steps in total "
+                        "(a checkpoint is written; continue with --resume auto)")
+    parser.add_argument("--seed", type=int, help="runtime.seed")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also pre-train without L_zs and without L_kl (the paper's Figure 4) and report them")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> PretrainConfig:
+    """The config file of --preset / --config with --set, --epochs and --seed applied."""
+    if args.preset is not None:
+        path = PRESET_DIR / f"{args.preset}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown preset {args.preset!r}; presets: {', '.join(presets())} (or --config FILE.yaml)")
+    else:
+        path = args.config
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        overrides.append(f"optim.epochs={args.epochs}")
+    if args.seed is not None:
+        overrides.append(f"runtime.seed={args.seed}")
+    return load_config(path, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("event_clip_ros").setLevel(logging.INFO)  # open_clip narrates every model build at INFO
+    try:
+        cfg = resolve_config(args)
+    except ConfigError as exc:
+        print(f"pretrain.py: error: {exc}", file=sys.stderr)
+        return 2
+    if args.max_steps is not None and args.max_steps < 1:
+        print("pretrain.py: error: --max-steps must be >= 1", file=sys.stderr)
+        return 2
+    out = args.out if args.out is not None else Path("out") / "pretrain" / cfg.name
+    try:
+        report = run(cfg, RunOptions(out_dir=out, resume=args.resume, max_steps=args.max_steps, ablations=args.ablations))
+    except ConfigError as exc:
+        print(f"pretrain.py: error: {exc}", file=sys.stderr)
+        return 2
+    except FileExistsError as exc:
+        print(f"pretrain.py: error: {exc}. Pass --resume auto to continue (or reuse) the run in {out}, "
+              "or choose another --out", file=sys.stderr)
+        return 1
+    if report is not None:
+        for row in report["rows"]:
+            m = row["metrics"]
+            print(f"{row['name']:<55} held-out top-1 {100 * m.get('unseen_top1', float('nan')):5.1f}  "
+                  f"among all {100 * m.get('unseen_vs_all_top1', float('nan')):5.1f}")
+        print(f"report: {out / (cfg.name + '_report.md')}  checkpoint: {out / 'best.safetensors'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

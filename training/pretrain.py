@@ -43,7 +43,7 @@ def presets() -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="pretrain.py",
-        description=__doc__.split("\n\n")[0] + ".",
+        description=__doc__,
         epilog=f"presets: {', '.join(presets())}. Keys for --set are the YAML keys joined by dots "
                "(model.arch, data.split, loss.tau_i, optim.base_lr, optim.epochs, runtime.workers, teacher.steps, ...); "
                "values are YAML (null, true, 1e-4, '[a, b]').",

@@ -43,7 +43,8 @@ from ...model.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from ...model.event_clip import ModelMeta
 from ...model.factory import assemble, make_image_preprocess, model_config
 from ..data import ClassSplit, SyntheticConfig, SyntheticGlyphs
-from ..data.glyphs import caption, render, resolve_classes
+from ..data.glyphs import caption, class_prompt, render, resolve_classes
+from ..data.sample import keyed_rng
 from ..distributed import DistEnv, barrier, gather_with_grad
 from ..engine import OptimizerConfig, Trainer, TrainerConfig, WarmupCosine, build_loader, build_optimizer, seed_everything
 from ..engine.evaluation import zero_shot_accuracy
@@ -54,15 +55,22 @@ log = logging.getLogger(__name__)
 
 TEACHER_FILE = "teacher.safetensors"
 _VAL_SEED_OFFSET = 1
+_CAPTION_STREAM = 7  #: keyed-RNG stream of the plain-caption draw
 
 
 class GlyphCaptions(Dataset):
-    """Image-caption pairs of synthetic glyphs: the images :class:`SyntheticGlyphs` pairs with its events."""
+    """Image-caption pairs of synthetic glyphs: the images :class:`SyntheticGlyphs` pairs with its events.
 
-    def __init__(self, classes: list[str], image_size: int, samples_per_class: int, seed: int) -> None:
+    The caption describes the instance (:func:`~event_clip_ros.train.data.glyphs.caption`), or, for a
+    fraction ``plain_caption_p`` of the items (drawn once per item), is the plain class prompt.
+    """
+
+    def __init__(self, classes: list[str], image_size: int, samples_per_class: int, seed: int,
+                 plain_caption_p: float = 0.0) -> None:
         self.glyphs = SyntheticGlyphs(SyntheticConfig(image_size=image_size, classes=tuple(classes),
                                                       samples_per_class=samples_per_class, seed=seed))
         self.image_size = image_size
+        self.plain_caption_p = plain_caption_p
 
     def __len__(self) -> int:
         return len(self.glyphs)
@@ -70,7 +78,9 @@ class GlyphCaptions(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         params = self.glyphs.params(index)
         image = np.rint(render(params, self.image_size) * np.float32(255.0)).astype(np.uint8)
-        return {"image": image, "caption": caption(params), "label": self.glyphs.label(index)}
+        plain = keyed_rng(self.glyphs.seed, index, _CAPTION_STREAM).random() < self.plain_caption_p
+        text = class_prompt(params.name) if plain else caption(params)
+        return {"image": image, "caption": text, "label": self.glyphs.label(index)}
 
 
 class CaptionCollate:
@@ -151,7 +161,7 @@ def _train_teacher(cfg: PretrainConfig, record: dict[str, Any], out_dir: Path, e
     tokenizer = open_clip.get_tokenizer(arch)
     preprocess = make_image_preprocess(clip)
     classes = record["classes"]
-    train_set = GlyphCaptions(classes, size[0], tc.samples_per_class, tc.seed)
+    train_set = GlyphCaptions(classes, size[0], tc.samples_per_class, tc.seed, tc.plain_caption_p)
     loader = build_loader(train_set, batch_size=tc.batch_size // env.world_size, collate_fn=CaptionCollate(preprocess, tokenizer),
                           seed=tc.seed, rank=env.rank, world_size=env.world_size, num_workers=cfg.runtime.workers)
     optimizer = build_optimizer(clip.named_parameters(), OptimizerConfig(base_lr=tc.lr, weight_decay=tc.weight_decay,

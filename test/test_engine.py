@@ -179,9 +179,11 @@ def read_child_until(proc: subprocess.Popen, marker: str) -> None:
 
 
 def start_child(*args: str) -> subprocess.Popen:
+    """This file as a child process with this process's torch thread count (CPU float sums depend on it, so
+    bit-identical comparisons need both sides to use the same; earlier tests in the session may have changed it)."""
     return subprocess.Popen(
-        [sys.executable, __file__, *args], cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, __file__, str(torch.get_num_threads()), *args], cwd=REPO_ROOT, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
@@ -656,5 +658,6 @@ def _child_ddp(out_dir: str, rank: str, world_size: str, init_file: str) -> None
 
 
 if __name__ == "__main__":
-    role, *rest = sys.argv[1:]
+    threads, role, *rest = sys.argv[1:]
+    torch.set_num_threads(int(threads))
     {"kill-after-checkpoint": _child_kill_after_checkpoint, "kill-mid-write": _child_kill_mid_write, "ddp": _child_ddp}[role](*rest)

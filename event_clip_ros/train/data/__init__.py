@@ -11,6 +11,7 @@ module             what it holds
 ``recommended``    per-dataset official frame settings and augmentation
 ``augment``        official event augmentations and frame crop + flip
 ``splits``         held-out class splits by name, k-shot subsets
+``subset``         :class:`EpochSubset`: training items that follow the loader's epoch
 ``collate``        :func:`collate_samples`, DataLoader seeding
 =================  ==============================================================
 """
@@ -22,11 +23,12 @@ from .recommended import dataset_defaults, recommended_frame_config
 from .sample import EventDataset, Sample
 from .saccades import SaccadeConfig
 from .splits import ClassSplit, kshot_indices, match_classes
+from .subset import EpochSubset
 from .synthetic import SyntheticConfig, SyntheticGlyphs
 
 __all__ = [
-    "ClassSplit", "EventAugmentConfig", "EventDataset", "FrameAugmentConfig", "ListPaired", "ListPairedConfig",
-    "NImageNetConfig", "NImageNetPaired", "SaccadeConfig", "Sample", "SyntheticConfig", "SyntheticGlyphs",
-    "augment_events", "augment_frames", "collate_samples", "dataset_defaults", "kshot_indices",
+    "ClassSplit", "EpochSubset", "EventAugmentConfig", "EventDataset", "FrameAugmentConfig", "ListPaired",
+    "ListPairedConfig", "NImageNetConfig", "NImageNetPaired", "SaccadeConfig", "Sample", "SyntheticConfig",
+    "SyntheticGlyphs", "augment_events", "augment_frames", "collate_samples", "dataset_defaults", "kshot_indices",
     "match_classes", "random_window", "recommended_frame_config", "seed_worker",
 ]

@@ -130,3 +130,32 @@ class SyntheticGlyphs(EventDataset):
             return sample
         events = self.augment_events(sample["events"], self.size, self.item_rng(index, _AUGMENT_STREAM))
         return {**sample, "events": events}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A time range of a recording and its ground-truth label (sensor time, us; end exclusive)."""
+
+    t_start_us: int
+    t_end_us: int
+    label: str
+
+
+def glyph_sequence(classes: str | tuple[str, ...] | list[str], image_size: int = 48,
+                   seed: int = 7) -> tuple[np.ndarray, SensorSize, list[Segment]]:
+    """One recording of instances shown one after another, each through its own saccades (the toy model's domain).
+
+    Instance ``k`` is item ``k`` of a :class:`SyntheticGlyphs` of ``classes`` with one sample per class and
+    ``seed`` (keep it apart from training seeds), its events shifted to start at ``k`` saccade-path durations.
+    Returns the events, the sensor size and one :class:`Segment` per instance (for ground truth and windows).
+    """
+    dataset = SyntheticGlyphs(SyntheticConfig(image_size=image_size, classes=tuple(resolve_classes(classes)),
+                                              samples_per_class=1, seed=seed))
+    duration_us = dataset.config.saccades.duration_us
+    parts, segments = [], []
+    for k in range(len(dataset)):
+        events = dataset[k]["events"].copy()
+        events["t"] += k * duration_us
+        parts.append(events)
+        segments.append(Segment(k * duration_us, (k + 1) * duration_us, dataset.classes[k]))
+    return np.concatenate(parts), dataset.size, segments

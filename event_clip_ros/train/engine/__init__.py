@@ -14,12 +14,15 @@ module             what it holds
 ``metrics``        :class:`MetricsLogger` (JSONL, growing CSV, TensorBoard)
 ``evaluation``     zero-shot top-1 / top-5 / per-class accuracy
 ``loop``           :class:`Trainer`, :class:`TrainerConfig`
+``builder``        :func:`build_trainer`: AdamW, schedule and trainer from a
+                   run's ``optim`` and ``runtime`` config sections
 =================  ==========================================================
 
 Losses and datasets live beside this package (``train.losses``, ``train.data``);
 the engine knows neither.
 """
 
+from .builder import build_trainer
 from .checkpointing import (
     BestPolicy,
     CheckpointDir,
@@ -59,6 +62,7 @@ __all__ = [
     "build_loader",
     "build_optimizer",
     "build_scheduler",
+    "build_trainer",
     "capture_rng_state",
     "class_text_weights",
     "embed_event_items",

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..data import (
     ClassSplit,
@@ -23,13 +22,11 @@ from ..data import (
     ListPairedConfig,
     NImageNetConfig,
     NImageNetPaired,
-    Sample,
     SyntheticConfig,
     SyntheticGlyphs,
     dataset_defaults,
     kshot_indices,
 )
-from ..engine.sampler import DeterministicBatchSampler
 from .config import DataSection, FinetuneConfig
 
 #: Official per-device batch: 20 per shot (1 / 2 / 5 shots: 20 / 40 / 100), 4 with all data.
@@ -168,30 +165,3 @@ def _listed(d: DataSection, list_file: str, augment) -> EventDataset:
     if d.kind == "n-imagenet":
         return NImageNetPaired(NImageNetConfig(labels_file=d.path(d.labels_file), **common))
     return ListPaired(ListPairedConfig(kind=d.kind, classes_file=d.path(d.labels_file), **common))
-
-
-class EpochSubset(Dataset):
-    """The items of ``dataset`` at ``indices``, drawn in the epoch of the training loader's sampler.
-
-    The trainer sets each epoch on the loader's sampler (``prepare_epoch``), not on the dataset; this
-    view passes it on (:meth:`EventDataset.set_epoch`), so random windows and augmentations change per
-    epoch and a resumed run draws the same ones. Worker processes get a copy of the view, sampler
-    included, when the epoch's iteration starts, after the sampler's epoch is set.
-    """
-
-    def __init__(self, dataset: EventDataset, indices: Sequence[int] | np.ndarray) -> None:
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.sampler: DeterministicBatchSampler | None = None
-
-    def follow(self, sampler: DeterministicBatchSampler) -> None:
-        """Take the epoch from ``sampler`` from now on."""
-        self.sampler = sampler
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Sample:
-        if self.sampler is not None and self.dataset.epoch != self.sampler.epoch:
-            self.dataset.set_epoch(self.sampler.epoch)
-        return self.dataset[int(self.indices[index])]

@@ -31,27 +31,14 @@ from torch import nn
 from ...events.frames import build_frames_torch
 from ...model.checkpoint import load_any_checkpoint, load_checkpoint, save_checkpoint
 from ...model.event_clip import EventClip
-from ..data import FrameAugmentConfig, augment_frames, collate_samples, recommended_frame_config
+from ..data import EpochSubset, FrameAugmentConfig, augment_frames, collate_samples, recommended_frame_config
 from ..distributed import DistEnv, barrier, cleanup, init_distributed
-from ..engine import (
-    BestPolicy,
-    CheckpointDir,
-    OptimizerConfig,
-    ScheduleConfig,
-    Trainer,
-    TrainerConfig,
-    TrainState,
-    build_loader,
-    build_optimizer,
-    build_scheduler,
-    global_batch_size,
-    seed_everything,
-)
+from ..engine import BestPolicy, CheckpointDir, Trainer, TrainState, build_loader, build_trainer, seed_everything
 from ..engine.atomic import atomic_write_text
 from ..engine.sampler import resumable_sampler
 from ..losses import prediction_loss
 from .config import FinetuneConfig
-from .data import EpochSubset, FinetuneData, build_data, requested_batch_size
+from .data import FinetuneData, build_data, requested_batch_size
 from .evaluation import MethodComparison, accuracy_report, prompt_weights
 
 log = logging.getLogger(__name__)
@@ -151,14 +138,6 @@ def _trainer(cfg: FinetuneConfig, out: Path, resume: str | None, env: DistEnv, m
     loader = build_loader(subset, batch_size=data.batch_size, collate_fn=collate_samples, shuffle=True, seed=rt.seed,
                           rank=env.rank, world_size=env.world_size, drop_last=True, num_workers=rt.workers)
     subset.follow(resumable_sampler(loader))
-    module = EventEncoder(model)
-    optimizer = build_optimizer(
-        module.named_parameters(),
-        OptimizerConfig(base_lr=o.base_lr, weight_decay=o.weight_decay, exclude_from_decay=o.exclude_from_decay),
-        global_batch=global_batch_size(data.batch_size, env.world_size, o.grad_accum_steps),
-    )
-    scheduler = build_scheduler(optimizer, ScheduleConfig(o.warmup_epochs, o.min_lr_ratio), o.epochs,
-                                Trainer.optimizer_steps_per_epoch(loader, o.grad_accum_steps))
     crop_gen = torch.Generator().manual_seed(rt.seed * 1_000_003 + env.rank)
     crop = FrameAugmentConfig() if cfg.data.frame_augment else None
 
@@ -177,13 +156,10 @@ def _trainer(cfg: FinetuneConfig, out: Path, resume: str | None, env: DistEnv, m
         best = {"metric": "val/top1", "value": metrics["top1"], "step": state.step, "epoch": state.epoch, "val": dict(metrics)}
         save_checkpoint(model, out / BEST_NAME, training={**record, "best": best})
 
-    return Trainer(
-        TrainerConfig(output_dir=out, epochs=o.epochs, grad_accum_steps=o.grad_accum_steps, precision=rt.precision,
-                      grad_clip_norm=o.grad_clip_norm, log_every_steps=rt.log_every_steps,
-                      eval_every_epochs=rt.eval_every_epochs, keep_last=rt.keep_last, best=BestPolicy("top1", "max"),
-                      resume=resume, max_steps=rt.max_steps, progress=rt.progress, tensorboard=rt.tensorboard),
-        module=module, optimizer=optimizer, loader=loader, step_fn=step, scheduler=scheduler, eval_fn=validate,
-        dist_env=env, on_best=export_best, generators={"frame_crop": crop_gen},
+    return build_trainer(
+        o, rt, output_dir=out, module=EventEncoder(model), loader=loader, step_fn=step, dist_env=env, eval_fn=validate,
+        on_best=export_best, generators={"frame_crop": crop_gen}, best=BestPolicy("top1", "max"), resume=resume,
+        max_steps=rt.max_steps,
     )
 
 

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import (
     ClassSplit,
+    EpochSubset,
     EventDataset,
     ListPaired,
     ListPairedConfig,
@@ -31,40 +32,9 @@ from ..data import (
     collate_samples,
     dataset_defaults,
 )
-from ..engine.sampler import DeterministicBatchSampler
 from .config import DataSection
 
 VAL_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2
-
-
-class SeenSubset(Dataset):
-    """The items of ``dataset`` at ``indices`` (the seen classes'), in the epoch of the loader's sampler.
-
-    The engine's trainer selects each epoch's batches through the sampler
-    (``prepare_epoch``); this view passes that epoch on to the dataset's
-    :meth:`~EventDataset.set_epoch`, so windows and augmentations change per
-    epoch and a resumed run draws the same ones. Workers get the view when the
-    loader's iterator starts, i.e. after the sampler's epoch is set.
-    """
-
-    def __init__(self, dataset: EventDataset, indices: Sequence[int]) -> None:
-        if len(indices) == 0:
-            raise ValueError("the training set has no items of the seen classes")
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.sampler: DeterministicBatchSampler | None = None
-
-    def follow(self, sampler: DeterministicBatchSampler) -> None:
-        """Take the epoch from ``sampler`` (the training loader's) from now on."""
-        self.sampler = sampler
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Sample:
-        if self.sampler is not None and self.dataset.epoch != self.sampler.epoch:
-            self.dataset.set_epoch(self.sampler.epoch)
-        return self.dataset[int(self.indices[index])]
 
 
 def to_pil(image: np.ndarray) -> Image.Image:
@@ -95,7 +65,7 @@ class PairedCollate:
 class RunData:
     """Datasets, class names and prompts of a run."""
 
-    train: SeenSubset  #: seen-class training items
+    train: EpochSubset  #: seen-class training items
     val: EventDataset  #: validation (model selection), all classes
     test: EventDataset  #: report set, all classes, with images
     classes: list[str]
@@ -133,7 +103,9 @@ def build_run_data(data: DataSection, input_size: tuple[int, int]) -> RunData:
     else:
         seen, unseen = ClassSplit.from_yaml(data.split).indices(train.classes)
     keep = np.flatnonzero(np.isin(train.labels(), seen))
-    return RunData(train=SeenSubset(train, keep), val=val, test=test, classes=list(train.classes),
+    if keep.size == 0:
+        raise ValueError("the training set has no items of the seen classes")
+    return RunData(train=EpochSubset(train, keep), val=val, test=test, classes=list(train.classes),
                    prompts=list(train.prompts()), seen=seen, unseen=unseen)
 
 

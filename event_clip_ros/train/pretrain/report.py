@@ -1,13 +1,15 @@
-"""The run report: zero-shot rows (upper bound, before, after, ablations) as JSON and a Markdown table."""
+"""The run report: zero-shot rows (upper bound, before, after, ablations) as JSON, a Markdown table and a bar chart."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
-from ..engine.atomic import atomic_write_text
+from ..engine.atomic import atomic_write_bytes, atomic_write_text
 from .config import PretrainConfig
 
 #: Released temperature of L_kl (paper-method.md 1.5).
@@ -54,13 +56,49 @@ def deviations(cfg: PretrainConfig) -> list[str]:
     return out
 
 
-def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``<name>_report.json`` and ``<name>_report.md`` into ``out_dir``; returns both paths."""
+def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path, Path, Path]:
+    """Write ``<name>_report.json``, ``.md`` and ``.png`` (the bar chart) into ``out_dir``; returns the paths."""
     json_path = out_dir / f"{name}_report.json"
     md_path = out_dir / f"{name}_report.md"
+    png_path = out_dir / f"{name}_report.png"
     atomic_write_text(json_path, json.dumps(_finite(report), indent=2) + "\n")
     atomic_write_text(md_path, markdown(report))
-    return json_path, md_path
+    plot(report, png_path)
+    return json_path, md_path, png_path
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Held-out zero-shot top-1 of every row (among held-out and among all prompts) as grouped bars, chance dashed.
+
+    The paper's Figure 4 view: with ablations the bars compare the full loss with L_zs or L_kl switched off.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    keys = (("unseen_top1", "among held-out"), ("unseen_vs_all_top1", "among all"))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 4.2), layout="constrained")
+    width = 0.38
+    for j, (key, title) in enumerate(keys):
+        values = [100 * (row["metrics"].get(key) or 0.0) for row in rows]
+        xs = [i + (j - 0.5) * width for i in range(len(rows))]
+        bars = ax.bar(xs, values, width, label=title)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        chance = report.get("chance", {}).get(key)
+        if chance is not None:
+            ax.hlines(100 * chance, -0.5, len(rows) - 0.5, colors=bars.patches[0].get_facecolor(), linestyles="dashed",
+                      linewidth=1, label=f"chance ({title})")
+    ax.set_xticks(range(len(rows)), [textwrap.fill(row["name"], 18) for row in rows], fontsize=7)
+    ax.set_ylabel("held-out zero-shot top-1 (%)")
+    ax.set_ylim(0, 125)  # room for the legend above the bars
+    ax.set_title(f"{report['name']}: held-out classes {', '.join(report['classes']['unseen'])}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", ncol=2)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _finite(x: Any) -> Any:

@@ -33,20 +33,9 @@ from ...model.event_clip import EventClip
 from ...model.factory import ModelSpec, create_event_clip
 from ..data import FrameAugmentConfig
 from ..distributed import DistEnv, barrier, cleanup, init_distributed
-from ..engine import (
-    BestPolicy,
-    OptimizerConfig,
-    ScheduleConfig,
-    Trainer,
-    TrainerConfig,
-    TrainState,
-    build_loader,
-    build_optimizer,
-    build_scheduler,
-    global_batch_size,
-    seed_everything,
-)
+from ..engine import BestPolicy, TrainState, build_loader, build_trainer, seed_everything
 from ..engine.atomic import atomic_write_text
+from ..engine.sampler import resumable_sampler
 from .config import PretrainConfig
 from .data import PairedCollate, RunData, build_run_data
 from .evaluation import ZeroShotProbe, chance_metrics
@@ -182,13 +171,7 @@ def train_event_encoder(cfg: PretrainConfig, model: EventClip, data: RunData, ou
     loader = build_loader(data.train, batch_size=opt.batch_size, collate_fn=PairedCollate(model.image_preprocess),
                           seed=rt.seed, rank=env.rank, world_size=env.world_size, num_workers=rt.workers,
                           pin_memory=env.device.type == "cuda")
-    data.train.follow(loader.batch_sampler)
-    optimizer = build_optimizer(module.named_parameters(),
-                                OptimizerConfig(base_lr=opt.base_lr, weight_decay=opt.weight_decay,
-                                                exclude_from_decay=opt.exclude_from_decay),
-                                global_batch=global_batch_size(opt.batch_size, env.world_size, opt.grad_accum_steps))
-    steps_per_epoch = Trainer.optimizer_steps_per_epoch(loader, opt.grad_accum_steps)
-    scheduler = build_scheduler(optimizer, ScheduleConfig(opt.warmup_epochs, opt.min_lr_ratio), opt.epochs, steps_per_epoch)
+    data.train.follow(resumable_sampler(loader))
     text = None
     if cfg.loss.use_zs:
         text = prompt_embeddings(model, data.prompts if cfg.loss.zs_prompts == "all" else data.seen_prompts())
@@ -203,20 +186,14 @@ def train_event_encoder(cfg: PretrainConfig, model: EventClip, data: RunData, ou
         record = {**cfg.to_dict(), "export": {"file": path.name, "step": state.step, "epoch": state.epoch, "val": metrics}}
         save_checkpoint(model, path, training=record)
 
-    trainer = Trainer(
-        TrainerConfig(output_dir=out_dir, epochs=opt.epochs, grad_accum_steps=opt.grad_accum_steps, precision=rt.precision,
-                      grad_clip_norm=opt.grad_clip_norm, log_every_steps=rt.log_every_steps,
-                      eval_every_steps=rt.eval_every_steps, eval_every_epochs=rt.eval_every_epochs,
-                      checkpoint_every_steps=rt.checkpoint_every_steps, keep_last=rt.keep_last,
-                      best=BestPolicy(rt.best_metric, "max"), resume=options.resume, max_steps=options.max_steps,
-                      progress=rt.progress, tensorboard=rt.tensorboard),
-        module=module, optimizer=optimizer, loader=loader, step_fn=PretrainStep(model, text, frame_augment, generator),
-        scheduler=scheduler, eval_fn=evaluate, dist_env=env,
+    trainer = build_trainer(
+        opt, rt, output_dir=out_dir, module=module, loader=loader, dist_env=env,
+        step_fn=PretrainStep(model, text, frame_augment, generator), eval_fn=evaluate,
         on_best=lambda state, metrics: export(out_dir / BEST_FILE, state, dict(metrics)),
-        generators={"frame_augment": generator},
+        generators={"frame_augment": generator}, best=BestPolicy(rt.best_metric, "max"), resume=options.resume,
+        max_steps=options.max_steps, eval_every_steps=rt.eval_every_steps,
+        checkpoint_every_steps=rt.checkpoint_every_steps,
     )
-    log.info("event pre-training in %s: %d epochs of %d steps (global batch %d, peak LR %.3g)", out_dir, opt.epochs,
-             steps_per_epoch, global_batch_size(opt.batch_size, env.world_size, opt.grad_accum_steps), scheduler.base_lrs[0])
     state = trainer.fit()
     if env.rank == 0:
         export(out_dir / FINAL_FILE, state, trainer.last_eval)

@@ -13,6 +13,7 @@ PACKAGE = "event_clip_ros"
 
 CONSOLE_SCRIPTS = [
     "event-clip = event_clip_ros.cli:main",
+    "detector = event_clip_ros.ros.node:main",
 ]
 
 setup(
@@ -23,7 +24,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", sorted(glob("launch/*.launch.py"))),
-        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml"))),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml")) + sorted(glob("config/*.txt"))),
+        (f"share/{PACKAGE}/models", sorted(glob("models/*.safetensors"))),
     ],
     python_requires=">=3.10",
     install_requires=[

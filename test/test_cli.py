@@ -79,3 +79,23 @@ def test_garbage_file_is_a_clear_error(tmp_path, capsys):
 def test_help(command):
     res = subprocess.run([sys.executable, "-m", "event_clip_ros.cli", command, "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "usage" in res.stdout
+
+
+def test_simulate_glyphs_writes_the_sequence_and_its_ground_truth(tmp_path, capsys):
+    from event_clip_ros.train.data.synthetic import glyph_sequence
+
+    path = tmp_path / "glyphs.raw"
+    assert main(["simulate", str(path), "--scene", "glyphs", "--classes", "3,k,x", "--seed", "5"]) == 0
+    expected, size, segments = glyph_sequence(("3", "k", "x"), 48, seed=5)
+    with open_events(path) as reader:
+        got = concat_events(list(reader.chunks()))
+        assert (reader.size.width, reader.size.height) == (48, 48) == (size.width, size.height)
+    assert np.array_equal(got, expected)
+    rows = (tmp_path / "glyphs.labels.csv").read_text().splitlines()
+    assert rows == ["t_start_us,t_end_us,label", "0,300000,3", "300000,600000,k", "600000,900000,x"]
+    assert [s.label for s in segments] == ["3", "k", "x"]
+    for s in segments:  # every glyph's events lie inside its segment
+        inside = got[(got["t"] >= s.t_start_us) & (got["t"] < s.t_end_us)]
+        assert inside.size > 1000
+    assert main(["simulate", str(tmp_path / "bad.raw"), "--scene", "glyphs", "--sensor-size", "64x48"]) == 2
+    assert "square --sensor-size" in capsys.readouterr().err

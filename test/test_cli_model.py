@@ -146,3 +146,18 @@ def test_bad_arguments_are_clear_errors(files, capsys, argv, message):
 def test_bad_shot_syntax_is_rejected_by_the_parser(files):
     with pytest.raises(SystemExit):
         main(["classify", str(files / "a.raw"), "--labels", "x,y", "--shot", "no-equals-sign"])
+
+
+def test_export_fp16_halves_the_file_and_loads_back_as_fp32(files, tmp_path, capsys):
+    from event_clip_ros.model.checkpoint import load_checkpoint
+
+    source = files / "tiny.safetensors"
+    out = tmp_path / "tiny16.safetensors"
+    assert main(["export", str(source), str(out), "--fp16"]) == 0
+    assert "fp16" in capsys.readouterr().out
+    assert 0.45 < out.stat().st_size / source.stat().st_size < 0.55
+    full, half = load_checkpoint(source), load_checkpoint(out)
+    assert half.meta == full.meta
+    for (name, a), (_, b) in zip(full.state_dict().items(), half.state_dict().items()):
+        assert b.dtype == a.dtype
+        assert torch.equal(b, a.half().to(a.dtype) if a.is_floating_point() else a), name

@@ -29,7 +29,7 @@ HELD_OUT = ["3", "k", "x"]
 REDUCED = f"""
 name: reduced
 model: {{arch: EventCLIP-Toy48}}
-teacher: {{samples_per_class: 100, val_samples_per_class: 5, steps: 200, batch_size: 64, lr: 2.0e-3, warmup_steps: 20}}
+teacher: {{samples_per_class: 100, val_samples_per_class: 5, steps: 300, batch_size: 64, lr: 2.0e-3, warmup_steps: 30}}
 data:
   kind: synthetic
   split: split.yaml
@@ -84,10 +84,11 @@ def test_event_pretraining_raises_held_out_accuracy_above_the_untrained_encoder_
     after = rows["f_E after, full loss, best"]
     chance = report["chance"]["unseen_top1"]
     assert report["completed"] and report["classes"]["unseen"] == HELD_OUT
-    # held-out 3-way top-1 on 60 new instances; runtime seeds 0, 1, 2 gave: teacher on the images 91.7 / 93.3 / 88.3,
-    # f_E before 33.3 / 40.0 / 33.3, after (best) 71.7 / 63.3 / 70.0 (chance 33.3)
+    # held-out 3-way top-1 on 60 new instances; runtime seeds 0, 1, 2 gave: teacher on the images 91.7 / 93.3 / 90.0,
+    # f_E before 33.3 / 33.3 / 33.3, after (best) 70.0 / 63.3 / 66.7 (chance 33.3); among all 8: before 0 / 0 / 0,
+    # after 25.0 / 18.3 / 15.0
     assert upper["unseen_top1"] >= 0.8  # the teacher knows the held-out classes from their images
-    assert after["unseen_top1"] >= before["unseen_top1"] + 0.15
+    assert after["unseen_top1"] >= before["unseen_top1"] + 0.2
     assert after["unseen_top1"] >= chance + 0.2
     assert after["unseen_vs_all_top1"] > before["unseen_vs_all_top1"]
     assert all((out / name).is_file() for name in ("best.safetensors", "reduced_report.md", "reduced_report.png"))

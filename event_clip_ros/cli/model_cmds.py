@@ -245,7 +245,25 @@ def cmd_retrieve_query(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ parser
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..model.checkpoint import load_any_checkpoint, save_checkpoint
+
+    model = load_any_checkpoint(args.checkpoint)
+    out = save_checkpoint(model, args.out, storage_dtype=torch.float16 if args.fp16 else None)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {'fp16' if args.fp16 else 'as loaded'}; "
+          f"{model.meta.arch or 'custom'} architecture)")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="convert a checkpoint (ours, or the paper's vitb.pt / vitl.pt) to our .safetensors file")
+    p.add_argument("checkpoint", help="input checkpoint")
+    p.add_argument("out", help="output .safetensors file")
+    p.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size; loaded back as fp32)")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("classify", help="zero-shot labels for each window of a recording")
     add_input_args(p)
     g = p.add_mutually_exclusive_group(required=True)

@@ -65,13 +65,15 @@ class CheckpointError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------- our format
-def save_checkpoint(model: EventClip, path: str | os.PathLike, training: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(model: EventClip, path: str | os.PathLike, training: dict[str, Any] | None = None,
+                    storage_dtype: torch.dtype | None = None) -> Path:
     """Write ``model`` to one ``.safetensors`` file atomically (temporary file, then rename).
 
-    Tensors are stored in their own dtype (fp32 as built), moved to the CPU and made
-    contiguous; tensors that share memory are stored as separate copies. ``training``
-    (when given) replaces ``model.meta.training`` in the file; the model is not changed.
-    Returns the path written.
+    Tensors are stored in their own dtype (fp32 as built), or with ``storage_dtype`` (e.g.
+    ``torch.float16``: half the size, for shipping a model; :func:`load_checkpoint` casts back to
+    fp32) for the floating-point ones; moved to the CPU and made contiguous; tensors that share
+    memory are stored as separate copies. ``training`` (when given) replaces
+    ``model.meta.training`` in the file; the model is not changed. Returns the path written.
     """
     path = Path(path)
     meta = model.meta if training is None else dataclasses.replace(model.meta, training=training)
@@ -84,6 +86,8 @@ def save_checkpoint(model: EventClip, path: str | os.PathLike, training: dict[st
     seen_storages: set[int] = set()
     for name, tensor in model.state_dict().items():
         t = tensor.detach().to("cpu").contiguous()
+        if storage_dtype is not None and t.is_floating_point():
+            t = t.to(storage_dtype)
         ptr = t.untyped_storage().data_ptr()
         if ptr in seen_storages:  # tied or aliased weights: safetensors refuses shared storage
             t = t.clone()

@@ -3,7 +3,7 @@ weights file, our own checkpoint or the paper's released checkpoint.
 
 Tiny architectures registered by the project (``model_configs/*.json``) make every code
 path testable on a CPU in seconds: ``EventCLIP-Tiny`` (a ViT, 224 px, like the paper's
-towers) and ``EventCLIP-Toy48`` (CLIP's ModifiedResNet at 48 px, the toy preset's
+towers) and ``EventCLIP-Toy48`` (CLIP's ModifiedResNet at 48 px, width 16, the toy preset's
 teacher: on 36 synthetic glyph classes a tiny ResNet reached 96% supervised accuracy in
 400 steps of 64 where a patch-8 ViT of the same cost reached 34%, so its contrastive
 teacher becomes a usable stand-in for CLIP within the toy preset's time budget).

@@ -1,0 +1,179 @@
+"""The detector's parameters: one table (name, default, range, description) and their meaning.
+
+The ROS node declares exactly these (:mod:`event_clip_ros.ros.parameters`),
+``config/detector.yaml`` documents them, and offline tools read the same YAML
+with :func:`load_parameters_yaml`; :func:`config_from_parameters` turns a set
+of values into a validated :class:`~event_clip_ros.apps.detector.DetectorConfig`
+plus the input message type, so the node and offline evaluation agree.
+
+Parameters marked ``runtime`` take effect at once when changed on a running
+node (labels, prompts, thresholds, top_k); the others at the next configure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..events.packet_stream import SUPPORTED_MSGTYPES
+from ..events.windows import WindowConfig
+from ..model.factory import ModelSpec
+from ..model.prompts import (
+    ABNORMAL_PROMPTS,
+    DEFAULT_TEMPLATES,
+    NORMAL_PROMPTS,
+    PLACEHOLDER,
+    load_labels,
+    resolve_templates,
+)
+from .detector import AnomalyConfig, DetectorConfig
+
+NODE_NAME = "detector"
+DEFAULT_INPUT_TYPE = "event_camera_msgs/msg/EventPacket"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: ``default`` fixes its type (a list of str = string array; None = string array, no default)."""
+
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None  #: inclusive bounds of a number
+    runtime: bool = False  #: a change applies on a running node without reconfiguring
+    read_only: bool = False  #: fixed at start-up (launch/YAML only)
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("input_type", DEFAULT_INPUT_TYPE,
+              "message type on ~/events: " + ", ".join(SUPPORTED_MSGTYPES)
+              + " (EventPacket encodings evt3, mono, libcaer_cmp, libcaer)"),
+    ParamSpec("mode", "zero_shot", "zero_shot (labels on ~/classification) or anomaly (scores on ~/anomaly)"),
+    ParamSpec("labels", None, "zero-shot class names (labels_file, when set, replaces them)", runtime=True),
+    ParamSpec("labels_file", "", "file with one class name per line, or a YAML list; empty: use labels", runtime=True),
+    ParamSpec("prompt_templates", list(DEFAULT_TEMPLATES),
+              "prompt templates with one {} for the label; or one entry naming a set "
+              "(event, n-imagenet, n-caltech101, n-mnist) or a template file", runtime=True),
+    ParamSpec("model", "ViT-B-32", "open_clip architecture (ignored when checkpoint is set)"),
+    ParamSpec("pretrained", "openai", "open_clip pretrained tag or CLIP weights file; 'none': random weights"),
+    ParamSpec("checkpoint", "", "event encoder checkpoint (.safetensors, or the paper's vitb.pt/vitl.pt); wins over model"),
+    ParamSpec("device", "auto", "auto (CUDA when present), cpu, cuda or cuda:N"),
+    ParamSpec("precision", "auto", "auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16"),
+    ParamSpec("window_duration_ms", 50.0, "window length on sensor time, ms", range=(0.01, 60_000.0)),
+    ParamSpec("window_event_count", 0, "windows of this many events instead of a duration; 0: duration windows",
+              range=(0, 100_000_000)),
+    ParamSpec("window_hop_ms", 0.0, "start-to-start distance of duration windows, ms; 0: hop = duration",
+              range=(0.0, 60_000.0)),
+    ParamSpec("min_events", 1000, "windows with fewer events are skipped (and counted)", range=(1, 100_000_000)),
+    ParamSpec("max_window_events", 2_000_000, "a duration window keeps at most its latest N events (memory bound)",
+              range=(1, 100_000_000)),
+    ParamSpec("top_k", 5, "labels per Classification, best first", range=(1, 1000), runtime=True),
+    ParamSpec("score_threshold", 0.0, "zero-shot: labels below this probability are left out", range=(0.0, 1.0),
+              runtime=True),
+    ParamSpec("anomaly_normal_prompts", list(NORMAL_PROMPTS), "anomaly mode: sentences describing the normal scene",
+              runtime=True),
+    ParamSpec("anomaly_abnormal_prompts", list(ABNORMAL_PROMPTS), "anomaly mode: sentences describing the anomaly",
+              runtime=True),
+    ParamSpec("anomaly_reference_file", "", "anomaly mode: a saved reference bank .npz of normal windows "
+              "(event-clip anomaly --save-reference); replaces the prompts", runtime=True),
+    ParamSpec("anomaly_threshold", 0.5, "anomaly when P(anomaly) > threshold (0.5 for prompts, e.g. 0.95 for a bank)",
+              range=(0.0, 1.0), runtime=True),
+    ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, s", range=(0.05, 60.0), read_only=True),
+    ParamSpec("torch_threads", 0, "CPU threads torch may use; 0: torch's default", range=(0, 256), read_only=True),
+    ParamSpec("autostart", True, "configure and activate at start-up (no lifecycle manager needed)", read_only=True),
+)
+
+PARAMETERS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+RUNTIME_PARAMETERS = frozenset(p.name for p in PARAMETERS if p.runtime)
+
+
+def defaults() -> dict[str, Any]:
+    """Every parameter's default value (None: no default)."""
+    return {p.name: p.default for p in PARAMETERS}
+
+
+def normalise_msgtype(name: str) -> str:
+    """'pkg/Type' or 'pkg/msg/Type' -> 'pkg/msg/Type'; ValueError for an unsupported type."""
+    parts = name.strip().split("/")
+    full = f"{parts[0]}/msg/{parts[1]}" if len(parts) == 2 else name.strip()
+    if full not in SUPPORTED_MSGTYPES:
+        raise ValueError(f"input_type {name!r} is not supported; use one of {', '.join(SUPPORTED_MSGTYPES)}")
+    return full
+
+
+def _templates(values: list[str]) -> tuple[str, ...]:
+    if len(values) == 1 and PLACEHOLDER not in values[0]:
+        return resolve_templates(values[0])  # a set name or a template file
+    return tuple(values)
+
+
+def _optional_path(value: str) -> str | None:
+    return value.strip() or None
+
+
+def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, str]:
+    """(DetectorConfig, input message type) from parameter values (missing ones take their default).
+
+    Raises ValueError naming the parameter for an invalid value, an unreadable
+    labels file, a missing checkpoint or reference file.
+    """
+    v = {**defaults(), **{k: val for k, val in values.items() if val is not None}}
+    unknown = sorted(set(values) - set(PARAMETERS_BY_NAME))
+    if unknown:
+        raise ValueError(f"unknown detector parameters: {', '.join(unknown)}")
+    msgtype = normalise_msgtype(v["input_type"])
+    labels_file = _optional_path(v["labels_file"])
+    labels = load_labels(labels_file) if labels_file else tuple(v["labels"] or ())
+    if v["window_event_count"]:
+        window = WindowConfig.by_count(int(v["window_event_count"]), min_events=int(v["min_events"]))
+    else:
+        hop = float(v["window_hop_ms"]) or None
+        window = WindowConfig.by_duration_ms(float(v["window_duration_ms"]), hop, min_events=int(v["min_events"]),
+                                             max_events=int(v["max_window_events"]))
+    pretrained = v["pretrained"].strip()
+    spec = ModelSpec(
+        arch=v["model"],
+        pretrained=None if pretrained.lower() in ("", "none") else pretrained,
+        checkpoint=_optional_path(v["checkpoint"]),
+        device=v["device"],
+        precision=v["precision"],
+    )
+    anomaly = AnomalyConfig(
+        normal_prompts=tuple(v["anomaly_normal_prompts"]),
+        abnormal_prompts=tuple(v["anomaly_abnormal_prompts"]),
+        reference_file=_optional_path(v["anomaly_reference_file"]),
+        threshold=float(v["anomaly_threshold"]),
+    )
+    if v["mode"] == "zero_shot" and not labels:
+        raise ValueError("mode zero_shot needs labels: set the labels parameter or labels_file")
+    config = DetectorConfig(
+        mode=v["mode"],
+        labels=labels,
+        templates=_templates(list(v["prompt_templates"])),
+        window=window,
+        top_k=int(v["top_k"]),
+        score_threshold=float(v["score_threshold"]),
+        anomaly=anomaly,
+        model=spec,
+    )
+    return config, msgtype
+
+
+def load_parameters_yaml(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """The ``ros__parameters`` of ``node_name`` (keys ``name``, ``/name``, ``/**/name`` or ``/**``) in a ROS parameter file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read parameter file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of node names to ros__parameters")
+    for key in (node_name, f"/{node_name}", f"/**/{node_name}", "/**"):
+        section = data.get(key)
+        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+            return dict(section["ros__parameters"])
+    raise ValueError(f"{path}: no ros__parameters for {node_name!r}, '/**/{node_name}' or '/**'")

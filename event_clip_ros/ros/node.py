@@ -1,0 +1,299 @@
+"""The ``detector`` lifecycle node: live event topics to zero-shot labels or anomaly scores.
+
+Topics (relative to the node, so namespaces and remaps work):
+
+* ``~/events`` (in): the ``input_type`` messages, raw subscription with the
+  drivers' QoS (best effort, keep last 1000, volatile); every message is
+  decoded, in order, in the subscription callback (the decoders are stateful).
+* ``~/classification`` (zero_shot) or ``~/anomaly`` (anomaly):
+  vision_msgs/Classification per window, stamped with the window's end mapped
+  to ROS time, frame_id from the input (see :mod:`event_clip_ros.ros.messages`).
+* ``~/label_info`` (vision_msgs/LabelInfo) and ``~/vision_info``
+  (vision_msgs/VisionInfo): transient local, republished when labels change.
+* ``~/frame`` (sensor_msgs/Image mono8): the window, built only while someone subscribes.
+* ``/diagnostics``: rates, drops, decode errors, lost packets, latency percentiles.
+
+Inference runs on a worker thread with a latest-only hand-off
+(:class:`~event_clip_ros.ros.worker.LatestOnlyWorker`): a window still
+waiting when a newer one completes is dropped and counted.
+
+Lifecycle: configure reads the parameters and loads the model (a bad value, a
+missing labels file or checkpoint fails the transition with the reason in the
+log and in /diagnostics; the node keeps running), activate subscribes and
+starts the worker, deactivate unsubscribes and frees the GPU, cleanup drops
+the model. With ``autostart`` (default) the node configures and activates itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Classification, LabelInfo, VisionInfo
+
+from ..apps.detector import Detector
+from ..apps.detector_params import NODE_NAME, RUNTIME_PARAMETERS, config_from_parameters
+from ..apps.detector_stats import LatencyTracker, RateMeter, assess
+from ..apps.event_input import PendingWindow
+from .diagnostics import diagnostic_array
+from .messages import classification_msg, image_msg, label_info_msg, vision_info_msg
+from .parameters import declare_parameters, parameter_values
+from .worker import LatestOnlyWorker
+
+#: QoS of the event camera drivers' publishers (a reliable subscriber would not match them).
+EVENT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE)
+#: Results: reliable (matches reliable and best-effort subscribers), a short history.
+RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+#: Label maps: latched, so a late subscriber gets the current one.
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def message_class(msgtype: str) -> type:
+    """The Python class of 'pkg/msg/Type'; ValueError when its package is not installed."""
+    package, _, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"input_type {msgtype}: the message package {package} is not installed ({exc})") from exc
+
+
+class DetectorNode(LifecycleNode):
+    """Lifecycle node around :class:`~event_clip_ros.apps.detector.Detector` (see module doc)."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        declare_parameters(self)
+        threads = self.get_parameter("torch_threads").value
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self._detector: Detector | None = None
+        self._msg_class: type | None = None
+        self._worker: LatestOnlyWorker[PendingWindow] | None = None
+        self._subscription = None
+        self._result_pub = self._frame_pub = self._label_info_pub = self._vision_info_pub = None
+        self._active = False
+        self._error: str | None = None
+        self._callback_errors = 0
+        self._labels_version = 0
+        self._latency = LatencyTracker()  # window completed -> result published
+        self._rates = RateMeter()
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    @property
+    def detector(self) -> Detector | None:
+        return self._detector
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            config, msgtype = config_from_parameters(parameter_values(self))
+            msg_class = message_class(msgtype)
+            detector = Detector(config, msgtype)
+            detector.load()
+        except Exception as exc:  # any bad parameter, file or model must fail the transition, not the node
+            self._error = f"configure failed: {exc}"
+            self.get_logger().error(self._error)
+            return TransitionCallbackReturn.FAILURE
+        self._detector, self._msg_class, self._error = detector, msg_class, None
+        topic = "~/classification" if config.mode == "zero_shot" else "~/anomaly"
+        self._result_pub = self.create_lifecycle_publisher(Classification, topic, RESULT_QOS)
+        self._frame_pub = self.create_lifecycle_publisher(Image, "~/frame", 1)
+        self._label_info_pub = self.create_lifecycle_publisher(LabelInfo, "~/label_info", LATCHED_QOS)
+        self._vision_info_pub = self.create_lifecycle_publisher(VisionInfo, "~/vision_info", LATCHED_QOS)
+        model = detector.model
+        self.get_logger().info(
+            f"configured: {config.mode}, {len(detector.labels)} labels, input {msgtype}, "
+            f"model {model.meta.arch or 'checkpoint'} on {model.device} ({model.precision})"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        assert self._detector is not None
+        try:
+            if not self._detector.loaded:
+                self._detector.load()
+        except Exception as exc:  # e.g. the GPU went away
+            self._error = f"activate failed: {exc}"
+            self.get_logger().error(self._error)
+            return TransitionCallbackReturn.FAILURE
+        self._worker = LatestOnlyWorker(self._handle_window)
+        self._worker.start()
+        self._subscription = self.create_subscription(self._msg_class, "~/events", self._on_events, EVENT_QOS, raw=True)
+        result = super().on_activate(state)
+        self._active = True
+        self._publish_label_info()
+        self.get_logger().info(f"active: listening on {self._subscription.topic_name}")
+        return result
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._stop()
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in state {state.label}; cleaning up")
+        self._stop()
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop(self) -> None:
+        """Unsubscribe, finish the window in hand, free the GPU (the model stays loaded on the CPU)."""
+        self._active = False
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+        if self._worker is not None:
+            self._worker.stop()
+        if self._detector is not None:
+            self._detector.release()
+
+    def _teardown(self) -> None:
+        for pub in (self._result_pub, self._frame_pub, self._label_info_pub, self._vision_info_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._result_pub = self._frame_pub = self._label_info_pub = self._vision_info_pub = None
+        self._detector = None
+        self._worker = None
+
+    def close(self) -> None:
+        """Stop everything (for shutdown outside a lifecycle transition, e.g. Ctrl-C)."""
+        self._stop()
+        self._teardown()
+
+    # ------------------------------------------------------------------ data path
+    def _on_events(self, raw: bytes) -> None:
+        """Subscription callback: decode every message in order, hand completed windows to the worker."""
+        detector, worker = self._detector, self._worker
+        if detector is None or worker is None:
+            return
+        try:
+            windows = detector.feed_cdr(raw)
+        except Exception:  # the event layer counts bad input; anything else is a bug, logged, not fatal
+            self._callback_errors += 1
+            self.get_logger().error("decoding a message failed", throttle_duration_sec=5.0)
+            return
+        for window in windows:
+            worker.submit(window)
+
+    def _handle_window(self, window: PendingWindow) -> None:
+        """Worker thread: infer one window, publish its result (and its frame when someone listens)."""
+        detector, result_pub, frame_pub = self._detector, self._result_pub, self._frame_pub
+        if detector is None or result_pub is None:
+            return
+        result = detector.infer([window])[0]
+        result_pub.publish(classification_msg(result))
+        self._latency.add((time.monotonic_ns() - window.ready_ns) * 1e-9)
+        if frame_pub is not None and frame_pub.get_subscription_count() > 0:
+            frame_pub.publish(image_msg(detector.frame(window), result.stamp_ns, result.frame_id))
+
+    def _publish_label_info(self) -> None:
+        detector = self._detector
+        if detector is None or not self._active:
+            return
+        self._labels_version += 1
+        now = self.get_clock().now().nanoseconds
+        self._label_info_pub.publish(label_info_msg(detector.labels, detector.threshold, now))
+        location = f"{self.get_fully_qualified_name()}/label_info"
+        self._vision_info_pub.publish(vision_info_msg(detector.config.mode, self._labels_version, location, now))
+
+    # ------------------------------------------------------------------ parameters
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate a change; apply labels, prompts and thresholds at once on a configured node."""
+        detector = self._detector
+        if detector is None:
+            return SetParametersResult(successful=True)  # validated at configure
+        names = {p.name for p in params}
+        try:
+            config, _ = config_from_parameters(parameter_values(self, params))
+            before = (detector.labels, detector.threshold)
+            if names & RUNTIME_PARAMETERS:
+                if config.labels:
+                    detector.set_labels(config.labels)
+                detector.set_templates(config.templates)
+                detector.set_top_k(config.top_k)
+                detector.set_score_threshold(config.score_threshold)
+                detector.set_anomaly(config.anomaly)
+        except Exception as exc:  # a bad value or file; text encoding errors too
+            return SetParametersResult(successful=False, reason=str(exc))
+        if (detector.labels, detector.threshold) != before:
+            self._publish_label_info()
+        later = sorted(names - RUNTIME_PARAMETERS)
+        if later:
+            self.get_logger().info(f"{', '.join(later)} will apply at the next configure")
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ diagnostics
+    def _counters(self) -> dict[str, int]:
+        counters = self._detector.counters() if self._detector is not None else {}
+        worker = self._worker
+        counters["dropped_windows"] = worker.dropped if worker is not None else 0
+        counters["worker_errors"] = worker.errors if worker is not None else 0
+        counters["callback_errors"] = self._callback_errors
+        return counters
+
+    def _publish_diagnostics(self) -> None:
+        counters = self._counters()
+        rates, increments = self._rates.update(counters, time.monotonic())
+        health = assess(self._active, self._error, increments)
+        detector = self._detector
+        values: dict[str, object] = {
+            "state": "active" if self._active else ("inactive" if detector is not None else "unconfigured"),
+            "mode": detector.config.mode if detector is not None else "",
+            "event_rate_hz": rates.get("events", 0.0),
+            "windows_per_s": rates.get("inferred_windows", 0.0),
+            **counters,
+        }
+        values.update({f"latency_ms_{k}": v for k, v in self._latency.percentiles_ms().items()})
+        if detector is not None:
+            values.update({f"inference_ms_{k}": v for k, v in detector.inference_latency.percentiles_ms().items()})
+        name = f"{self.get_fully_qualified_name()}: event_clip detector"
+        now = self.get_clock().now().nanoseconds
+        self._diagnostics_pub.publish(diagnostic_array(name, self.get_fully_qualified_name(), health, values, now))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``detector`` (also ``ros2 run event_clip_ros detector``)."""
+    rclpy.init(args=args)
+    node = DetectorNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    if node.get_parameter("autostart").value and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        node.trigger_activate()
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

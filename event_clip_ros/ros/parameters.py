@@ -1,0 +1,40 @@
+"""Declare the detector's parameters (table in :mod:`event_clip_ros.apps.detector_params`) on a node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from ..apps.detector_params import PARAMETERS, ParamSpec
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The spec's description (with when a change applies), range and read-only flag."""
+    when = "applies at once" if spec.runtime else ("fixed at start-up" if spec.read_only else "applies at configure")
+    desc = ParameterDescriptor(description=f"{spec.description} [{when}]", read_only=spec.read_only)
+    if spec.range is not None:
+        lo, hi = spec.range
+        if isinstance(spec.default, float):
+            desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        else:
+            desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+    return desc
+
+
+def declare_parameters(node: Node) -> None:
+    """Declare every detector parameter (string arrays without a default are declared by type)."""
+    for spec in PARAMETERS:
+        default = Parameter.Type.STRING_ARRAY if spec.default is None else spec.default
+        node.declare_parameter(spec.name, default, descriptor(spec))
+
+
+def parameter_values(node: Node, overrides: list[Parameter] | None = None) -> dict[str, Any]:
+    """Current values of the detector parameters, with ``overrides`` (a pending change) applied."""
+    values = {spec.name: node.get_parameter(spec.name).value for spec in PARAMETERS}
+    for p in overrides or []:
+        if p.name in values:
+            values[p.name] = p.value
+    return values

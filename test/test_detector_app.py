@@ -1,0 +1,326 @@
+"""The detector pipeline without ROS (event_clip_ros.apps.detector and its helpers).
+
+* Results equal the offline path (windows on sensor time -> EventClip.embed_windows ->
+  ZeroShotClassifier / TextAnomalyScorer), window by window, for EVT3 packets.
+* Window stamps: sensor time mapped to ROS time with one offset per stream (evt3: first
+  event; mono: time_base; EventArray: first event), relearned after a bag loop.
+* Bad input (unknown encoding, garbage, size change, seq gaps) is counted, never raised.
+* Run-time label / template / threshold changes; parameters and config/detector.yaml.
+* The latest-only worker and the statistics used by /diagnostics.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from event_clip_ros.apps.detector import ANOMALY, NORMAL, AnomalyConfig, Detector, DetectorConfig
+from event_clip_ros.apps.detector_params import (
+    PARAMETERS,
+    config_from_parameters,
+    load_parameters_yaml,
+    normalise_msgtype,
+)
+from event_clip_ros.apps.detector_stats import LatencyTracker, RateMeter, assess
+from event_clip_ros.events.encoders import encode_evt3, encode_mono
+from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet
+from event_clip_ros.events.types import SensorSize, make_events
+from event_clip_ros.events.windows import WindowConfig, iter_windows
+from event_clip_ros.model import ModelSpec, create_event_clip
+from event_clip_ros.model.anomaly import ReferenceAnomalyScorer, TextAnomalyScorer
+from event_clip_ros.model.checkpoint import save_checkpoint
+from event_clip_ros.model.zero_shot import ZeroShotClassifier
+from event_clip_ros.ros.worker import LatestOnlyWorker
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = SensorSize(64, 48)
+LABELS = ("disc", "bar", "square")
+WINDOW = WindowConfig(duration_us=10_000, min_events=50)
+STAMP0_NS = 1_700_000_000_000_000_000
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_event_clip(ModelSpec(arch="EventCLIP-Tiny", pretrained=None, device="cpu"))
+
+
+def scene(n: int = 12_000, duration_us: int = 100_000, seed: int = 0, t0_us: int = 5_000) -> np.ndarray:
+    """Events with a moving blob, so windows differ from each other."""
+    rng = np.random.default_rng(seed)
+    t = t0_us + np.sort(rng.integers(0, duration_us, n))
+    cx = (8 + (t - t0_us) * 48 // duration_us).astype(np.int64)
+    x = np.clip(cx + rng.integers(-6, 7, n), 0, SIZE.width - 1)
+    y = np.clip(24 + rng.integers(-8, 9, n), 0, SIZE.height - 1)
+    return make_events(t, x, y, rng.integers(0, 2, n))
+
+
+def evt3_packets(events: np.ndarray, n_packets: int, stamp0_ns: int = STAMP0_NS, seq0: int = 0) -> list[bytes]:
+    """EVT3 EventPackets as a driver sends them: header stamp = host time of the first event."""
+    out, prev = [], None
+    for i, chunk in enumerate(np.array_split(events, n_packets)):
+        stamp = stamp0_ns + (int(chunk["t"][0]) - int(events["t"][0])) * 1000
+        out.append(encode_event_packet(encode_evt3(chunk, prev), encoding="evt3", width=SIZE.width,
+                                       height=SIZE.height, seq=seq0 + i, stamp_ns=stamp, frame_id="cam"))
+        prev = int(chunk["t"][-1])
+    return out
+
+
+def detector(model, **kwargs) -> Detector:
+    config = DetectorConfig(**{"labels": LABELS, "window": WINDOW, "top_k": 3, **kwargs})
+    det = Detector(config, model=model)
+    det.load()
+    return det
+
+
+def run(det: Detector, packets: list[bytes]) -> list:
+    results = []
+    for raw in packets:
+        results += det.process_cdr(raw)
+    return results + det.infer_all(det.flush())
+
+
+def test_zero_shot_results_equal_the_offline_path(model):
+    events = scene()
+    results = run(detector(model), evt3_packets(events, 37))
+    clf = ZeroShotClassifier(model, LABELS)
+    windows = list(iter_windows([events], WINDOW))
+    expected = clf.classify(model.embed_windows([w.events for w in windows], SIZE), top_k=3)
+    assert len(results) == len(windows) == 10
+    for r, w, top in zip(results, windows, expected):
+        assert (r.t_start_us, r.t_end_us, r.n_events) == (w.t_start_us, w.t_end_us, w.events.size)
+        assert [s.label for s in r.labels] == [s.label for s in top]
+        assert [s.score for s in r.labels] == pytest.approx([s.score for s in top], abs=1e-5)
+        assert r.frame_id == "cam" and r.anomaly_score is None
+        # the window's end mapped to ROS time: offset from the first packet's stamp and first event
+        assert r.stamp_ns == STAMP0_NS + (r.t_end_us - int(events["t"][0])) * 1000
+    assert len({round(r.labels[0].score, 4) for r in results}) >= 5  # the windows differ
+
+
+def test_top_k_and_score_threshold(model):
+    det = detector(model, top_k=2)
+    results = run(det, evt3_packets(scene(), 5))
+    assert all(len(r.labels) == 2 and r.labels[0].score >= r.labels[1].score for r in results)
+    det.set_score_threshold(0.999)
+    assert all(r.labels == () for r in run(det, evt3_packets(scene(seed=1), 5)))
+
+
+def test_run_time_label_and_template_changes(model):
+    det = detector(model)
+    first = run(det, evt3_packets(scene(), 5))
+    assert det.set_labels(["cat", "dog"]) and not det.set_labels(["cat", "dog"])
+    after = run(det, evt3_packets(scene(seed=0, t0_us=200_000), 5))
+    assert {s.label for r in after for s in r.labels} == {"cat", "dog"}
+    assert det.labels == ("cat", "dog") and {s.label for r in first for s in r.labels} == set(LABELS)
+    det.set_templates(["a {} in the dark."])
+    expected = ZeroShotClassifier(model, ["cat", "dog"], ["a {} in the dark."])
+    w = list(iter_windows([scene(seed=3)], WINDOW))[0]
+    got = det.infer(det.feed_events(w.events.copy(), SIZE) + det.flush())[0]
+    want = expected.classify(model.embed_windows([w.events], SIZE), top_k=3)[0]
+    assert [(s.label, round(s.score, 5)) for s in got.labels] == [(s.label, round(s.score, 5)) for s in want]
+    with pytest.raises(ValueError, match="no labels"):
+        det.set_labels([" ", ""])
+    assert det.labels == ("cat", "dog")
+
+
+def test_anomaly_mode_from_prompts(model):
+    det = detector(model, mode="anomaly", anomaly=AnomalyConfig(threshold=0.5))
+    events = scene()
+    results = run(det, evt3_packets(events, 9))
+    scorer = TextAnomalyScorer(model)
+    windows = list(iter_windows([events], WINDOW))
+    expected = scorer.score(model.embed_windows([w.events for w in windows], SIZE))
+    assert det.labels == (NORMAL, ANOMALY)
+    assert [r.anomaly_score for r in results] == pytest.approx(expected.tolist(), abs=1e-5)
+    for r in results:
+        assert sum(s.score for s in r.labels) == pytest.approx(1.0)
+        assert r.is_anomaly == (r.anomaly_score > 0.5)
+        assert r.labels[0].label == (ANOMALY if r.is_anomaly else NORMAL)
+    # a threshold below every score flags every window, and the decided class comes first
+    det.set_anomaly(AnomalyConfig(threshold=0.0))
+    flagged = run(det, evt3_packets(scene(seed=2), 9))
+    assert flagged and all(r.is_anomaly and r.labels[0].label == ANOMALY for r in flagged)
+    assert det.counters()["anomalies"] >= len(flagged)
+
+
+def test_anomaly_mode_from_a_reference_bank(model, tmp_path):
+    windows = list(iter_windows([scene(seed=5)], WINDOW))
+    bank = ReferenceAnomalyScorer()
+    bank.fit(model.embed_windows([w.events for w in windows], SIZE))
+    bank.save(tmp_path / "bank.npz")
+    det = detector(model, mode="anomaly", anomaly=AnomalyConfig(reference_file=str(tmp_path / "bank.npz"), threshold=0.9))
+    results = run(det, evt3_packets(scene(seed=6), 9))
+    expected = bank.score(model.embed_windows([w.events for w in iter_windows([scene(seed=6)], WINDOW)], SIZE))
+    assert [r.anomaly_score for r in results] == pytest.approx(expected.tolist())
+    assert [r.is_anomaly for r in results] == [bool(s > 0.9) for s in expected]
+
+
+def test_mono_stamps_follow_time_base_and_event_arrays_their_first_event(model):
+    events = scene(n=4000, duration_us=40_000)
+    det = detector(model, window=WindowConfig(duration_us=10_000, min_events=10))
+    packets, chunks = [], np.array_split(events, 4)
+    base0_us = int(chunks[0]["t"][0]) - 500  # time_base: 0.5 ms before each packet's first event
+    for i, chunk in enumerate(chunks):
+        base_us = int(chunk["t"][0]) - 500
+        packets.append(encode_event_packet(encode_mono(chunk, base_us * 1000), encoding="mono", width=SIZE.width,
+                                           height=SIZE.height, seq=i, time_base_ns=base_us * 1000,
+                                           stamp_ns=STAMP0_NS + (base_us - base0_us) * 1000, frame_id="mono_cam"))
+    results = run(det, packets)
+    assert len(results) == 4
+    for r in results:  # header.stamp belongs to time_base, not to the first event
+        assert r.stamp_ns == STAMP0_NS + (r.t_end_us - base0_us) * 1000
+        assert r.frame_id == "mono_cam"
+    first_base_us = int(events["t"][0])
+    arrays = Detector(DetectorConfig(labels=LABELS, window=WindowConfig(duration_us=10_000, min_events=10)),
+                      "dvs_msgs/msg/EventArray", model=model)
+    arrays.load()
+    msgs = [encode_event_array(c, SIZE.width, SIZE.height, stamp_ns=STAMP0_NS + i, frame_id="dvs")
+            for i, c in enumerate(np.array_split(events, 4))]
+    from_arrays = run(arrays, msgs)
+    assert [(r.t_end_us, r.labels) for r in from_arrays] == [(r.t_end_us, r.labels) for r in results]
+    assert from_arrays[0].stamp_ns == STAMP0_NS + (from_arrays[0].t_end_us - first_base_us) * 1000
+
+
+def test_bag_loop_closes_windows_and_relearns_the_clock(model):
+    det = detector(model)
+    events = scene()
+    first = run_without_flush(det, evt3_packets(events, 10))
+    # the bag starts again: seq back to 0, same sensor times, header stamps 10 s later
+    again = run_without_flush(det, evt3_packets(events, 10, stamp0_ns=STAMP0_NS + 10**10))
+    c = det.counters()
+    assert c["stream_restarts"] == 1 and c["lost_packets"] == 0
+    assert len(again) == len(first) + 1  # the open window of the first pass was closed by the restart
+    loop = again[1:]
+    assert [r.t_end_us for r in loop] == [r.t_end_us for r in first]
+    assert [r.stamp_ns - 10**10 for r in loop] == [r.stamp_ns for r in first]
+
+
+def run_without_flush(det: Detector, packets: list[bytes]) -> list:
+    return [r for raw in packets for r in det.process_cdr(raw)]
+
+
+def test_bad_input_is_counted_not_raised(model):
+    det = detector(model)
+    events = scene()
+    good = evt3_packets(events, 10)
+    assert det.process_cdr(b"\x00\x01\x00\x00garbage") == []
+    assert det.process_cdr(good[0][:40]) == []  # truncated message
+    unknown = encode_event_packet(b"\x00" * 64, encoding="evt9", width=64, height=48, seq=1)
+    assert det.process_cdr(unknown) == []
+    results = run_without_flush(det, good[:4] + good[6:])  # seq gap of 2
+    bigger = encode_event_packet(encode_evt3(scene(seed=9)), encoding="evt3", width=128, height=96, seq=20,
+                                 stamp_ns=STAMP0_NS)
+    results += det.process_cdr(bigger)  # new geometry: the open window closes with the old size
+    c = det.counters()
+    assert c["bad_packets"] == 3 and c["decode_errors"] >= 3
+    assert c["lost_packets"] == 2
+    assert c["stream_restarts"] >= 2  # the format changes (evt9, then 128x96)
+    assert results and all(r.labels for r in results)
+
+
+def test_config_validation_and_missing_files(tmp_path):
+    with pytest.raises(ValueError, match="needs labels"):
+        config_from_parameters({})
+    with pytest.raises(ValueError, match="cannot read labels file"):
+        config_from_parameters({"labels_file": str(tmp_path / "missing.txt")})
+    with pytest.raises(ValueError, match="checkpoint .* does not exist"):
+        config_from_parameters({"labels": ["a"], "checkpoint": str(tmp_path / "missing.safetensors")})
+    with pytest.raises(ValueError, match="mode must be"):
+        config_from_parameters({"labels": ["a"], "mode": "detect"})
+    with pytest.raises(ValueError, match="not supported"):
+        normalise_msgtype("sensor_msgs/Image")
+    assert normalise_msgtype("dvs_msgs/EventArray") == "dvs_msgs/msg/EventArray"
+    (tmp_path / "labels.txt").write_text("# shapes\ncircle\nsquare, rounded\n")
+    config, msgtype = config_from_parameters({"labels": ["x"], "labels_file": str(tmp_path / "labels.txt"),
+                                              "prompt_templates": ["n-mnist"], "window_hop_ms": 25.0,
+                                              "pretrained": "none", "input_type": "dvs_msgs/msg/EventArray"})
+    assert config.labels == ("circle", "square, rounded") and config.templates == ("The digit {}",)
+    assert (config.window.duration_us, config.window.hop_us) == (50_000, 25_000)
+    assert config.model.pretrained is None and msgtype == "dvs_msgs/msg/EventArray"
+    count, _ = config_from_parameters({"labels": ["a"], "window_event_count": 5000, "min_events": 10})
+    assert count.window.event_count == 5000 and count.window.duration_us is None
+
+
+def test_shipped_config_file_declares_every_parameter():
+    values = load_parameters_yaml(REPO / "config" / "detector.yaml")
+    assert set(values) == {p.name for p in PARAMETERS}
+    config, msgtype = config_from_parameters(values)
+    assert msgtype == "event_camera_msgs/msg/EventPacket" and config.mode == "zero_shot" and config.labels
+    for spec in PARAMETERS:  # YAML defaults equal the declared ones (one source of truth)
+        if spec.default is not None:
+            assert values[spec.name] == spec.default, spec.name
+
+
+def test_detector_loads_a_checkpoint_and_releases_it(model, tmp_path):
+    save_checkpoint(model, tmp_path / "tiny.safetensors")
+    det = Detector(DetectorConfig(labels=LABELS, window=WINDOW, model=ModelSpec(checkpoint=str(tmp_path / "tiny.safetensors"), device="cpu")))
+    assert not det.loaded
+    det.load()
+    results = run(det, evt3_packets(scene(), 5))
+    in_memory = run(detector(model), evt3_packets(scene(), 5))
+    assert [[s.label for s in r.labels] for r in results] == [[s.label for s in r.labels] for r in in_memory]
+    assert [r.labels[0].score for r in results] == pytest.approx([r.labels[0].score for r in in_memory], abs=1e-6)
+    det.release()
+    assert not det.loaded
+    with pytest.raises(RuntimeError, match="not loaded"):
+        det.infer(det.feed_events(scene(), SIZE) + det.flush())
+    det.load()
+    assert det.loaded
+
+
+def test_frame_is_the_window_at_sensor_resolution(model):
+    det = detector(model)
+    w = det.feed_events(scene(), SIZE)[0]
+    frame = det.frame(w)
+    assert frame.shape == (SIZE.height, SIZE.width) and frame.dtype == np.uint8
+    ev = w.window.events
+    assert frame[ev["y"], ev["x"]].min() > 0 and frame.sum() > 0
+    assert (frame > 0).sum() == len(set(zip(ev["x"].tolist(), ev["y"].tolist())))
+
+
+def test_latest_only_worker_drops_stale_items_and_survives_errors():
+    release, started = threading.Event(), threading.Event()
+    handled = []
+
+    def handle(item: int) -> None:
+        handled.append(item)
+        started.set()
+        release.wait()
+        if item == 4:
+            raise RuntimeError("bad window")
+
+    worker = LatestOnlyWorker(handle)
+    worker.start()
+    worker.submit(0)
+    assert started.wait(10)
+    for item in (1, 2, 3, 4):  # the worker is busy with 0: each waiting item is replaced by the next
+        worker.submit(item)
+    assert worker.dropped == 3
+    release.set()
+    worker.stop()  # finishes what it holds; 4 may or may not have started
+    assert handled[0] == 0 and set(handled) <= {0, 4}
+    assert worker.handled + worker.dropped == worker.submitted == 5
+    assert worker.errors == (1 if 4 in handled else 0)
+    assert not worker.running
+
+
+def test_statistics_for_diagnostics():
+    tracker = LatencyTracker(capacity=100)
+    assert tracker.percentiles_ms() == {}
+    for ms in range(1, 201):  # only the latest 100 (101..200 ms) are kept
+        tracker.add(ms / 1000)
+    p = tracker.percentiles_ms()
+    assert p["p50"] == pytest.approx(150.5) and p["max"] == pytest.approx(200.0)
+    meter = RateMeter()
+    assert meter.update({"events": 100}, 10.0) == ({}, {})
+    rates, inc = meter.update({"events": 600}, 12.0)
+    assert rates["events"] == 250.0 and inc["events"] == 500
+    assert assess(True, None, {"events": 5, "dropped_windows": 2}).level == "warn"
+    assert "2 windows dropped" in assess(True, None, {"events": 5, "dropped_windows": 2}).message
+    assert assess(True, None, {"events": 0}).level == "stale"
+    assert assess(True, None, {"events": 5}).level == "ok"
+    assert assess(False, "configure failed: x", {}).level == "error"

@@ -9,6 +9,10 @@ process plays a driver: EVT3 EventPackets of ``--packet-ms`` of events, each pub
 last event is due (real time), header stamp = host time of its first event, as metavision_driver
 does. Latency = receive time of the Classification minus its header stamp (the window's end
 mapped to host time), so it includes the packetisation delay (one packet) and DDS both ways.
+The sensor clock runs with the host clock across rates (the node keeps one sensor-to-ROS time
+offset per stream); the window still open when a rate ends is left out of the next rate's figures.
+On 2 cores the publisher (this process) and the node share the CPU: at high rates the publisher
+falls behind (``publisher_late_packets``) before the node does.
 Bare inference: ``EventClip.embed_windows`` + ``ZeroShotClassifier.classify`` of windows of the
 same event count in this process, one thread.
 """
@@ -38,6 +42,8 @@ from event_clip_ros.model.zero_shot import ZeroShotClassifier
 from results_file import RESULTS_DIR, write_results
 
 SIZE = SensorSize(640, 480)
+#: a rate's packets are encoded before its start: this long (s) plus this much per Mev/s after the previous rate ends
+ENCODE_LEAD_S, ENCODE_LEAD_S_PER_MEV_S = 1.0, 0.15
 LABELS = ["disc", "bar", "square", "person", "car"]
 
 
@@ -130,9 +136,12 @@ def run_rates(args: argparse.Namespace, node_proc: NodeUnderTest, ns: str) -> li
     latencies: list[float] = []
     diag: dict[str, str] = {}
 
+    rate_start_ns = [0]
+
     def on_result(msg) -> None:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        latencies.append((time.time_ns() - stamp) * 1e-6)
+        if stamp >= rate_start_ns[0]:  # not the previous rate's last window, completed only by this rate's first events
+            latencies.append((time.time_ns() - stamp) * 1e-6)
 
     def on_diag(msg) -> None:
         for s in msg.status:
@@ -153,13 +162,21 @@ def run_rates(args: argparse.Namespace, node_proc: NodeUnderTest, ns: str) -> li
         rclpy.spin_once(node, timeout_sec=0.05)
 
     rows = []
-    seq, t0_us = 1, 0
+    seq, origin_ns = 1, time.time_ns()
     for rate in [float(r) for r in args.rates.split(",")]:
+        # the sensor clock runs with the host clock, as a camera's does: the node maps sensor time to ROS time
+        # with one offset per stream (learnt from the first packet), so each rate starts at the sensor time
+        # of its host start time; the packets are encoded before that start
+        lead_s = ENCODE_LEAD_S + ENCODE_LEAD_S_PER_MEV_S * rate
+        start = time.time_ns() + int(lead_s * 1e9)
+        t0_us = (start - origin_ns) // 1000
         packets = encoded_packets(rate, args.packet_ms, args.duration_s, seq, t0_us)
+        if time.time_ns() > start:
+            print(f"warning: encoding {rate} Mev/s took longer than {lead_s:.1f} s; latencies include the delay")
         n_events = int(rate * 1000 * args.packet_ms) * len(packets)
         before = {k: int(v) for k, v in diag.items() if v.isdigit()}
         latencies.clear()
-        start = time.time_ns()
+        rate_start_ns[0] = start
         late = 0
         for i, (due_ns, payload, first_t_us) in enumerate(packets):
             wait_s = (start + due_ns - time.time_ns()) * 1e-9
@@ -174,7 +191,6 @@ def run_rates(args: argparse.Namespace, node_proc: NodeUnderTest, ns: str) -> li
                                             seq=seq + i, stamp_ns=stamp, frame_id="bench"))
         sent_s = (time.time_ns() - start) * 1e-9
         seq += len(packets)
-        t0_us += int(args.duration_s * 1e6) + 1_000_000
         settle = time.monotonic() + 3.0
         while time.monotonic() < settle:
             rclpy.spin_once(node, timeout_sec=0.05)

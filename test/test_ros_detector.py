@@ -336,6 +336,39 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+def test_anomaly_mode_publishes_anomaly_and_normal_equal_to_the_offline_scores(ros, checkpoint):
+    from event_camera_msgs.msg import EventPacket
+
+    from event_clip_ros.apps.detector import AnomalyConfig
+
+    threshold = 0.45
+    client = DetectorClient(ros, "anomaly", EventPacket, f"checkpoint:={checkpoint}", "mode:=anomaly",
+                            f"anomaly_threshold:={threshold}")
+    client.wait_connected(EVT3_PROBE)
+    offline = Detector(DetectorConfig(mode="anomaly", top_k=3, anomaly=AnomalyConfig(threshold=threshold),
+                                      window=WindowConfig(duration_us=WINDOW_MS * 1000, min_events=MIN_EVENTS,
+                                                          max_events=2_000_000),
+                                      model=ModelSpec(checkpoint=str(checkpoint), device="cpu")),
+                       "event_camera_msgs/msg/EventPacket")
+    offline.load()
+    packets = evt3_packets(scene(6_000, 60_000, seed=5), 12)
+    expected, counts = [], []
+    for raw in packets:
+        expected += offline.process_cdr(raw)
+        counts.append(len(expected))
+    client.lockstep(packets, counts)
+    assert len(expected) >= 4
+    assert_same(client.results, expected)  # hypotheses, scores, stamps
+    for msg, r in zip(client.results, expected):
+        scores = {h.class_id: h.score for h in msg.results}
+        assert set(scores) == {"anomaly", "normal"} and sum(scores.values()) == pytest.approx(1.0, abs=1e-6)
+        assert scores["anomaly"] == pytest.approx(r.anomaly_score, abs=1e-5)
+        assert msg.results[0].class_id == ("anomaly" if r.anomaly_score > threshold else "normal")
+    ros.spin_until(lambda: client.label_infos, "LabelInfo", watch=client.proc)
+    assert client.label_infos[-1].threshold == pytest.approx(threshold)
+    client.stop()
+
+
 def test_overload_drops_windows_counts_them_and_memory_stays_flat(ros, checkpoint):
     from event_camera_msgs.msg import EventPacket
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -32,9 +33,17 @@ def declare_parameters(node: Node) -> None:
 
 
 def parameter_values(node: Node, overrides: list[Parameter] | None = None) -> dict[str, Any]:
-    """Current values of the detector parameters, with ``overrides`` (a pending change) applied."""
-    values = {spec.name: node.get_parameter(spec.name).value for spec in PARAMETERS}
+    """Current values of the detector parameters, with ``overrides`` (a pending change) applied; None for a
+    parameter declared by type only and never set (e.g. labels in anomaly mode)."""
+    values = {spec.name: _value(node, spec.name) for spec in PARAMETERS}
     for p in overrides or []:
         if p.name in values:
             values[p.name] = p.value
     return values
+
+
+def _value(node: Node, name: str) -> Any:
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return None

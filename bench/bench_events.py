@@ -14,7 +14,6 @@ Results go to stdout and bench/results/bench_events.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from event_clip_ros.events.simulate import SimulatorConfig, frames_to_events, mo
 from event_clip_ros.events.types import SensorSize, concat_events
 from event_clip_ros.events.windows import WindowConfig, Windower
 
-from results_file import RESULTS_DIR, write_results
+from results_file import bench_parser, write_results
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evt3_gen41_1280x720.raw"
 
@@ -102,12 +101,11 @@ def pipeline(encoding: str, pkts: list[Packet], size: SensorSize, windows: Windo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__, "bench_events")
     ap.add_argument("--events", type=int, default=8_000_000, help="events in the test stream (default 8M)")
     ap.add_argument("--packet-kib", type=int, default=64, help="packet size in KiB (default 64)")
     ap.add_argument("--window-ms", type=float, default=10.0, help="window duration (default 10)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(RESULTS_DIR / "bench_events.json"))
     args = ap.parse_args()
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core

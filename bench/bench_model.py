@@ -13,7 +13,6 @@ latency in fp16 and bf16.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.device import autocast
 
-from results_file import RESULTS_DIR, write_results
+from results_file import bench_parser, write_results
 
 SIZE = SensorSize(1280, 720)
 
@@ -89,12 +88,11 @@ def compare(arch: str, device: str, precision: str, batch: int, events_per_windo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__, "bench_model")
     ap.add_argument("--archs", default="EventCLIP-Tiny,ViT-B-32", help="open_clip architectures (comma list)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--events-per-window", type=int, default=50_000)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=str(RESULTS_DIR / "bench_model.json"))
     args = ap.parse_args()
 
     rows = []

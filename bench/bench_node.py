@@ -39,7 +39,7 @@ from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.checkpoint import save_checkpoint
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
 
-from results_file import RESULTS_DIR, write_results
+from results_file import bench_parser, write_results
 
 SIZE = SensorSize(640, 480)
 #: a rate's packets are encoded before its start: this long (s) plus this much per Mev/s after the previous rate ends
@@ -95,13 +95,12 @@ class NodeUnderTest:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__, "bench_node")
     ap.add_argument("--rates", default="5,10,20,40", help="input rates to run, Mev/s (comma list)")
     ap.add_argument("--latency-rate", type=float, default=20.0, help="rate of the latency goal, Mev/s")
     ap.add_argument("--duration-s", type=float, default=2.0, help="seconds of events per rate")
     ap.add_argument("--packet-ms", type=float, default=1.0, help="sensor time per EventPacket")
     ap.add_argument("--window-ms", type=float, default=50.0)
-    ap.add_argument("--out", default=str(RESULTS_DIR / "bench_node.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
 

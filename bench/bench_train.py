@@ -11,7 +11,6 @@ not depend on their values.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -23,7 +22,7 @@ from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.train.losses import PretrainLoss, PretrainLossConfig
 
-from results_file import RESULTS_DIR, write_results
+from results_file import bench_parser, write_results
 
 SIZE = SensorSize(128, 96)
 
@@ -85,12 +84,11 @@ def compare(arch: str, batch_size: int, events: int, repeats: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__, "bench_train")
     ap.add_argument("--archs", default="EventCLIP-Toy48,EventCLIP-Tiny,ViT-B-32")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--events", type=int, default=5000, help="events per sample (default 5000)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=str(RESULTS_DIR / "bench_train.json"))
     args = ap.parse_args()
     rows = [compare(a, args.batch if a != "ViT-B-32" else min(args.batch, 8), args.events, args.repeats) for a in args.archs.split(",")]
     print(f"\n{'arch':<16} {'device':<7} {'batch':>5} {'bare step/s':>12} {'ours step/s':>12} {'samples/s':>10} {'ours/bare':>10}")

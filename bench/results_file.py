@@ -1,7 +1,8 @@
-"""Where the benchmarks write their results (bench/results/, git-ignored)."""
+"""Where the benchmarks write their results (bench/results/, git-ignored), and their common command line."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -15,3 +16,11 @@ def write_results(results: object, out: str | Path) -> Path:
     out.write_text(json.dumps(results, indent=2))
     print(f"results: {out}")
     return out
+
+
+def bench_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: its module docstring as the description, ``--out`` (default
+    ``bench/results/<name>.json``); the benchmark adds its own options."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(RESULTS_DIR / f"{name}.json"), help="results file (default: %(default)s)")
+    return ap

@@ -9,6 +9,16 @@ Event encoder (CLIP-based; --checkpoint FILE or --model ARCH --pretrained TAG|FI
   classify  zero-shot labels for each window
   anomaly   anomaly score for each window (text prompts or a reference recording)
   retrieve  build an index of event windows, images and texts; query it in any direction
+
+Bags (replay, record and evaluate --live need rclpy):
+  evaluate  accuracy or anomaly metrics of the detector on a bag: report.md, metrics.json, windows.csv, plots
+  to-bag    convert any recording into a bag of EventPackets, with an optional label topic
+  replay    publish a bag's messages into ROS at their recorded timing
+  record    record topics into a bag through raw subscriptions
+
+Video (the paper's video path):
+  video2events   ordinary video to event frames (the paper's frame differences) or a RAW EVT3 event stream
+  video-anomaly  anomaly score for each stack of frames of a video (reference videos or text prompts)
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import os
 import sys
 
 from ..events.readers.base import EventFileError
-from . import events_cmds, model_cmds
+from . import eval_cmds, events_cmds, model_cmds, video_cmds
 from .events_cmds import INSPECT_KEYS
 
 __all__ = ["INSPECT_KEYS", "build_parser", "main"]
@@ -31,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     events_cmds.register(sub)
     model_cmds.register(sub)
+    eval_cmds.register(sub)
+    video_cmds.register(sub)
     return parser
 
 

@@ -26,7 +26,6 @@ the model. With ``autostart`` (default) the node configures and activates itself
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 
@@ -36,7 +35,6 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Classification, LabelInfo, VisionInfo
 
@@ -46,28 +44,9 @@ from ..apps.detector_stats import LatencyTracker, RateMeter, assess
 from ..apps.event_input import PendingWindow
 from .diagnostics import diagnostic_array
 from .messages import classification_msg, image_msg, label_info_msg, vision_info_msg
+from .interfaces import EVENT_QOS, LATCHED_QOS, RESULT_QOS, message_class
 from .parameters import declare_parameters, parameter_values
 from .worker import LatestOnlyWorker
-
-#: QoS of the event camera drivers' publishers (a reliable subscriber would not match them).
-EVENT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT,
-                       durability=DurabilityPolicy.VOLATILE)
-#: Results: reliable (matches reliable and best-effort subscribers), a short history.
-RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.VOLATILE)
-#: Label maps: latched, so a late subscriber gets the current one.
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def message_class(msgtype: str) -> type:
-    """The Python class of 'pkg/msg/Type'; ValueError when its package is not installed."""
-    package, _, name = msgtype.split("/")
-    try:
-        return getattr(importlib.import_module(f"{package}.msg"), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"input_type {msgtype}: the message package {package} is not installed ({exc})") from exc
-
 
 class DetectorNode(LifecycleNode):
     """Lifecycle node around :class:`~event_clip_ros.apps.detector.Detector` (see module doc)."""

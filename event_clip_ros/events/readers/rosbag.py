@@ -44,8 +44,8 @@ class EventTopic:
 def list_event_topics(path: str | Path) -> list[EventTopic]:
     """The event topics of a bag, sorted by name."""
     path = Path(path)
-    with _open_bag(path, _storage_path(path)) as bag:
-        return _event_topics(bag)
+    with open_bag(path, storage_path(path)) as bag:
+        return event_topics(bag)
 
 
 class RosbagReader(EventReader):
@@ -61,9 +61,9 @@ class RosbagReader(EventReader):
 
     def __init__(self, path: str | Path, topic: str | None = None) -> None:
         super().__init__(path)
-        self._storage = _storage_path(self.path)
-        with _open_bag(self.path, self._storage) as bag:
-            chosen = _choose_topic(self.path, _event_topics(bag), _all_topics(bag), topic)
+        self._storage = storage_path(self.path)
+        with open_bag(self.path, self._storage) as bag:
+            chosen = choose_topic(self.path, event_topics(bag), all_topics(bag), topic)
             self.topic = chosen.topic
             self.msgtype = chosen.msgtype
             probe = make_stream(self.msgtype)
@@ -85,7 +85,7 @@ class RosbagReader(EventReader):
         self.stats = stream.stats
         pending: list[np.ndarray] = []
         n_pending = 0
-        with _open_bag(self.path, self._storage) as bag:
+        with open_bag(self.path, self._storage) as bag:
             for raw in _topic_messages(bag, self.topic, stream.stats):
                 events = self._fit(stream, stream.feed_cdr(raw))
                 if not events.size:
@@ -108,7 +108,7 @@ class RosbagReader(EventReader):
         return drop_out_of_bounds(events, self.size, stream.stats, f"{self.format} {self.topic}")
 
 
-def _storage_path(path: Path) -> Path:
+def storage_path(path: Path) -> Path:
     """What to hand to rosbags: the bag directory, or a lone storage file of a bag without metadata."""
     if not path.exists():
         raise EventFileError(f"{path}: no such bag (a rosbag2 directory or a .mcap / .db3 file)")
@@ -127,7 +127,7 @@ def _storage_path(path: Path) -> Path:
 
 
 @contextmanager
-def _open_bag(path: Path, storage: Path) -> Iterator[Reader]:
+def open_bag(path: Path, storage: Path) -> Iterator[Reader]:
     """Open a bag with rosbags, turning anything it refuses into an EventFileError."""
     try:
         bag = Reader(storage)
@@ -142,11 +142,11 @@ def _open_bag(path: Path, storage: Path) -> Iterator[Reader]:
         bag.close()
 
 
-def _all_topics(bag: Reader) -> dict[str, str | None]:
+def all_topics(bag: Reader) -> dict[str, str | None]:
     return {name: info.msgtype for name, info in bag.topics.items()}
 
 
-def _event_topics(bag: Reader) -> list[EventTopic]:
+def event_topics(bag: Reader) -> list[EventTopic]:
     return [
         EventTopic(name, info.msgtype, info.msgcount)
         for name, info in sorted(bag.topics.items())
@@ -154,25 +154,26 @@ def _event_topics(bag: Reader) -> list[EventTopic]:
     ]
 
 
-def _choose_topic(path: Path, event_topics: list[EventTopic], all_topics: dict[str, str | None],
+def choose_topic(path: Path, candidates: list[EventTopic], topics: dict[str, str | None],
                   topic: str | None) -> EventTopic:
-    listing = ", ".join(f"{t.topic} ({t.msgtype}, {t.message_count} messages)" for t in event_topics) or "none"
+    """The event topic to read: ``topic``, or the only event topic when None (EventFileError otherwise)."""
+    listing = ", ".join(f"{t.topic} ({t.msgtype}, {t.message_count} messages)" for t in candidates) or "none"
     if topic is None:
-        if len(event_topics) == 1:
-            return event_topics[0]
-        if not event_topics:
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
             raise EventFileError(
-                f"{path}: no event topic in the bag (topics: {', '.join(sorted(all_topics)) or 'none'}; "
+                f"{path}: no event topic in the bag (topics: {', '.join(sorted(topics)) or 'none'}; "
                 f"supported types: {', '.join(SUPPORTED_MSGTYPES)})"
             )
         raise EventFileError(f"{path}: several event topics, choose one with topic=: {listing}")
-    if topic not in all_topics:
+    if topic not in topics:
         raise EventFileError(f"{path}: no topic {topic!r} in the bag; event topics: {listing}")
-    for candidate in event_topics:
-        if candidate.topic == topic:
-            return candidate
+    for found in candidates:
+        if found.topic == topic:
+            return found
     raise EventFileError(
-        f"{path}: topic {topic!r} has type {all_topics[topic]}, which is not a supported event message "
+        f"{path}: topic {topic!r} has type {topics[topic]}, which is not a supported event message "
         f"({', '.join(SUPPORTED_MSGTYPES)})"
     )
 

@@ -15,7 +15,6 @@ Results go to stdout and bench/results/bench_events.json.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from event_clip_ros.events.simulate import SimulatorConfig, frames_to_events, mo
 from event_clip_ros.events.types import SensorSize, concat_events
 from event_clip_ros.events.windows import WindowConfig, Windower
 
-from results_file import bench_parser, write_results
+from results_file import bench_parser, best_rate, write_results
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evt3_gen41_1280x720.raw"
 
@@ -72,15 +71,6 @@ def mono_packets(ev: np.ndarray, packet_bytes: int) -> list[Packet]:
         out.append((encode_mono(part, base_ns), base_ns))
     return out
 
-
-def best_rate(fn: Callable[[], int], repeats: int) -> float:
-    """Best-of-``repeats`` events per second of ``fn`` (which returns its event count)."""
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        n = fn()
-        best = max(best, n / (time.perf_counter() - t0))
-    return best
 
 
 def pipeline(encoding: str, pkts: list[Packet], size: SensorSize, windows: WindowConfig, frames: FrameConfig) -> Callable[[], int]:

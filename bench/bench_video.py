@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from event_clip_ros.video.extraction import ExtractionConfig, extract_event_fram
 from event_clip_ros.video.reader import VideoReader
 from event_clip_ros.video.to_events import video_events
 
-from results_file import bench_parser, write_results
+from results_file import bench_parser, best_rate, write_results
 
 
 def synth_video(path: Path, n_frames: int, size: tuple[int, int], fps: float, seed: int = 0) -> Path:
@@ -51,15 +50,6 @@ def synth_video(path: Path, n_frames: int, size: tuple[int, int], fps: float, se
     writer.release()
     return path
 
-
-def best_rate(fn: Callable[[], int], repeats: int) -> float:
-    """Best-of-``repeats`` frames per second of ``fn`` (which returns its frame count)."""
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        n = fn()
-        best = max(best, n / (time.perf_counter() - t0))
-    return best
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -24,3 +26,13 @@ def bench_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(RESULTS_DIR / f"{name}.json"), help="results file (default: %(default)s)")
     return ap
+
+
+def best_rate(fn: Callable[[], int], repeats: int) -> float:
+    """Best-of-``repeats`` items per second of ``fn`` (which returns how many items it processed)."""
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = fn()
+        best = max(best, n / (time.perf_counter() - t0))
+    return best

@@ -15,6 +15,7 @@ from .common import add_input_args, add_window_args, print_problems, progress, s
 if TYPE_CHECKING:
     from ..events.readers.base import EventReader
     from ..events.windows import Window
+    from ..model.anomaly import ReferenceAnomalyScorer, TextAnomalyScorer
     from ..model.event_clip import EventClip
 
 log = logging.getLogger("event_clip_ros.cli")
@@ -141,25 +142,34 @@ def _reference_scorer(model: "EventClip", args: argparse.Namespace):
     with open_events(ref, topic=args.topic, size=args.sensor_size) as reader:
         for _, emb in embedded_windows(model, reader, args, "reference"):
             scorer.update(emb)
+    return checked_reference_bank(scorer, f"{ref}: {len(scorer)} reference window(s) with at least {args.min_events} events",
+                                  "windows", args.save_reference)
+
+
+def checked_reference_bank(scorer: "ReferenceAnomalyScorer", too_few: str, unit: str,
+                           save_path: str | None) -> "ReferenceAnomalyScorer":
+    """A filled reference bank: ValueError(``too_few`` ...) with fewer than 2 items; saved to ``save_path`` when given."""
     if len(scorer) < 2:
-        raise ValueError(f"{ref}: {len(scorer)} reference window(s) with at least {args.min_events} events; at least 2 are needed")
-    if args.save_reference:
-        scorer.save(args.save_reference)
-        print(f"saved the reference bank ({len(scorer)} windows) to {args.save_reference}")
+        raise ValueError(f"{too_few}; at least 2 are needed")
+    if save_path:
+        scorer.save(save_path)
+        print(f"saved the reference bank ({len(scorer)} {unit}) to {save_path}")
     return scorer
 
 
-def cmd_anomaly(args: argparse.Namespace) -> int:
+def text_scorer(model: "EventClip", args: argparse.Namespace) -> "TextAnomalyScorer":
+    """The prompt-based anomaly scorer from --normal-prompts / --abnormal-prompts / --threshold."""
     from ..model.anomaly import TextAnomalyScorer
     from ..model.prompts import ABNORMAL_PROMPTS, NORMAL_PROMPTS, load_prompts
 
+    normal = load_prompts(args.normal_prompts) if args.normal_prompts else NORMAL_PROMPTS
+    abnormal = load_prompts(args.abnormal_prompts) if args.abnormal_prompts else ABNORMAL_PROMPTS
+    return TextAnomalyScorer(model, normal, abnormal, **({} if args.threshold is None else {"threshold": args.threshold}))
+
+
+def cmd_anomaly(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    if args.reference:
-        scorer = _reference_scorer(model, args)
-    else:
-        normal = load_prompts(args.normal_prompts) if args.normal_prompts else NORMAL_PROMPTS
-        abnormal = load_prompts(args.abnormal_prompts) if args.abnormal_prompts else ABNORMAL_PROMPTS
-        scorer = TextAnomalyScorer(model, normal, abnormal, **({} if args.threshold is None else {"threshold": args.threshold}))
+    scorer = _reference_scorer(model, args) if args.reference else text_scorer(model, args)
     n = flagged = 0
     with _open(args) as reader:
         if not args.json:
@@ -257,6 +267,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_scorer_args(p: argparse.ArgumentParser, unit: str) -> None:
+    """Options of the anomaly scorers (reference bank of ``unit``, e.g. windows, or text prompts)."""
+    p.add_argument("--save-reference", help="save the reference bank built from --reference to this .npz")
+    p.add_argument("--k", type=int, default=5, help=f"nearest reference {unit} averaged (default 5)")
+    p.add_argument("--capacity", type=int, default=2048, help=f"most reference {unit} kept (default 2048)")
+    p.add_argument("--normal-prompts", help="file of prompts describing normal scenes (text scorer)")
+    p.add_argument("--abnormal-prompts", help="file of prompts describing abnormal scenes (text scorer)")
+    p.add_argument("--threshold", type=float, help="decision threshold on the score (default: 0.5 text, 0.95 reference)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="convert a checkpoint (ours, or the paper's vitb.pt / vitl.pt) to our .safetensors file")
     p.add_argument("checkpoint", help="input checkpoint")
@@ -285,12 +305,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("anomaly", help="anomaly score in [0, 1] for each window of a recording")
     add_input_args(p)
     p.add_argument("--reference", help="normal behaviour: a recording (its windows form the reference bank) or a saved bank .npz; without it, text prompts score P(abnormal)")
-    p.add_argument("--save-reference", help="save the reference bank built from --reference to this .npz")
-    p.add_argument("--k", type=int, default=5, help="nearest reference windows averaged (default 5)")
-    p.add_argument("--capacity", type=int, default=2048, help="most reference windows kept (default 2048)")
-    p.add_argument("--normal-prompts", help="file of prompts describing normal scenes (text scorer)")
-    p.add_argument("--abnormal-prompts", help="file of prompts describing abnormal scenes (text scorer)")
-    p.add_argument("--threshold", type=float, help="decision threshold on the score (default: 0.5 text, 0.95 reference)")
+    add_scorer_args(p, "windows")
     p.add_argument("--json", action="store_true", help="one JSON object per window: t_start_us, t_end_us, events, score, anomaly")
     add_window_args(p, default_ms=50.0)
     add_model_args(p)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .common import progress, size_arg
-from .model_cmds import add_model_args, model_from_args
+from .model_cmds import add_model_args, add_scorer_args, checked_reference_bank, model_from_args, text_scorer
 
 if TYPE_CHECKING:
     from ..model.anomaly import AnomalyScorer
@@ -118,21 +118,8 @@ def _reference_scorer(model: "EventClip", args: argparse.Namespace) -> "AnomalyS
         with open_video(path, args) as reader:
             for _, emb in embed_video(model, video_frames(reader, args, f"reference {Path(path).name}"), extraction_from_args(args), args.batch_size):
                 scorer.update(emb)
-    if len(scorer) < 2:
-        raise ValueError(f"the reference videos gave {len(scorer)} segment(s) of {args.stack} frames; at least 2 are needed")
-    if args.save_reference:
-        scorer.save(args.save_reference)
-        print(f"saved the reference bank ({len(scorer)} segments) to {args.save_reference}")
-    return scorer
-
-
-def _text_scorer(model: "EventClip", args: argparse.Namespace) -> "AnomalyScorer":
-    from ..model.anomaly import TextAnomalyScorer
-    from ..model.prompts import ABNORMAL_PROMPTS, NORMAL_PROMPTS, load_prompts
-
-    normal = load_prompts(args.normal_prompts) if args.normal_prompts else NORMAL_PROMPTS
-    abnormal = load_prompts(args.abnormal_prompts) if args.abnormal_prompts else ABNORMAL_PROMPTS
-    return TextAnomalyScorer(model, normal, abnormal, **({} if args.threshold is None else {"threshold": args.threshold}))
+    return checked_reference_bank(scorer, f"the reference videos gave {len(scorer)} segment(s) of {args.stack} frames",
+                                  "segments", args.save_reference)
 
 
 def cmd_video_anomaly(args: argparse.Namespace) -> int:
@@ -141,7 +128,7 @@ def cmd_video_anomaly(args: argparse.Namespace) -> int:
     from ..video.anomaly import frame_scores, score_video
 
     model = model_from_args(args)
-    scorer = _reference_scorer(model, args) if args.reference else _text_scorer(model, args)
+    scorer = _reference_scorer(model, args) if args.reference else text_scorer(model, args)
     segments = []
     with open_video(args.video, args) as reader:
         if not args.json:
@@ -189,12 +176,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="video file")
     p.add_argument("--reference", nargs="+", metavar="NORMAL_VIDEO|BANK",
                    help="normal behaviour: videos (their segments form the reference bank) or one saved bank .npz; without it, text prompts score P(abnormal)")
-    p.add_argument("--save-reference", help="save the reference bank built from --reference videos to this .npz")
-    p.add_argument("--k", type=int, default=5, help="nearest reference segments averaged (default 5)")
-    p.add_argument("--capacity", type=int, default=2048, help="most reference segments kept (default 2048)")
-    p.add_argument("--normal-prompts", help="file of prompts describing normal scenes (text scorer)")
-    p.add_argument("--abnormal-prompts", help="file of prompts describing abnormal scenes (text scorer)")
-    p.add_argument("--threshold", type=float, help="decision threshold on the score (default: 0.5 text, 0.95 reference)")
+    add_scorer_args(p, "segments")
     p.add_argument("--frame-scores", metavar="CSV", help="also write per-frame scores (each segment's score over its frames)")
     p.add_argument("--json", action="store_true", help="one JSON object per segment: segment, first_frame, n_frames, t_start_us, t_end_us, score, anomaly")
     add_video_args(p)

@@ -17,7 +17,7 @@ from pathlib import Path
 from rosbags.typesys import Stores, get_typestore
 
 from ...events.readers.base import EventFileError
-from ...events.readers.rosbag import all_topics, choose_topic, event_topics, open_bag, storage_path
+from ...events.readers.rosbag import all_topics, choose_topic, event_topics, guarded_messages, open_bag, storage_path
 from ...events.types import log
 
 STRING_MSGTYPE = "std_msgs/msg/String"
@@ -80,21 +80,16 @@ def open_bag_topics(path: str | Path, topic: str | None = None) -> BagTopics:
 def bag_messages(bag: BagTopics, topics: Sequence[str], stats: BagReadStats | None = None) -> Iterator[BagMessage]:
     """Messages of ``topics`` in log-time order; storage damage ends the iteration (recorded in ``stats``, warned)."""
     stats = stats if stats is not None else BagReadStats()
+
+    def damaged(err: Exception) -> None:
+        stats.damaged = str(err) or type(err).__name__
+        log.warning("%s: the bag is damaged after %d messages (%s); read stops here", bag.path, stats.messages, err)
+
     with open_bag(bag.path, bag.storage) as reader:
-        wanted = [c for c in reader.connections if c.topic in topics]
-        messages = reader.messages(connections=wanted)
-        while True:
-            try:
-                conn, log_time_ns, raw = next(messages)
-            except StopIteration:
-                return
-            except Exception as err:  # damaged storage: ReaderError, apsw.Error, decompression errors
-                stats.damaged = str(err) or type(err).__name__
-                log.warning("%s: the bag is damaged after %d messages (%s); read stops here", bag.path, stats.messages, err)
-                return
+        for conn, log_time_ns, raw in guarded_messages(reader, topics, damaged):
             stats.messages += 1
             stats.topics[conn.topic] = stats.topics.get(conn.topic, 0) + 1
-            yield BagMessage(conn.topic, conn.msgtype, int(log_time_ns), bytes(raw))
+            yield BagMessage(conn.topic, conn.msgtype, log_time_ns, bytes(raw))
 
 
 def read_label_messages(bag: BagTopics, topic: str) -> list[tuple[int, str]]:

@@ -16,7 +16,8 @@ the read there, counted in ``stats.bad_packets`` and warned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,16 +179,29 @@ def choose_topic(path: Path, candidates: list[EventTopic], topics: dict[str, str
     )
 
 
-def _topic_messages(bag: Reader, topic: str, stats: DecodeStats) -> Iterator[bytes]:
-    """Raw CDR messages of ``topic`` in log-time order; storage damage ends the read (counted)."""
-    messages = bag.messages(connections=[c for c in bag.connections if c.topic == topic])
+def guarded_messages(bag: Reader, topics: Iterable[str],
+                     on_damage: Callable[[Exception], None]) -> Iterator[tuple[Any, int, bytes]]:
+    """(connection, log time ns, raw CDR) of ``topics`` in log-time order; damaged storage (ReaderError,
+    apsw.Error, decompression errors, ...) ends the iteration after calling ``on_damage(error)``."""
+    wanted = set(topics)
+    messages = bag.messages(connections=[c for c in bag.connections if c.topic in wanted])
     while True:
         try:
-            _, _, raw = next(messages)
+            conn, log_time_ns, raw = next(messages)
         except StopIteration:
             return
-        except Exception as err:  # damaged storage: ReaderError, apsw.Error, decompression errors
-            stats.bad_packets += 1
-            stats.warn_once("storage", f"rosbag2 {topic}: the bag is damaged ({err}); read stops here")
+        except Exception as err:  # any storage failure: the messages read so far stay valid
+            on_damage(err)
             return
+        yield conn, int(log_time_ns), raw
+
+
+def _topic_messages(bag: Reader, topic: str, stats: DecodeStats) -> Iterator[bytes]:
+    """Raw CDR messages of ``topic`` in log-time order; storage damage ends the read (counted)."""
+
+    def damaged(err: Exception) -> None:
+        stats.bad_packets += 1
+        stats.warn_once("storage", f"rosbag2 {topic}: the bag is damaged ({err}); read stops here")
+
+    for _, _, raw in guarded_messages(bag, [topic], damaged):
         yield raw

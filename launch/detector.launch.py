@@ -1,11 +1,14 @@
 """Start the event_clip_ros detector node on an event camera's topic.
 
     ros2 launch event_clip_ros detector.launch.py camera:=event_camera labels:="cat,dog,person"
+    ros2 launch event_clip_ros detector.launch.py camera:=camera input_type:=sensor_msgs/msg/Image
 
 The node runs in the camera's namespace (/<camera>/detector), subscribes to
-/<camera>/events (the metavision/libcaer drivers' topic) and configures and
-activates itself (parameter autostart in config/detector.yaml). Arguments left
-empty keep the value of the params file.
+/<camera>/events (the metavision/libcaer drivers' topic) or, with
+input_type sensor_msgs/msg/Image, to image_topic (default /<camera>/image_raw)
+through the frame-difference extraction, and configures and activates itself
+(parameter autostart in config/detector.yaml). Arguments left empty keep the
+value of the params file (whose input_type is EventPacket).
 """
 
 from launch import LaunchDescription
@@ -24,10 +27,11 @@ def launch_setup(context, *args, **kwargs):
     if not params_file:
         params_file = FindPackageShare(PACKAGE).perform(context) + "/config/detector.yaml"
     overrides = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).lower() in ("true", "1")}
-    for name in ("device", "mode"):
+    for name in ("device", "mode", "input_type"):
         value = LaunchConfiguration(name).perform(context).strip()
         if value:
             overrides[name] = value
+    image_topic = LaunchConfiguration("image_topic").perform(context).strip() or f"/{camera}/image_raw"
     labels = [label.strip() for label in LaunchConfiguration("labels").perform(context).split(",") if label.strip()]
     if labels:
         overrides["labels"] = labels
@@ -38,7 +42,7 @@ def launch_setup(context, *args, **kwargs):
             name="detector",
             namespace=camera,
             parameters=[params_file, overrides],
-            remappings=[("~/events", f"/{camera}/events")],
+            remappings=[("~/events", f"/{camera}/events"), ("~/image", image_topic)],
             output="screen",
             emulate_tty=True,
         )
@@ -58,5 +62,10 @@ def generate_launch_description():
                               description="zero_shot | anomaly (empty: params file)"),
         DeclareLaunchArgument("labels", default_value="",
                               description="comma-separated labels, e.g. 'cat,dog' (empty: params file)"),
+        DeclareLaunchArgument("input_type", default_value="",
+                              description="event message type, e.g. event_camera_msgs/msg/EventPacket, or "
+                                          "sensor_msgs/msg/Image for an RGB camera (empty: params file, EventPacket)"),
+        DeclareLaunchArgument("image_topic", default_value="",
+                              description="image input topic (empty: /<camera>/image_raw)"),
         OpaqueFunction(function=launch_setup),
     ])

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "detector.launch.py"
-ARGUMENTS = {"camera", "params_file", "use_sim_time", "device", "mode", "labels"}
+ARGUMENTS = {"camera", "params_file", "use_sim_time", "device", "mode", "labels", "input_type", "image_topic"}
 
 
 def console_scripts() -> dict[str, str]:

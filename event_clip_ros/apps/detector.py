@@ -8,10 +8,14 @@ Two halves, called from two threads in the node:
 
 * input (:meth:`Detector.feed_cdr` / :meth:`Detector.feed_events`): every
   message, in order, decoded and cut into windows on sensor time by
-  :class:`~event_clip_ros.apps.event_input.EventInput`; cheap, never blocks on
-  the model;
+  :class:`~event_clip_ros.apps.event_input.EventInput`; or, with the input type
+  sensor_msgs/msg/Image (:meth:`Detector.feed_image`), every image through the
+  paper's frame-difference extraction, one window per stack of frames
+  (:class:`~event_clip_ros.apps.event_input.ImageInput`); cheap, never blocks
+  on the model;
 * inference (:meth:`Detector.infer`): one or more completed windows through
-  the event encoder, then the zero-shot classifier (``mode="zero_shot"``: the
+  the event encoder (an image window's event frame resized to the model input,
+  as the offline video path does), then the zero-shot classifier (``mode="zero_shot"``: the
   ``top_k`` labels with probability >= ``score_threshold``) or the anomaly
   scorer (``mode="anomaly"``: P(anomaly) from text prompts or a saved
   reference bank, decided against ``anomaly.threshold``).
@@ -54,8 +58,10 @@ from ..model.prompts import (
     validate_templates,
 )
 from ..model.zero_shot import LabelScore, ZeroShotClassifier
+from ..video.extraction import ExtractionConfig
+from ..video.reader import resize_image
 from .detector_stats import LatencyTracker
-from .event_input import EventInput, PendingWindow
+from .event_input import IMAGE_MSGTYPE, EventInput, ImageInput, PendingWindow
 
 Mode = Literal["zero_shot", "anomaly"]
 MODES: tuple[str, ...] = ("zero_shot", "anomaly")
@@ -93,7 +99,9 @@ class DetectorConfig:
     """Everything the detector does; validated on construction (ValueError says what is wrong).
 
     ``window.min_events`` is the minimum number of events of a window that is
-    inferred (smaller windows are skipped and counted).
+    inferred (smaller windows are skipped and counted). ``extraction`` applies
+    to image input only (``window`` to event input only); its ``out_size``
+    must stay None: event frames are resized to the model input at inference.
     """
 
     mode: Mode = "zero_shot"
@@ -104,6 +112,7 @@ class DetectorConfig:
     score_threshold: float = 0.0  #: zero-shot: labels below this probability are not reported
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     model: ModelSpec = ModelSpec()
+    extraction: ExtractionConfig = ExtractionConfig()  #: image input: the frame-difference extraction
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -118,6 +127,10 @@ class DetectorConfig:
             raise ValueError(f"anomaly reference file {self.anomaly.reference_file} does not exist")
         if self.model.checkpoint is not None and not Path(self.model.checkpoint).is_file():
             raise ValueError(f"checkpoint {self.model.checkpoint} does not exist")
+        if self.extraction.out_size is not None:
+            raise ValueError("extraction.out_size must be None: event frames are resized to the model input")
+        if self.extraction.ten_crop is not None:
+            raise ValueError("extraction.ten_crop is for offline video evaluation (event-clip video-anomaly), not the node")
 
 
 @dataclass(frozen=True)
@@ -127,7 +140,7 @@ class DetectionResult:
     index: int  #: the window's index in the stream (0, 1, ...; gaps where windows were dropped)
     t_start_us: int  #: window start, sensor time
     t_end_us: int  #: window end (exclusive), sensor time
-    n_events: int
+    n_events: int  #: events in the window (0 for image input: its windows carry a frame)
     stamp_ns: int  #: the window's end in ROS time (header stamp of the outputs)
     frame_id: str
     labels: tuple[LabelScore, ...] = ()  #: zero-shot: best first; anomaly: the decided class first
@@ -146,12 +159,16 @@ class _Head:
 
 
 class Detector:
-    """Decode, window and classify one event topic (see module doc)."""
+    """Decode, window and classify one event or image topic (see module doc)."""
 
     def __init__(self, config: DetectorConfig, msgtype: str = EVENT_PACKET_TYPES[0], model: EventClip | None = None) -> None:
-        """``model``: an already built EventClip to use instead of building ``config.model`` (tests, shared models)."""
+        """``msgtype``: an event message type or IMAGE_MSGTYPE; ``model``: an already built EventClip to use
+        instead of building ``config.model`` (tests, shared models)."""
         self._config = config
-        self.input = EventInput(msgtype, config.window)
+        self.input: EventInput | ImageInput = (
+            ImageInput(config.extraction, config.window.reset_tolerance_us) if msgtype == IMAGE_MSGTYPE
+            else EventInput(msgtype, config.window)
+        )
         self._model = model
         self._head: _Head | None = None
         self._lock = threading.Lock()  # serialises head rebuilds (set_* from one thread, load/release from another)
@@ -262,13 +279,38 @@ class Detector:
             return True
 
     # ------------------------------------------------------------------ input side
+    @property
+    def takes_images(self) -> bool:
+        """Whether the input is sensor_msgs/Image (feed_image) rather than events (feed_cdr, feed_events)."""
+        return isinstance(self.input, ImageInput)
+
+    def _event_input(self) -> EventInput:
+        if not isinstance(self.input, EventInput):
+            raise TypeError("this detector's input is images: use feed_image / feed_encoded_image")
+        return self.input
+
+    def _image_input(self) -> ImageInput:
+        if not isinstance(self.input, ImageInput):
+            raise TypeError(f"this detector's input is {self.input.msgtype}: use feed_cdr / feed_events")
+        return self.input
+
     def feed_cdr(self, raw: Payload) -> list[PendingWindow]:
         """Decode one serialised message (every one, in order); return the windows it completes."""
-        return self.input.feed_cdr(raw)
+        return self._event_input().feed_cdr(raw)
 
     def feed_events(self, events: np.ndarray, size: SensorSize, stamp_ns: int | None = None, frame_id: str = "") -> list[PendingWindow]:
         """Push decoded events (see :meth:`EventInput.feed_events`)."""
-        return self.input.feed_events(events, size, stamp_ns, frame_id)
+        return self._event_input().feed_events(events, size, stamp_ns, frame_id)
+
+    def feed_image(self, image: np.ndarray, stamp_ns: int, frame_id: str = "") -> list[PendingWindow]:
+        """Push one image ((H, W, 3) BGR or (H, W) gray uint8, header stamp in ns); return the window it completes."""
+        return self._image_input().feed_image(image, stamp_ns, frame_id)
+
+    def feed_encoded_image(
+        self, encoding: str, height: int, width: int, step: int, data: Payload, stamp_ns: int, frame_id: str = ""
+    ) -> list[PendingWindow]:
+        """Push one sensor_msgs/Image by its fields (bgr8, rgb8, mono8; others counted and skipped)."""
+        return self._image_input().feed_encoded(encoding, height, width, step, data, stamp_ns, frame_id)
 
     def flush(self) -> list[PendingWindow]:
         """End of stream: the windows still open."""
@@ -286,7 +328,7 @@ class Detector:
         sizes = {w.size for w in windows}
         if len(sizes) > 1:
             raise ValueError(f"windows of one batch must share a sensor size, got {sorted(map(str, sizes))}")
-        emb = self._model.embed_windows([w.window.events for w in windows], windows[0].size, batch_size=len(windows))
+        emb = self._embed(windows)
         if head.classifier is not None:
             tops = head.classifier.classify(emb, top_k=config.top_k)
             fields = [
@@ -316,6 +358,16 @@ class Detector:
             for w, f in zip(windows, fields)
         ]
 
+    def _embed(self, windows: Sequence[PendingWindow]) -> torch.Tensor:
+        """(B, D) embeddings: event windows through the model's frames, image windows' frames resized to its input."""
+        model = self._model
+        if windows[0].frame is None:
+            return model.embed_windows([w.window.events for w in windows], windows[0].size, batch_size=len(windows))
+        height, width = model.meta.input_size
+        frames = np.stack([resize_image(w.frame, (width, height)) for w in windows])
+        with torch.inference_mode():
+            return model.encode_frames(torch.from_numpy(frames))
+
     @staticmethod
     def _anomaly_fields(score: float, decision: bool) -> dict:
         anomaly, normal = LabelScore(ANOMALY, score), LabelScore(NORMAL, 1.0 - score)
@@ -341,7 +393,10 @@ class Detector:
         return out + self.infer(batch)
 
     def frame(self, window: PendingWindow) -> np.ndarray:
-        """The window as a uint8 (H, W) image at sensor resolution, in the model's frame representation."""
+        """The window as a uint8 (H, W) image at sensor resolution, in the model's frame representation
+        (image input: its event frame, [0, 1] mapped to 0..255)."""
+        if window.frame is not None:
+            return np.clip(np.rint(window.frame * np.float32(255)), 0, 255).astype(np.uint8)
         frame_cfg = self._model.frame_config if self._model is not None else FrameConfig()
         config = dataclasses.replace(frame_cfg, out_size=None, keep_aspect=False)
         return frame_to_uint8(build_frame(window.window.events, window.size, config), config)

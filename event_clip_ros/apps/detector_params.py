@@ -30,10 +30,14 @@ from ..model.prompts import (
     load_labels,
     resolve_templates,
 )
+from ..video.extraction import ExtractionConfig
 from .detector import AnomalyConfig, DetectorConfig
+from .event_input import IMAGE_ENCODINGS, IMAGE_MSGTYPE
 
 NODE_NAME = "detector"
 DEFAULT_INPUT_TYPE = "event_camera_msgs/msg/EventPacket"
+#: What input_type accepts: the event message types (on ~/events) and sensor_msgs/msg/Image (on ~/image).
+INPUT_TYPES: tuple[str, ...] = (*SUPPORTED_MSGTYPES, IMAGE_MSGTYPE)
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,8 @@ class ParamSpec:
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_type", DEFAULT_INPUT_TYPE,
               "message type on ~/events: " + ", ".join(SUPPORTED_MSGTYPES)
-              + " (EventPacket encodings evt3, mono, libcaer_cmp, libcaer)"),
+              + " (EventPacket encodings evt3, mono, libcaer_cmp, libcaer); or " + IMAGE_MSGTYPE
+              + " on ~/image (" + ", ".join(IMAGE_ENCODINGS) + "), turned into event frames by frame differences"),
     ParamSpec("mode", "zero_shot", "zero_shot (labels on ~/classification) or anomaly (scores on ~/anomaly)"),
     ParamSpec("labels", None, "zero-shot class names (labels_file, when set, replaces them)", runtime=True),
     ParamSpec("labels_file", "", "file with one class name per line, or a YAML list; empty: use labels", runtime=True),
@@ -71,6 +76,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("min_events", 1000, "windows with fewer events are skipped (and counted)", range=(1, 100_000_000)),
     ParamSpec("max_window_events", 2_000_000, "a duration window keeps at most its latest N events (memory bound)",
               range=(1, 100_000_000)),
+    ParamSpec("image_diff_threshold", 10, "image input: gray-level difference a pixel must exceed to count as changed",
+              range=(0, 255)),
+    ParamSpec("image_stack", 16, "image input: frames per event frame (one window per stack, stack - 1 differences)",
+              range=(2, 4096)),
+    ParamSpec("image_clamp", 10.0, "image input: cap on the per-pixel sum of changes before normalising; 0: no cap",
+              range=(0.0, 1_000_000.0)),
+    ParamSpec("image_on_value", 1, "image input: value of a changed pixel (1: sums count changes; 255: the README "
+              "snippet's binary mask)", range=(1, 255)),
     ParamSpec("top_k", 5, "labels per Classification, best first", range=(1, 1000), runtime=True),
     ParamSpec("score_threshold", 0.0, "zero-shot: labels below this probability are left out", range=(0.0, 1.0),
               runtime=True),
@@ -96,12 +109,25 @@ def defaults() -> dict[str, Any]:
     return {p.name: p.default for p in PARAMETERS}
 
 
-def normalise_msgtype(name: str) -> str:
-    """'pkg/Type' or 'pkg/msg/Type' -> 'pkg/msg/Type'; ValueError for an unsupported type."""
+def _full_type(name: str) -> str:
+    """'pkg/Type' or 'pkg/msg/Type' -> 'pkg/msg/Type'."""
     parts = name.strip().split("/")
-    full = f"{parts[0]}/msg/{parts[1]}" if len(parts) == 2 else name.strip()
+    return f"{parts[0]}/msg/{parts[1]}" if len(parts) == 2 else name.strip()
+
+
+def normalise_msgtype(name: str) -> str:
+    """An event message type as 'pkg/msg/Type'; ValueError for an unsupported type."""
+    full = _full_type(name)
     if full not in SUPPORTED_MSGTYPES:
         raise ValueError(f"input_type {name!r} is not supported; use one of {', '.join(SUPPORTED_MSGTYPES)}")
+    return full
+
+
+def normalise_input_type(name: str) -> str:
+    """The detector's input_type as 'pkg/msg/Type': an event message type or sensor_msgs/msg/Image."""
+    full = _full_type(name)
+    if full not in INPUT_TYPES:
+        raise ValueError(f"input_type {name!r} is not supported; use one of {', '.join(INPUT_TYPES)}")
     return full
 
 
@@ -125,7 +151,7 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
     unknown = sorted(set(values) - set(PARAMETERS_BY_NAME))
     if unknown:
         raise ValueError(f"unknown detector parameters: {', '.join(unknown)}")
-    msgtype = normalise_msgtype(v["input_type"])
+    msgtype = normalise_input_type(v["input_type"])
     labels_file = _optional_path(v["labels_file"])
     labels = load_labels(labels_file) if labels_file else tuple(v["labels"] or ())
     if v["window_event_count"]:
@@ -148,6 +174,15 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         reference_file=_optional_path(v["anomaly_reference_file"]),
         threshold=float(v["anomaly_threshold"]),
     )
+    try:
+        extraction = ExtractionConfig(
+            threshold=int(v["image_diff_threshold"]),
+            stack=int(v["image_stack"]),
+            clamp=float(v["image_clamp"]) or None,
+            on_value=int(v["image_on_value"]),
+        )
+    except ValueError as exc:
+        raise ValueError(f"image extraction parameters (image_*): {exc}") from None
     if v["mode"] == "zero_shot" and not labels:
         raise ValueError("mode zero_shot needs labels: set the labels parameter or labels_file")
     config = DetectorConfig(
@@ -159,6 +194,7 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         score_threshold=float(v["score_threshold"]),
         anomaly=anomaly,
         model=spec,
+        extraction=extraction,
     )
     return config, msgtype
 

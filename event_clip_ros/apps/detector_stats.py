@@ -73,12 +73,13 @@ class Health:
     message: str
 
 
-def assess(active: bool, error: str | None, increments: Mapping[str, int]) -> Health:
+def assess(active: bool, error: str | None, increments: Mapping[str, int], input_counter: str = "events") -> Health:
     """Health from the node state and the counters' increments over the last period.
 
     error: a configuration or model error (level "error"); not active: "stale";
-    any counter of :data:`WARN_COUNTERS` grown: "warn", naming them; no events
-    in the period: "stale" (the input is silent); else "ok".
+    any counter of :data:`WARN_COUNTERS` grown: "warn", naming them; ``input_counter``
+    (events, or images for image input) not grown in the period: "stale" (the input
+    is silent); else "ok".
     """
     if error:
         return Health("error", error)
@@ -87,6 +88,6 @@ def assess(active: bool, error: str | None, increments: Mapping[str, int]) -> He
     grown = [f"{increments[k]} {text}" for k, text in WARN_COUNTERS.items() if increments.get(k, 0) > 0]
     if grown:
         return Health("warn", "; ".join(grown))
-    if increments and increments.get("events", 0) == 0:
-        return Health("stale", "no events received in the last period")
+    if increments and increments.get(input_counter, 0) == 0:
+        return Health("stale", f"no {input_counter} received in the last period")
     return Health("ok", "running")

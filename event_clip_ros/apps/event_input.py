@@ -1,4 +1,4 @@
-"""One event topic turned into windows stamped in ROS time: the detector's input side.
+"""One input topic turned into windows stamped in ROS time: the detector's input side.
 
 :class:`EventInput` is fed the serialised messages of one topic in arrival order
 (``feed_cdr``, called from the subscription callback for *every* message, since
@@ -25,23 +25,43 @@ Stream restarts
     windows (emitted with the old size and offset, as ``flush`` would) and
     starts windowing and the clock offset afresh. Bad messages are counted by
     the stream and give no events; nothing here raises on bad input.
+
+Images (RGB-only robots)
+    :class:`ImageInput` takes sensor_msgs/Image frames (bgr8, rgb8, mono8) and
+    turns each stack of frames into the paper's frame-difference event frame
+    (:class:`~event_clip_ros.video.extraction.FrameDiffExtractor`, one frame at
+    a time). Its windows carry that ready frame at image resolution
+    (``PendingWindow.frame``) and no events; the detector resizes it to the
+    model input, exactly as the offline video path does. Times are the header
+    stamps: a window spans its stack's first to last frame and is stamped with
+    the last one.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from ..events.decoders import DECODERS
-from ..events.decoders.base import Payload, TimeBaseDecoder
+from ..events.decoders.base import Payload, TimeBaseDecoder, as_uint8
 from ..events.packet_stream import EventPacketStream, make_stream
 from ..events.ros_cdr import CdrError, parse_event_array, parse_event_packet
-from ..events.types import EVENT_DTYPE, SensorSize
+from ..events.types import EVENT_DTYPE, SensorSize, empty_events
 from ..events.windows import Window, WindowConfig, Windower
+from ..video.extraction import EventFrame, ExtractionConfig, FrameDiffExtractor
+from ..video.reader import VideoFrame
+
+log = logging.getLogger(__name__)
 
 _NS_PER_US = 1_000
+#: The image message type the detector accepts besides the event types (input on ``~/image``).
+IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
+#: sensor_msgs/Image encodings the image input decodes, with their channel count.
+IMAGE_ENCODINGS: dict[str, int] = {"bgr8": 3, "rgb8": 3, "mono8": 1}
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,8 @@ class PendingWindow:
     stamp_ns: int  #: the window's end (t_end_us) mapped to ROS time, ns
     frame_id: str  #: header.frame_id of the messages the events came in
     ready_ns: int  #: time.monotonic_ns() when the window completed (latency origin)
+    #: image input: the event frame (H, W) float32 in [0, 1] at image resolution (the window has no events)
+    frame: np.ndarray | None = None
 
     @property
     def n_events(self) -> int:
@@ -173,4 +195,115 @@ class EventInput:
             "windows": window["windows"],
             "skipped_windows": window["skipped_windows"],
             "capped_windows": window["capped_windows"],
+        }
+
+
+def decode_image(encoding: str, height: int, width: int, step: int, data: Payload) -> np.ndarray:
+    """A sensor_msgs/Image's pixels as the extractor takes them: (H, W, 3) BGR or (H, W) gray uint8.
+
+    bgr8 and mono8 without row padding are zero-copy views of ``data``; rgb8 is
+    converted to BGR (the extractor's grayscale weights assume BGR). ValueError
+    for another encoding or a geometry the data does not hold.
+    """
+    channels = IMAGE_ENCODINGS.get(encoding)
+    if channels is None:
+        raise ValueError(f"unsupported image encoding {encoding!r}; use one of {', '.join(IMAGE_ENCODINGS)}")
+    row_bytes = width * channels
+    if height <= 0 or width <= 0 or step < row_bytes:
+        raise ValueError(f"bad {encoding} image geometry: {width}x{height}, step {step}")
+    buf = as_uint8(data)
+    if buf.size < step * height:
+        raise ValueError(f"{encoding} image {width}x{height} with step {step} needs {step * height} bytes, got {buf.size}")
+    rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
+    if channels == 1:
+        return np.ascontiguousarray(rows)
+    image = np.ascontiguousarray(rows).reshape(height, width, 3)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if encoding == "rgb8" else image
+
+
+class ImageInput:
+    """Images in stream order -> one frame-difference window per stack of ``extraction.stack`` frames.
+
+    A change of image size or channel count, or a stamp going back more than
+    ``reset_tolerance_us`` (camera restart, bag loop), closes the open stack
+    (emitted when it holds at least 2 frames, as at the end of a stream) and
+    starts a new one; such restarts are counted. Undecodable images are
+    counted and logged once per kind, never raised.
+    """
+
+    def __init__(self, extraction: ExtractionConfig = ExtractionConfig(), reset_tolerance_us: int = 10_000) -> None:
+        if extraction.out_size is not None:
+            raise ValueError("the image input keeps the image resolution; the detector resizes to the model input")
+        self.extraction = extraction
+        self.reset_tolerance_ns = reset_tolerance_us * _NS_PER_US
+        self._extractor = FrameDiffExtractor(extraction)
+        self._shape: tuple[int, ...] | None = None
+        self._frame_id = ""
+        self._last_stamp_ns: int | None = None
+        self._frames = 0
+        self.images = 0  #: images received (decodable or not)
+        self.bad_images = 0  #: images skipped: unsupported encoding or inconsistent geometry
+        self.restarts = 0  #: size changes and stamps going back that closed the open stack
+        self.windows = 0  #: windows (event frames) emitted
+        self._warned: set[str] = set()
+
+    def feed_encoded(
+        self, encoding: str, height: int, width: int, step: int, data: Payload, stamp_ns: int, frame_id: str = ""
+    ) -> list[PendingWindow]:
+        """Decode one sensor_msgs/Image's fields (see :func:`decode_image`) and push it; bad images are counted."""
+        try:
+            image = decode_image(encoding, height, width, step, data)
+        except ValueError as exc:
+            self.images += 1
+            self.bad_images += 1
+            kind = encoding if encoding not in IMAGE_ENCODINGS else "geometry"
+            if kind not in self._warned:
+                self._warned.add(kind)
+                log.warning("skipping image: %s (further occurrences are only counted)", exc)
+            return []
+        return self.feed_image(image, stamp_ns, frame_id)
+
+    def feed_image(self, image: np.ndarray, stamp_ns: int, frame_id: str = "") -> list[PendingWindow]:
+        """Push one decoded image ((H, W, 3) BGR or (H, W) gray uint8, header stamp in ns); return the window it completes."""
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise ValueError(f"expected an (H, W) or (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+        self.images += 1
+        out: list[PendingWindow] = []
+        restart = self._shape is not None and (
+            image.shape != self._shape or stamp_ns < self._last_stamp_ns - self.reset_tolerance_ns
+        )
+        if restart:
+            out += self.flush()
+            self.restarts += 1
+        self._shape, self._frame_id, self._last_stamp_ns = image.shape, frame_id, stamp_ns
+        event_frame = self._extractor.push(VideoFrame(self._frames, stamp_ns // _NS_PER_US, image))
+        self._frames += 1
+        if event_frame is not None:
+            out.append(self._pending(event_frame))
+        return out
+
+    def flush(self) -> list[PendingWindow]:
+        """End of the stream: the open stack's window when it holds at least 2 frames; then start afresh."""
+        event_frame = self._extractor.flush()
+        out = [self._pending(event_frame)] if event_frame is not None else []
+        self._extractor = FrameDiffExtractor(self.extraction)
+        self._shape = self._last_stamp_ns = None
+        return out
+
+    def _pending(self, event_frame: EventFrame) -> PendingWindow:
+        assert self._shape is not None and self._last_stamp_ns is not None
+        # half-open [first frame, last frame + 1 us), as count windows end after their last event
+        window = Window(self.windows, event_frame.t_start_us, event_frame.t_end_us + 1, empty_events())
+        self.windows += 1
+        size = SensorSize(width=self._shape[1], height=self._shape[0])
+        return PendingWindow(window, size, self._last_stamp_ns, self._frame_id, time.monotonic_ns(), event_frame.frame)
+
+    def counters(self) -> dict[str, int]:
+        """Image and window counters (cumulative)."""
+        return {
+            "images": self.images,
+            "bad_images": self.bad_images,
+            "decode_errors": self.bad_images,
+            "stream_restarts": self.restarts,
+            "windows": self.windows,
         }

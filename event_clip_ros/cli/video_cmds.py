@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,7 +104,18 @@ def _write_event_frames(reader: "VideoReader", args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ video-anomaly
-def _reference_scorer(model: "EventClip", args: argparse.Namespace) -> "AnomalyScorer":
+def _anomaly_extraction(model: "EventClip", args: argparse.Namespace) -> "ExtractionConfig":
+    """The extraction options, with the 10 crops (default: the model's input size) when --ten-crop."""
+    from dataclasses import replace
+
+    config = extraction_from_args(args)
+    if not args.ten_crop:
+        return config
+    crop = model.meta.input_size if args.crop_size is None else (args.crop_size.height, args.crop_size.width)
+    return replace(config, ten_crop=crop)
+
+
+def _reference_scorer(model: "EventClip", args: argparse.Namespace, config: "ExtractionConfig") -> "AnomalyScorer":
     from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
     from ..video.anomaly import embed_video
 
@@ -112,28 +124,46 @@ def _reference_scorer(model: "EventClip", args: argparse.Namespace) -> "AnomalyS
         if args.threshold is not None:
             scorer.threshold = args.threshold
         return scorer
-    config = ReferenceScorerConfig(k=args.k, capacity=args.capacity, **({} if args.threshold is None else {"threshold": args.threshold}))
-    scorer = ReferenceAnomalyScorer(config, device=model.device)
+    bank_config = ReferenceScorerConfig(k=args.k, capacity=args.capacity, **({} if args.threshold is None else {"threshold": args.threshold}))
+    scorer = ReferenceAnomalyScorer(bank_config, device=model.device)
     for path in args.reference:
         with open_video(path, args) as reader:
-            for _, emb in embed_video(model, video_frames(reader, args, f"reference {Path(path).name}"), extraction_from_args(args), args.batch_size):
-                scorer.update(emb)
-    return checked_reference_bank(scorer, f"the reference videos gave {len(scorer)} segment(s) of {args.stack} frames",
+            for _, emb in embed_video(model, video_frames(reader, args, f"reference {Path(path).name}"), config, args.batch_size):
+                scorer.update(emb.reshape(-1, emb.shape[-1]))
+    return checked_reference_bank(scorer, f"the reference videos gave {len(scorer)} segment view(s) of {args.stack} frames",
                                   "segments", args.save_reference)
 
 
 def cmd_video_anomaly(args: argparse.Namespace) -> int:
+    if args.annotations is None:
+        if len(args.video) != 1 or args.videos_dir is not None:
+            raise SystemExit("video-anomaly: give exactly one VIDEO (several, or --videos-dir, need --annotations)")
+        annotated = None
+    else:
+        if not args.video and args.videos_dir is None:
+            raise SystemExit("video-anomaly: --annotations needs VIDEO arguments or --videos-dir")
+        if args.frame_scores:
+            raise SystemExit("video-anomaly: --frame-scores is for one video without --annotations (windows.csv has the segment scores)")
+        annotated = _annotated_videos(args)  # before the model loads: a missing annotation fails fast
+    model = model_from_args(args)
+    config = _anomaly_extraction(model, args)
+    scorer = _reference_scorer(model, args, config) if args.reference else text_scorer(model, args)
+    if annotated is not None:
+        return _evaluate_ucf(model, scorer, config, args, *annotated)
+    return _score_one_video(model, scorer, config, args)
+
+
+def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "ExtractionConfig", args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..video.anomaly import frame_scores, score_video
 
-    model = model_from_args(args)
-    scorer = _reference_scorer(model, args) if args.reference else text_scorer(model, args)
+    video = args.video[0]
     segments = []
-    with open_video(args.video, args) as reader:
+    with open_video(video, args) as reader:
         if not args.json:
             print(f"{'segment':>7} {'t_start_us':>12} {'t_end_us':>12} {'frames':>6}  score  (threshold {scorer.threshold:g})")
-        for seg in score_video(model, scorer, video_frames(reader, args, "scoring"), extraction_from_args(args), args.batch_size):
+        for seg in score_video(model, scorer, video_frames(reader, args, "scoring"), config, args.batch_size):
             segments.append(seg)
             flagged = bool(scorer.decide(np.array([seg.score]))[0])
             if args.json:
@@ -143,7 +173,7 @@ def cmd_video_anomaly(args: argparse.Namespace) -> int:
             else:
                 print(f"{seg.index:>7} {seg.t_start_us:>12} {seg.t_end_us:>12} {seg.n_frames:>6}  {seg.score:.3f}{'  ANOMALY' if flagged else ''}")
     if not segments:
-        raise ValueError(f"{args.video}: fewer than 2 frames, no segment to score")
+        raise ValueError(f"{video}: fewer than 2 frames, no segment to score")
     if args.frame_scores:
         n_frames = segments[-1].first_frame + segments[-1].n_frames
         with open(args.frame_scores, "w", newline="") as f:
@@ -153,6 +183,83 @@ def cmd_video_anomaly(args: argparse.Namespace) -> int:
     if not args.json:
         flagged = int(scorer.decide(np.array([s.score for s in segments])).sum())
         print(f"{flagged} of {len(segments)} segments above the threshold")
+    return 0
+
+
+def _annotated_videos(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
+    """(the VIDEO arguments, then the listed videos found in --videos-dir; problems), each with an annotation line."""
+    from ..video.ucf import find_annotated_videos, video_truth
+
+    videos = [Path(v) for v in args.video]
+    problems: list[str] = []
+    if args.videos_dir is not None:
+        found, missing = find_annotated_videos(args.annotations, args.videos_dir)
+        videos += found
+        if missing:
+            problems.append(f"{len(missing)} annotated video(s) not in {args.videos_dir} (skipped): {', '.join(missing)}")
+    if not videos:
+        raise ValueError(f"none of the videos of {args.annotations} is in {args.videos_dir}")
+    for video in videos:
+        video_truth(args.annotations, video, fps=1.0)  # GroundTruthError without a line (the frame rate does not matter here)
+    return videos, problems
+
+
+def _evaluate_ucf(model: "EventClip", scorer: "AnomalyScorer", config: "ExtractionConfig", args: argparse.Namespace,
+                  videos: list[Path], problems: list[str]) -> int:
+    """UCF-Crime protocol: every annotated video scored, frame-level metrics over all frames, the evaluation report."""
+    import time
+
+    from ..apps.evaluation.report import RunInfo, write_evaluation
+    from ..video.anomaly import score_video
+    from ..video.reader import VideoFileError
+    from ..video.ucf import ScoredVideo, evaluate_videos, video_truth
+
+    started = time.perf_counter()
+    scored: list[ScoredVideo] = []
+    for i, video in enumerate(videos):
+        try:
+            with open_video(str(video), args) as reader:
+                frames = video_frames(reader, args, f"[{i + 1}/{len(videos)}] {video.name}")
+                segments = tuple(score_video(model, scorer, frames, config, args.batch_size))
+                fps, n_frames = reader.fps, reader.frames_read
+        except VideoFileError as exc:
+            problems.append(f"skipped: {exc}")
+            print(f"warning: {problems[-1]}", file=sys.stderr)
+            continue
+        if not segments:
+            problems.append(f"skipped: {video}: fewer than 2 frames, no segment to score")
+            print(f"warning: {problems[-1]}", file=sys.stderr)
+            continue
+        scored.append(ScoredVideo(video, fps, n_frames, segments, video_truth(args.annotations, video, fps)))
+    if not scored:
+        raise ValueError("no video could be scored: " + "; ".join(problems))
+    evaluation, summaries = evaluate_videos(scored, scorer.threshold)
+    elapsed = time.perf_counter() - started
+    frames_total = sum(v.n_frames for v in scored)
+    run = RunInfo(
+        bag=str(args.videos_dir or videos[0]), topic="", msgtype="video", mode="anomaly", classes=[],
+        truth=f"UCF-Crime temporal annotations {args.annotations}", source="offline",
+        status="incomplete" if problems else "complete", problems=problems,
+        counters={"videos": len(scored), "frames": frames_total, "segments": sum(len(v.segments) for v in scored)},
+        timing={"wall_s": elapsed, "frames_per_s": frames_total / elapsed if elapsed > 0 else 0.0},
+        settings={"scorer": "reference" if args.reference else "text", "anomaly_threshold": scorer.threshold,
+                  "diff_threshold": config.threshold, "stack": config.stack, "clamp": config.clamp,
+                  "on_value": config.on_value, "ten_crop": None if config.ten_crop is None else list(config.ten_crop),
+                  "resize": None if args.resize is None else [args.resize.width, args.resize.height],
+                  "model": args.model, "checkpoint": args.checkpoint, "batch_size": args.batch_size},
+        videos=[s.as_dict() for s in summaries],
+    )
+    write_evaluation(args.out, run, evaluation)
+    frame = evaluation.frame_anomaly
+    if args.json:
+        print(json.dumps({"videos": run.videos, "metrics": evaluation.metrics_dict(), "problems": problems + evaluation.problems}))
+    else:
+        for s in summaries:
+            print(f"{s.name}: {s.frames} frames, {s.anomalous_frames} anomalous, frame ROC-AUC "
+                  f"{'n/a' if s.roc_auc is None else f'{s.roc_auc:.3f}'}")
+        auc = "n/a" if frame.roc_auc is None else f"{frame.roc_auc:.3f}"
+        ap = "n/a" if frame.average_precision is None else f"{frame.average_precision:.3f}"
+        print(f"frame-level ROC-AUC {auc}, AP {ap} over {frame.samples} frames of {len(scored)} video(s); report in {args.out}")
     return 0
 
 
@@ -172,13 +279,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.set_defaults(func=cmd_video2events)
 
-    p = sub.add_parser("video-anomaly", help="anomaly score in [0, 1] for each stack of frames of a video")
-    p.add_argument("video", help="video file")
+    p = sub.add_parser("video-anomaly", help="anomaly score in [0, 1] for each stack of frames of a video; "
+                                             "with --annotations, the UCF-Crime evaluation of several videos")
+    p.add_argument("video", nargs="*", metavar="VIDEO", help="video file (several with --annotations)")
     p.add_argument("--reference", nargs="+", metavar="NORMAL_VIDEO|BANK",
                    help="normal behaviour: videos (their segments form the reference bank) or one saved bank .npz; without it, text prompts score P(abnormal)")
     add_scorer_args(p, "segments")
     p.add_argument("--frame-scores", metavar="CSV", help="also write per-frame scores (each segment's score over its frames)")
-    p.add_argument("--json", action="store_true", help="one JSON object per segment: segment, first_frame, n_frames, t_start_us, t_end_us, score, anomaly")
+    p.add_argument("--json", action="store_true", help="one JSON object per segment: segment, first_frame, n_frames, t_start_us, t_end_us, score, anomaly "
+                   "(with --annotations: one object with the videos and metrics)")
+    g = p.add_argument_group("UCF-Crime protocol")
+    g.add_argument("--annotations", metavar="FILE", help="temporal annotation file ('name class s1 e1 s2 e2', frames, -1 = none): "
+                   "frame-level ROC-AUC and AP over all listed videos, written as the evaluation report")
+    g.add_argument("--videos-dir", metavar="DIR", help="with --annotations: evaluate every listed video found in DIR")
+    g.add_argument("--out", default="video-anomaly-eval", help="with --annotations: directory for report.md, metrics.json, windows.csv, roc.png, pr.png (default %(default)s)")
+    g.add_argument("--ten-crop", action="store_true", help="score 10 views per segment (centre + 4 corners, each mirrored) and average")
+    g.add_argument("--crop-size", type=size_arg, metavar="WxH", help="with --ten-crop: crop size (default: the model input size; UCF-Crime: 224x224 of 340x256 frames)")
     add_video_args(p)
     add_extraction_args(p)
     add_model_args(p)

@@ -5,6 +5,11 @@ Topics (relative to the node, so namespaces and remaps work):
 * ``~/events`` (in): the ``input_type`` messages, raw subscription with the
   drivers' QoS (best effort, keep last 1000, volatile); every message is
   decoded, in order, in the subscription callback (the decoders are stateful).
+* ``~/image`` (in, with ``input_type`` sensor_msgs/msg/Image instead of
+  ``~/events``): camera images (bgr8, rgb8, mono8; others counted and skipped),
+  camera QoS (best effort, keep last 5); each stack of ``image_stack`` images
+  becomes one frame-difference event frame (the paper's video path), inferred
+  like an event window and stamped with the stack's last image.
 * ``~/classification`` (zero_shot) or ``~/anomaly`` (anomaly):
   vision_msgs/Classification per window, stamped with the window's end mapped
   to ROS time, frame_id from the input (see :mod:`event_clip_ros.ros.messages`).
@@ -35,6 +40,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Classification, LabelInfo, VisionInfo
 
@@ -43,10 +49,15 @@ from ..apps.detector_params import NODE_NAME, RUNTIME_PARAMETERS, config_from_pa
 from ..apps.detector_stats import LatencyTracker, RateMeter, assess
 from ..apps.event_input import PendingWindow
 from .diagnostics import diagnostic_array
-from .messages import classification_msg, image_msg, label_info_msg, vision_info_msg
+from .messages import classification_msg, image_msg, label_info_msg, stamp_to_ns, vision_info_msg
 from .interfaces import EVENT_QOS, LATCHED_QOS, RESULT_QOS, message_class
 from .parameters import declare_parameters, parameter_values
 from .worker import LatestOnlyWorker
+
+#: QoS of camera image subscriptions (sensor data): best effort matches any publisher; keep only the latest few.
+IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE)
+
 
 class DetectorNode(LifecycleNode):
     """Lifecycle node around :class:`~event_clip_ros.apps.detector.Detector` (see module doc)."""
@@ -113,7 +124,10 @@ class DetectorNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._worker = LatestOnlyWorker(self._handle_window)
         self._worker.start()
-        self._subscription = self.create_subscription(self._msg_class, "~/events", self._on_events, EVENT_QOS, raw=True)
+        if self._detector.takes_images:
+            self._subscription = self.create_subscription(Image, "~/image", self._on_image, IMAGE_QOS)
+        else:
+            self._subscription = self.create_subscription(self._msg_class, "~/events", self._on_events, EVENT_QOS, raw=True)
         result = super().on_activate(state)
         self._active = True
         self._publish_label_info()
@@ -178,6 +192,21 @@ class DetectorNode(LifecycleNode):
         for window in windows:
             worker.submit(window)
 
+    def _on_image(self, msg: Image) -> None:
+        """Subscription callback: every image, in order, through the extraction; completed windows to the worker."""
+        detector, worker = self._detector, self._worker
+        if detector is None or worker is None:
+            return
+        try:
+            windows = detector.feed_encoded_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                                                  stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+        except Exception:  # bad images are counted by the input; anything else is a bug, logged, not fatal
+            self._callback_errors += 1
+            self.get_logger().error("processing an image failed", throttle_duration_sec=5.0)
+            return
+        for window in windows:
+            worker.submit(window)
+
     def _handle_window(self, window: PendingWindow) -> None:
         """Worker thread: infer one window, publish its result (and its frame when someone listens)."""
         detector, result_pub, frame_pub = self._detector, self._result_pub, self._frame_pub
@@ -237,8 +266,9 @@ class DetectorNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         counters = self._counters()
         rates, increments = self._rates.update(counters, time.monotonic())
-        health = assess(self._active, self._error, increments)
         detector = self._detector
+        takes_images = detector is not None and detector.takes_images
+        health = assess(self._active, self._error, increments, "images" if takes_images else "events")
         values: dict[str, object] = {
             "state": "active" if self._active else ("inactive" if detector is not None else "unconfigured"),
             "mode": detector.config.mode if detector is not None else "",
@@ -246,6 +276,8 @@ class DetectorNode(LifecycleNode):
             "windows_per_s": rates.get("inferred_windows", 0.0),
             **counters,
         }
+        if takes_images:
+            values["image_rate_hz"] = rates.get("images", 0.0)
         values.update({f"latency_ms_{k}": v for k, v in self._latency.percentiles_ms().items()})
         if detector is not None:
             values.update({f"inference_ms_{k}": v for k, v in detector.inference_latency.percentiles_ms().items()})

@@ -1,2 +1,2 @@
-"""Video input (ROS-free): streaming reading, the paper's frame-difference event frames,
-simulated event streams, and anomaly scores of video segments."""
+"""Video input (ROS-free): streaming reading, the paper's frame-difference event frames (optionally as
+10 crops), simulated event streams, anomaly scores of video segments and their UCF-Crime evaluation."""

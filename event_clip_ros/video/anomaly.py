@@ -7,6 +7,10 @@ scored by a :class:`~event_clip_ros.model.anomaly.ReferenceAnomalyScorer`
 (a bank of segments of normal videos) or a
 :class:`~event_clip_ros.model.anomaly.TextAnomalyScorer`.
 
+With ten-crop extraction (``ExtractionConfig.ten_crop``) each segment has 10
+views: all of them go into a reference bank, and a segment's score is the mean
+of its views' scores (UCF-Crime protocol).
+
 :func:`frame_scores` spreads segment scores over the video's frames the way
 the UCF-Crime protocol does (each snippet's score repeated over its frames),
 ready for a frame-level ROC-AUC against the temporal annotation.
@@ -46,7 +50,10 @@ def model_extraction(model: EventClip, config: ExtractionConfig = ExtractionConf
 def embed_event_frames(
     model: EventClip, event_frames: Iterable[EventFrame], batch_size: int = 32
 ) -> Iterator[tuple[list[EventFrame], torch.Tensor]]:
-    """Yield (event frames, (B, D) normalised f_E embeddings) batch by batch; frames must be at the model input size."""
+    """Yield (event frames, normalised f_E embeddings) batch by batch: (B, D), or (B, 10, D) for ten-crop frames.
+
+    Frames must be at the model input size; ``batch_size`` counts segments.
+    """
     batch: list[EventFrame] = []
     for ef in event_frames:
         batch.append(ef)
@@ -59,7 +66,9 @@ def embed_event_frames(
 
 @torch.inference_mode()
 def _embed(model: EventClip, batch: Sequence[EventFrame]) -> torch.Tensor:
-    return model.encode_frames(torch.from_numpy(np.stack([ef.frame for ef in batch])))
+    frames = np.stack([ef.frame for ef in batch])  # (B, H, W) or (B, views, H, W)
+    emb = model.encode_frames(torch.from_numpy(frames.reshape(-1, *frames.shape[-2:])))
+    return emb.reshape(*frames.shape[:-2], emb.shape[-1])
 
 
 def embed_video(
@@ -80,7 +89,7 @@ def fit_reference(
     scorer = ReferenceAnomalyScorer(scorer_config, device=model.device)
     for frames in videos:
         for _, emb in embed_video(model, frames, config, batch_size):
-            scorer.update(emb)
+            scorer.update(emb.reshape(-1, emb.shape[-1]))
     if len(scorer) < 2:
         raise ValueError(f"the normal videos gave {len(scorer)} segment(s); the reference bank needs at least 2")
     return scorer
@@ -93,9 +102,10 @@ def score_video(
     config: ExtractionConfig = ExtractionConfig(),
     batch_size: int = 32,
 ) -> Iterator[SegmentScore]:
-    """Yield the anomaly score of each segment of a video, in order."""
+    """Yield the anomaly score of each segment of a video (the mean over its views with ten-crop), in order."""
     for batch, emb in embed_video(model, frames, config, batch_size):
-        for ef, s in zip(batch, scorer.score(emb)):
+        scores = np.asarray(scorer.score(emb.reshape(-1, emb.shape[-1])), np.float64).reshape(len(batch), -1).mean(axis=1)
+        for ef, s in zip(batch, scores):
             yield SegmentScore(ef.index, ef.first_frame, ef.n_frames, ef.t_start_us, ef.t_end_us, float(s))
 
 

@@ -25,6 +25,9 @@ that exactly.
 The frame then goes through f_E like an event frame (replicated to 3
 channels, no shift to [-1, 1)), resized to the model input by ``out_size``.
 Memory: one accumulator and the previous frame, whatever the video length.
+
+``ten_crop`` (crop height, width) replaces the single frame by the 10 views of
+:mod:`.crops`, cut from the sums before steps 3-4 (UCF-Crime's 10-crop protocol).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .crops import crop_origins, ten_crop
 from .reader import VideoFrame, resize_image
 
 
@@ -45,7 +49,8 @@ class ExtractionConfig:
     stack: int = 16  #: frames per event frame (stack - 1 differences)
     clamp: float | None = 10.0  #: cap on the per-pixel sum before normalising; None = no cap
     on_value: int = 1  #: value of a changed pixel in the binary map (see module doc)
-    out_size: tuple[int, int] | None = None  #: (height, width) of the event frames; None = the video's
+    out_size: tuple[int, int] | None = None  #: (height, width) of the event frames; None = the video's (or the crop's)
+    ten_crop: tuple[int, int] | None = None  #: (height, width) of the 10 crops per stack (see :mod:`.crops`); None = whole frame
 
     def __post_init__(self) -> None:
         if not 0 <= self.threshold <= 255:
@@ -58,10 +63,12 @@ class ExtractionConfig:
             raise ValueError(f"stack {self.stack} with on_value {self.on_value} overflows the 16-bit accumulator")
         if self.clamp is not None and not (math.isfinite(self.clamp) and self.clamp > 0):
             raise ValueError(f"clamp must be a positive finite number or None, got {self.clamp!r}")
-        if self.out_size is not None:
-            if len(self.out_size) != 2 or not all(int(v) == v and v > 0 for v in self.out_size):
-                raise ValueError(f"out_size must be (height, width) in pixels, got {self.out_size!r}")
-            object.__setattr__(self, "out_size", (int(self.out_size[0]), int(self.out_size[1])))
+        for name in ("out_size", "ten_crop"):
+            value = getattr(self, name)
+            if value is not None:
+                if len(value) != 2 or not all(int(v) == v and v > 0 for v in value):
+                    raise ValueError(f"{name} must be (height, width) in pixels, got {value!r}")
+                object.__setattr__(self, name, (int(value[0]), int(value[1])))
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ class EventFrame:
     n_frames: int  #: frames in the stack (``stack``, fewer for the last one)
     t_start_us: int  #: time of the stack's first frame
     t_end_us: int  #: time of the stack's last frame
-    frame: np.ndarray  #: (H, W) float32 in [0, 1]
+    frame: np.ndarray  #: (H, W) float32 in [0, 1]; (10, H, W) views with ``ten_crop``
 
 
 def normalise_counts(counts: np.ndarray, config: ExtractionConfig) -> np.ndarray:
@@ -109,6 +116,8 @@ class FrameDiffExtractor:
         if self._prev is None:
             self._prev, self._first, self._last, self._n = image, frame, frame, 1
             if self._counts is None or self._counts.shape != image.shape[:2]:
+                if self.config.ten_crop is not None:
+                    crop_origins(image.shape[:2], self.config.ten_crop)  # the crop fits: fail at the first frame
                 self._counts = np.zeros(image.shape[:2], np.uint16)
             return None
         if image.shape != self._prev.shape:
@@ -126,6 +135,11 @@ class FrameDiffExtractor:
         """The event frame of the last, partial stack (at least 2 frames), or None."""
         return self._emit() if self._n >= 2 else None
 
+    def _render(self) -> np.ndarray:
+        if self.config.ten_crop is None:
+            return normalise_counts(self._counts, self.config)
+        return ten_crop(self._counts, self.config.ten_crop, lambda crop: normalise_counts(crop, self.config))
+
     def _emit(self) -> EventFrame:
         out = EventFrame(
             index=self._stacks,
@@ -133,7 +147,7 @@ class FrameDiffExtractor:
             n_frames=self._n,
             t_start_us=self._first.t_us,
             t_end_us=self._last.t_us,
-            frame=normalise_counts(self._counts, self.config),
+            frame=self._render(),
         )
         self._counts[:] = 0
         self._prev = self._first = self._last = None

@@ -90,6 +90,7 @@ class VideoReader:
         count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
         #: the container's frame count (an estimate for some formats), None when unknown
         self.frame_count_hint: int | None = int(count) if math.isfinite(count) and count > 0 else None
+        self.frames_read = 0  #: frames :meth:`frames` has yielded so far
 
     @property
     def size(self) -> tuple[int, int]:
@@ -118,6 +119,7 @@ class VideoReader:
                 image = resize_image(image, self._resize)
             yield VideoFrame(index, self.frame_time_us(index), image)
             index += 1
+            self.frames_read = index
             ok, image = self._cap.read()
             if not ok:
                 image = None

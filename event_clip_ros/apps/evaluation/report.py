@@ -6,6 +6,11 @@ truth and result; the plots are ``confusion_matrix.png`` (zero-shot) or
 ``roc.png`` and ``pr.png`` (anomaly; window and frame level on one chart).
 Everything is written even when the run was cut short or the truth did not fit:
 the files then say so (``status``, ``problems``).
+
+Videos (``event-clip video-anomaly --annotations``) use the same files: a
+window is a segment of a video, :attr:`RunInfo.videos` lists the videos with
+their frame-level numbers (``metrics.json`` key ``videos``, a report table), and
+``windows.csv`` gets a ``video`` column.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class RunInfo:
     counters: dict[str, int] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    #: video evaluations: one dict per video (name, frames, anomalous_frames, segments, roc_auc); empty for a bag
+    videos: list[dict[str, Any]] = field(default_factory=list)
 
 
 def write_evaluation(out_dir: str | Path, run: RunInfo, evaluation: Evaluation) -> dict[str, Path]:
@@ -50,7 +57,7 @@ def write_evaluation(out_dir: str | Path, run: RunInfo, evaluation: Evaluation) 
     out.mkdir(parents=True, exist_ok=True)
     metrics = {**_run_dict(run, evaluation), "metrics": evaluation.metrics_dict()}
     paths = {
-        WINDOWS_FILE: atomic_write_text(out / WINDOWS_FILE, windows_csv(evaluation)),
+        WINDOWS_FILE: atomic_write_text(out / WINDOWS_FILE, windows_csv(evaluation, video_column=bool(run.videos))),
         METRICS_FILE: atomic_write_text(out / METRICS_FILE, json.dumps(_finite(metrics), indent=2) + "\n"),
     }
     if evaluation.classification is not None and evaluation.classification.windows:
@@ -66,11 +73,14 @@ def write_evaluation(out_dir: str | Path, run: RunInfo, evaluation: Evaluation) 
 
 
 def _run_dict(run: RunInfo, evaluation: Evaluation) -> dict[str, Any]:
-    return {
+    out = {
         "bag": run.bag, "topic": run.topic, "msgtype": run.msgtype, "mode": run.mode, "source": run.source,
         "status": run.status, "problems": run.problems + evaluation.problems, "truth": run.truth,
         "classes": run.classes, "settings": run.settings, "counters": run.counters, "timing": run.timing,
     }
+    if run.videos:
+        out["videos"] = run.videos
+    return out
 
 
 def _finite(x: Any) -> Any:
@@ -83,18 +93,21 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def windows_csv(evaluation: Evaluation) -> str:
-    """One row per window: where it is, its truth, what the detector said, whether that was right."""
+def windows_csv(evaluation: Evaluation, video_column: bool = False) -> str:
+    """One row per window: where it is, its truth, what the detector said, whether that was right.
+
+    ``video_column``: a first column ``video`` with each window's ``frame_id`` (video segments).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    head = ["index", "t_start_us", "t_end_us", "stamp_ns", "n_events", "truth"]
+    head = (["video"] if video_column else []) + ["index", "t_start_us", "t_end_us", "stamp_ns", "n_events", "truth"]
     if evaluation.mode == "zero_shot":
         writer.writerow(head + ["top1", "top1_score", "correct", "labels"])
     else:
         writer.writerow(head + ["anomaly_score", "is_anomaly", "correct"])
     for w in evaluation.windows:
         r = w.result
-        row = [r.index, r.t_start_us, r.t_end_us, r.stamp_ns, r.n_events, w.truth or ""]
+        row = ([r.frame_id] if video_column else []) + [r.index, r.t_start_us, r.t_end_us, r.stamp_ns, r.n_events, w.truth or ""]
         correct = "" if w.correct is None else int(w.correct)
         if evaluation.mode == "zero_shot":
             top = r.labels[0] if r.labels else None
@@ -183,10 +196,12 @@ def _num(value: float | None) -> str:
 def markdown(run: RunInfo, evaluation: Evaluation, files: list[str]) -> str:
     """The report: what was evaluated, the headline numbers, per-class table, problems, timing, files."""
     problems = run.problems + evaluation.problems
+    source = (f"- videos: {len(run.videos)} from `{run.bag}`" if run.videos
+              else f"- bag: `{run.bag}`, topic `{run.topic}` ({run.msgtype})")
     lines = [
         f"# Evaluation: {Path(run.bag).name}",
         "",
-        f"- bag: `{run.bag}`, topic `{run.topic}` ({run.msgtype})",
+        source,
         f"- detector: {run.mode}, {run.source} results; status **{run.status}**",
         f"- ground truth: {run.truth}",
         f"- windows: {len(evaluation.windows)} with results, {evaluation.scored} with ground truth",
@@ -204,6 +219,11 @@ def markdown(run: RunInfo, evaluation: Evaluation, files: list[str]) -> str:
                       f"- {m.samples} {title}s, {m.positives} anomalous",
                       f"- ROC-AUC {_num(m.roc_auc)}, average precision {_num(m.average_precision)}, "
                       f"decision accuracy {_pct(m.accuracy)}", ""]
+    if run.videos:
+        lines += ["## Videos", "", "| video | frames | anomalous frames | segments | frame ROC-AUC |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {v['name']} | {v['frames']} | {v['anomalous_frames']} | {v['segments']} | {_num(v['roc_auc'])} |"
+                  for v in run.videos]
+        lines.append("")
     if problems:
         lines += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
     if run.counters:

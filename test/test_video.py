@@ -238,6 +238,13 @@ def test_cli_video2events_both_modes(shapes_video, tmp_path, capsys):
         ev = concat_events(list(reader.chunks()))
     assert ev.size > 0 and ev["t"][-1] <= 9 * 40_000
     assert "events" in capsys.readouterr().out
+    for storage in ("mcap", "sqlite3"):  # any other name: a bag of EventPackets with the same events
+        bag = tmp_path / f"v_{storage}"
+        assert run_cli(["video2events", str(shapes_video), str(bag), "--mode", "events", "--max-frames", "10",
+                        "--packet-ms", "5", "--storage", storage]) == 0
+        with open_events(bag) as reader:
+            assert reader.format.startswith("rosbag") and np.array_equal(concat_events(list(reader.chunks())), ev)
+    assert "as a bag of 5 ms EventPackets" in capsys.readouterr().out
 
 
 def test_cli_video_anomaly_with_a_reference_video_and_a_saved_bank(shapes_video, tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import tempfile
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,8 +69,16 @@ def cmd_video2events(args: argparse.Namespace) -> int:
             from ..video.to_events import write_video_evt3
 
             sim = SimulatorConfig(contrast_threshold=args.contrast, noise_rate_hz=args.noise_hz, seed=args.seed)
-            n = write_video_evt3(video_frames(reader, args, "simulating"), SensorSize(width, height), args.out, sim)
-            print(f"wrote {n} events ({width}x{height}, {reader.fps:g} fps video) to {args.out}")
+            as_bag = Path(args.out).suffix.lower() != ".raw"
+            with tempfile.TemporaryDirectory(prefix="video2events_") as tmp:
+                raw = Path(tmp) / "events.raw" if as_bag else Path(args.out)
+                n = write_video_evt3(video_frames(reader, args, "simulating"), SensorSize(width, height), raw, sim)
+                if as_bag:  # the RAW file through the bag writer: EventPackets that replay into the node
+                    from ..apps.bag_writer import BagWriteConfig, write_event_bag
+
+                    write_event_bag(raw, args.out, BagWriteConfig(packet_ms=args.packet_ms, storage=args.storage))
+            print(f"wrote {n} events ({width}x{height}, {reader.fps:g} fps video) to {args.out}"
+                  + (f" as a bag of {args.packet_ms:g} ms EventPackets" if as_bag else ""))
             return 0
         written = _write_event_frames(reader, args)
     print(f"wrote {written} event frames to {args.out} (index: {Path(args.out) / 'frames.csv'})")
@@ -267,9 +276,12 @@ def _evaluate_ucf(model: "EventClip", scorer: "AnomalyScorer", config: "Extracti
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video2events", help="events from an ordinary video: the paper's event frames (PNG) or a simulated RAW EVT3 stream")
     p.add_argument("video", help="video file (anything this OpenCV build decodes)")
-    p.add_argument("out", help="frames mode: output directory (PNG per stack + frames.csv); events mode: output .raw file")
+    p.add_argument("out", help="frames mode: output directory (PNG per stack + frames.csv); events mode: a .raw file "
+                               "(RAW EVT3), or any other name for a rosbag2 bag of EventPackets")
     p.add_argument("--mode", choices=("frames", "events"), default="frames",
                    help="frames: thresholded frame differences summed per stack (default); events: DVS simulation written as RAW EVT3")
+    p.add_argument("--packet-ms", type=float, default=1.0, help="events mode, bag output: sensor time per EventPacket (default 1)")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="events mode, bag output: storage (default mcap)")
     add_video_args(p)
     add_extraction_args(p)
     p.add_argument("--frame-size", type=size_arg, metavar="WxH", help="frames mode: size of the event frames (default: the video's)")

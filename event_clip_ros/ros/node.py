@@ -32,6 +32,7 @@ the model. With ``autostart`` (default) the node configures and activates itself
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 import time
 
 import rclpy
@@ -180,29 +181,26 @@ class DetectorNode(LifecycleNode):
     # ------------------------------------------------------------------ data path
     def _on_events(self, raw: bytes) -> None:
         """Subscription callback: decode every message in order, hand completed windows to the worker."""
-        detector, worker = self._detector, self._worker
-        if detector is None or worker is None:
-            return
-        try:
-            windows = detector.feed_cdr(raw)
-        except Exception:  # the event layer counts bad input; anything else is a bug, logged, not fatal
-            self._callback_errors += 1
-            self.get_logger().error("decoding a message failed", throttle_duration_sec=5.0)
-            return
-        for window in windows:
-            worker.submit(window)
+        self._feed("decoding a message", lambda detector: detector.feed_cdr(raw))
 
     def _on_image(self, msg: Image) -> None:
         """Subscription callback: every image, in order, through the extraction; completed windows to the worker."""
+        self._feed("processing an image", lambda detector: detector.feed_encoded_image(
+            msg.encoding, msg.height, msg.width, msg.step, msg.data, stamp_to_ns(msg.header.stamp), msg.header.frame_id))
+
+    def _feed(self, what: str, feed: Callable[[Detector], list[PendingWindow]]) -> None:
+        """Run one input through the detector (while active) and hand its completed windows to the worker.
+
+        The input side counts bad input itself; an exception here is a bug: counted, logged, not fatal.
+        """
         detector, worker = self._detector, self._worker
         if detector is None or worker is None:
             return
         try:
-            windows = detector.feed_encoded_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                                                  stamp_to_ns(msg.header.stamp), msg.header.frame_id)
-        except Exception:  # bad images are counted by the input; anything else is a bug, logged, not fatal
+            windows = feed(detector)
+        except Exception:
             self._callback_errors += 1
-            self.get_logger().error("processing an image failed", throttle_duration_sec=5.0)
+            self.get_logger().error(f"{what} failed", throttle_duration_sec=5.0)
             return
         for window in windows:
             worker.submit(window)

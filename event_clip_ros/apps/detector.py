@@ -49,6 +49,7 @@ from ..events.windows import WindowConfig
 from ..model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, TextAnomalyScorer
 from ..model.event_clip import EventClip
 from ..model.factory import ModelSpec, create_event_clip
+from ..model.finite import FiniteEmbeddings
 from ..model.prompts import (
     ABNORMAL_PROMPTS,
     DEFAULT_TEMPLATES,
@@ -174,6 +175,7 @@ class Detector:
         self._lock = threading.Lock()  # serialises head rebuilds (set_* from one thread, load/release from another)
         self.inferred_windows = 0
         self.anomalies = 0
+        self.finite = FiniteEmbeddings()  # windows whose embedding is NaN/Inf: skipped, counted, never scored
         self.inference_latency = LatencyTracker()
 
     # ------------------------------------------------------------------ state
@@ -328,7 +330,9 @@ class Detector:
         sizes = {w.size for w in windows}
         if len(sizes) > 1:
             raise ValueError(f"windows of one batch must share a sensor size, got {sorted(map(str, sizes))}")
-        emb = self._embed(windows)
+        emb, windows = self.finite.keep(self._embed(windows), windows)
+        if not windows:
+            return []
         if head.classifier is not None:
             tops = head.classifier.classify(emb, top_k=config.top_k)
             fields = [
@@ -404,4 +408,5 @@ class Detector:
     # ------------------------------------------------------------------ counters
     def counters(self) -> dict[str, int]:
         """Cumulative counters: decoding and windowing, windows inferred, anomalies decided."""
-        return {**self.input.counters(), "inferred_windows": self.inferred_windows, "anomalies": self.anomalies}
+        return {**self.input.counters(), "inferred_windows": self.inferred_windows, "anomalies": self.anomalies,
+                **self.finite.as_dict()}

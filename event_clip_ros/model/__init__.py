@@ -12,6 +12,7 @@ module             what it holds
 ``anomaly``        text-prompt and reference (k-NN) anomaly scorers
 ``retrieval``      :class:`EmbeddingIndex` across events, images and texts
 ``device``         device and autocast precision choice
+``finite``         NaN / Inf guards: damaged weights, non-finite embeddings
 =================  ==========================================================
 """
 

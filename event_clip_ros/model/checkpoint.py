@@ -14,19 +14,23 @@ The paper's files are ``torch.save({"checkpoint": state_dict, "optimizer": ...})
 of three OpenAI-layout CLIPs (paper-method.md 1.3): ``encoder_k.`` (trained; its
 image tower is f_E), ``encoder_q.`` (frozen image encoder f_I) and
 ``foundation_model.`` (frozen teacher and text encoder).
+
+Loading never runs code from a file: torch files are unpickled with
+``weights_only=True`` only, allowing tensors, plain containers and the classes
+in :data:`SAFE_GLOBALS`; a pickle that needs anything else is refused with a
+:class:`CheckpointError` naming it. Weights with NaN or Inf values (a damaged
+file) are refused at load, naming the tensors, and are never written.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import json
 import logging
 import os
-import pickle
-import re
 import struct
-import uuid
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,8 +44,11 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, CustomTextCLIP
 from open_clip.transform import PreprocessCfg
 from torch import nn
 
+from ..train.engine.atomic import atomic_write_file
+from ..train.engine.checkpointing import refused_global, torch_load_reason
 from .event_clip import FORMAT_VERSION, EventClip, ModelMeta
 from .factory import assemble, model_config
+from .finite import describe_nonfinite, nonfinite_tensors
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +59,18 @@ OFFICIAL_FRAME = {"representation": "official", "clamp": None, "keep_aspect": Fa
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_MAGIC = b"\x80"  # first byte of a legacy torch.save (pickle protocol >= 2)
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")  # torch's weights_only refusal of a class
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")  # in OpenAI's JIT archives only
 _ACCEPTED = (
     "accepted checkpoints: an event_clip_ros .safetensors file (written by save_checkpoint / training) "
     "or the paper's released vitb.pt / vitl.pt (a torch file with a 'checkpoint' state dict)"
 )
+
+
+#: Classes a torch checkpoint may hold besides tensors and plain containers (torch's
+#: weights_only defaults). Rebuilding one runs no code from the file. argparse.Namespace:
+#: the training arguments some training scripts store beside the state dict (the paper's
+#: released vitb.pt / vitl.pt need nothing beyond the defaults).
+SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
 
 
 class CheckpointError(ValueError):
@@ -67,13 +80,16 @@ class CheckpointError(ValueError):
 # ---------------------------------------------------------------------------------------- our format
 def save_checkpoint(model: EventClip, path: str | os.PathLike, training: dict[str, Any] | None = None,
                     storage_dtype: torch.dtype | None = None) -> Path:
-    """Write ``model`` to one ``.safetensors`` file atomically (temporary file, then rename).
+    """Write ``model`` to one ``.safetensors`` file atomically (:func:`~event_clip_ros.train.engine.atomic.atomic_write_file`:
+    temporary file, fsync, rename; a temporary left by an interrupted save is removed by the next save).
 
     Tensors are stored in their own dtype (fp32 as built), or with ``storage_dtype`` (e.g.
     ``torch.float16``: half the size, for shipping a model; :func:`load_checkpoint` casts back to
     fp32) for the floating-point ones; moved to the CPU and made contiguous; tensors that share
     memory are stored as separate copies. ``training`` (when given) replaces
     ``model.meta.training`` in the file; the model is not changed. Returns the path written.
+    Raises CheckpointError, writing nothing, when a weight is NaN or Inf (also after the cast to
+    ``storage_dtype``: fp16 overflows above 65504): such a file could only give NaN scores.
     """
     path = Path(path)
     meta = model.meta if training is None else dataclasses.replace(model.meta, training=training)
@@ -93,25 +109,19 @@ def save_checkpoint(model: EventClip, path: str | os.PathLike, training: dict[st
             t = t.clone()
         seen_storages.add(t.untyped_storage().data_ptr())
         tensors[name] = t
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same directory, so the rename is atomic
-    try:
-        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    bad = nonfinite_tensors(tensors)
+    if bad:
+        stored = f" when stored as {storage_dtype}" if storage_dtype is not None else ""
+        raise CheckpointError(f"not saving {path}: NaN or Inf{stored} in {describe_nonfinite(bad)}")
+    return atomic_write_file(path, lambda tmp: safetensors.torch.save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_checkpoint(path: str | os.PathLike) -> EventClip:
     """Load a checkpoint written by :func:`save_checkpoint`: an fp32 EventClip on the CPU in eval mode.
 
     Raises :class:`CheckpointError` for a missing, corrupt or truncated file, a file
-    without our metadata (a plain open_clip file), a newer format, or tensors that do
-    not fit the architecture in the metadata.
+    without our metadata (a plain open_clip file), a newer format, tensors that do
+    not fit the architecture in the metadata, or NaN / Inf weights.
     """
     path = _existing_file(path)
     header = _read_safetensors_header(path)
@@ -136,6 +146,7 @@ def load_checkpoint(path: str | os.PathLike) -> EventClip:
         tensors = safetensors.torch.load_file(str(path), device="cpu")
     except (safetensors.SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: cannot read the tensors ({exc})") from exc
+    _require_finite(path, tensors)
     model = assemble(clip, meta)
     _load_exactly(model, tensors, f"{path}: the tensors do not fit the model its metadata describes ({meta.arch or 'unnamed config'})")
     return model.eval()
@@ -217,7 +228,8 @@ def import_official_checkpoint(path: str | os.PathLike) -> EventClip:
       ``foundation_model``'s, else ``encoder_k``'s with a warning (then f_I equals f_E).
 
     Frames use the official representation (per-polarity counts mapped to [-1, 1)) with no
-    mean/std normalisation of events, as in the official code.
+    mean/std normalisation of events, as in the official code. The file is unpickled with
+    ``weights_only=True`` and :data:`SAFE_GLOBALS` only; the weights used must be finite.
     """
     path = _existing_file(path)
     state = _official_state_dict(path)
@@ -244,6 +256,7 @@ def import_official_checkpoint(path: str | os.PathLike) -> EventClip:
     if teacher_text and not _same_tensors(teacher_text, _non_visual(trained)):
         log.warning("%s: foundation_model's text tower differs from encoder_k's; using encoder_k's (the official loader's choice)", path)
 
+    _require_finite(path, {k: v for k, v in state.items() if k.startswith(("encoder_k.", f"{image_source}.visual."))})
     clip = build_clip(model_cfg)
     open_clip.set_model_preprocess_cfg(clip, _default_preprocess(clip))
     _load_exactly(clip, {**_non_visual(trained), **_visual(towers[image_source])},
@@ -255,19 +268,8 @@ def import_official_checkpoint(path: str | os.PathLike) -> EventClip:
 
 
 def _official_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
-    """``torch.load(path)["checkpoint"]`` with clear errors (weights_only unless the pickle needs more)."""
-    mmap = zipfile.is_zipfile(path)  # zip archives load lazily (vitl.pt holds three CLIPs and optimizer state)
-    try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except pickle.UnpicklingError as exc:
-            needed = _UNSUPPORTED_GLOBAL.search(str(exc))
-            if needed is None:  # a corrupt pickle, not one that needs a class
-                raise
-            log.warning("%s: its pickle needs %s; loading it with weights_only=False (only do this for files you trust)", path, needed.group(1))
-            obj = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
-    except Exception as exc:  # a damaged pickle fails in many ways (KeyError, struct.error, ...)
-        raise CheckpointError(f"{path}: not a readable torch file, truncated or corrupt? ({type(exc).__name__}: {_first_line(exc)})") from exc
+    """``torch.load(path)["checkpoint"]`` with clear errors (see :func:`safe_torch_load`)."""
+    obj = safe_torch_load(path)
     if not isinstance(obj, Mapping) or "checkpoint" not in obj:
         keys = ", ".join(map(str, list(obj)[:8])) if isinstance(obj, Mapping) else type(obj).__name__
         raise CheckpointError(
@@ -278,6 +280,29 @@ def _official_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: 'checkpoint' is not a state dict of tensors")
     return state
+
+
+def safe_torch_load(path: Path) -> Any:
+    """``torch.load(path)`` on the CPU that never runs code from the file.
+
+    ``weights_only=True`` with :data:`SAFE_GLOBALS` allowed (scoped to this call).
+    Raises CheckpointError naming the class or function a pickle needs beyond
+    those (refused: rebuilding it would run code), or saying the file is not a
+    readable torch file (truncated, corrupt).
+    """
+    mmap = zipfile.is_zipfile(path)  # zip archives load lazily (vitl.pt holds three CLIPs and optimizer state)
+    try:
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # a damaged pickle fails in many ways (KeyError, struct.error, ...)
+        refused = refused_global(exc)
+        if refused is not None:  # torch's own message suggests weights_only=False: not shown
+            allowed = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in SAFE_GLOBALS)
+            raise CheckpointError(
+                f"{path}: refused: its pickle needs {refused}, which is not an allowed class (allowed: tensors, plain "
+                f"containers, {allowed}); loading it would run code from the file"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable torch file, truncated or corrupt? ({type(exc).__name__}: {torch_load_reason(exc)})") from exc
 
 
 def infer_openai_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -416,9 +441,14 @@ def _load_exactly(module: nn.Module, state: Mapping[str, torch.Tensor], context:
     module.load_state_dict(state, strict=True)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+def _require_finite(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    """CheckpointError naming the tensors of ``state`` that hold NaN or Inf."""
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(
+            f"{path}: NaN or Inf in {describe_nonfinite(bad)}: the file is damaged (an incomplete copy or download, "
+            "or a disk error) or the model diverged in training; refused"
+        )
 
 
 def _existing_file(path: str | os.PathLike) -> Path:

@@ -24,6 +24,7 @@ import open_clip
 import torch
 
 from .event_clip import EventClip, ModelMeta
+from .finite import describe_nonfinite, nonfinite_tensors
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
@@ -110,7 +111,7 @@ def _create_clip(arch: str, pretrained: str | None, cache_dir: str | None) -> to
         raise ValueError(f"no pretrained tag {pretrained!r} for {arch} (known tags: {tags}); pass a weights file instead")
     try:
         with _offline_unless_hub_reachable():
-            return open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache_dir)
+            clip = open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache_dir)
     except (OSError, RuntimeError, ValueError) as exc:
         if is_file:
             raise
@@ -120,6 +121,10 @@ def _create_clip(arch: str, pretrained: str | None, cache_dir: str | None) -> to
             f"~/.cache/huggingface) and copy the cache, or pass the weights file itself: --pretrained /path/to/open_clip_model.safetensors "
             f"(an open_clip or OpenAI CLIP file), or an event checkpoint with --checkpoint"
         ) from exc
+    bad = nonfinite_tensors(clip.state_dict())
+    if bad:
+        raise ValueError(f"pretrained weights {arch}/{pretrained}: NaN or Inf in {describe_nonfinite(bad)}: the file is damaged; refused")
+    return clip
 
 
 def create_event_clip(spec: ModelSpec = ModelSpec()) -> EventClip:

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from ..events.types import SensorSize
 from .event_clip import EventClip
+from .finite import finite_rows
 from .prompts import DEFAULT_TEMPLATES, fill_templates, validate_labels, validate_templates
 
 Embeddings = torch.Tensor | np.ndarray
@@ -55,8 +56,12 @@ def as_embedding_batch(embeddings: Embeddings, dim: int, device: torch.device) -
     if not x.is_floating_point():
         raise ValueError(f"embeddings must be floating point, got {x.dtype}")
     x = x.to(device=device, dtype=torch.float32)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("embeddings contain NaN or infinite values")
+    finite = finite_rows(x)
+    if not bool(finite.all()):
+        raise ValueError(
+            f"embeddings contain NaN or infinite values ({int((~finite).sum())} of {len(finite)} rows); "
+            "drop such rows first (event_clip_ros.model.finite.split_finite)"
+        )
     return F.normalize(x, dim=-1)
 
 
@@ -72,6 +77,13 @@ def ensemble_text_weights(model: EventClip, prompts_per_class: Sequence[Sequence
         raise ValueError("every class needs at least one prompt")
     flat = [prompt for prompts in prompts_per_class for prompt in prompts]
     emb = model.embed_texts(flat)
+    bad = ~finite_rows(emb)
+    if bool(bad.any()):
+        first = flat[int(bad.nonzero()[0])]
+        raise ValueError(
+            f"the text encoder gives NaN or infinite embeddings for {int(bad.sum())} of {len(flat)} prompts "
+            f"(first: {first!r}): damaged weights, or an fp16 overflow (try precision fp32)"
+        )
     owner = torch.repeat_interleave(torch.arange(len(counts), device=emb.device), torch.tensor(counts, device=emb.device))
     sums = torch.zeros(len(counts), emb.shape[1], device=emb.device).index_add_(0, owner, emb)
     return F.normalize(sums, dim=-1)  # the mean's direction is the sum's

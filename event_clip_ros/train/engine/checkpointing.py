@@ -15,7 +15,9 @@ everything a run needs to continue as if never stopped:
   the CUDA RNGs of all visible devices.
 
 Files are written by :func:`~.atomic.atomic_write` (temporary file, fsync,
-rename), so a crash mid-write leaves the previous checkpoint intact.
+rename), so a crash mid-write leaves the previous checkpoint intact; the
+temporary file it leaves is removed by the next write of the same file or at
+resume (:meth:`CheckpointDir.clean_temporaries`).
 :class:`CheckpointDir` names the files (``step_00001234.pt``, ``best.pt``), keeps
 the newest ``keep_last`` step files plus ``best.pt``, and finds the latest one
 for ``--resume auto``. Unlike the official code, whose ``best.pt`` is rewritten
@@ -28,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +49,12 @@ log = logging.getLogger(__name__)
 
 FORMAT = "event_clip_ros.train_state"
 FORMAT_VERSION = 1
+
+
+_WEIGHTS_ONLY_FAILED = "Weights only load failed"  # how torch.load(weights_only=True) starts a refusal
+_UNPICKLER_PREFIX = "WeightsUnpickler error:"
+_TORCH_ADVICE = (_WEIGHTS_ONLY_FAILED, "(1)", "(2)", "Please file an issue", "Check the documentation")
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([A-Za-z_][\w.]*)")  # "Unsupported global: GLOBAL x.y ...", "unsupported GLOBAL x.y whose ..."
 
 
 class CheckpointLoadError(ValueError):
@@ -181,7 +190,12 @@ def read_training_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a torn or foreign file: torch raises RuntimeError, pickle/zip errors, ...
-        raise CheckpointLoadError(f"{path}: not a readable training-state file ({type(err).__name__}: {_reason(err)})") from err
+        refused = refused_global(err)
+        if refused is not None:
+            raise CheckpointLoadError(
+                f"{path}: refused: its pickle needs {refused}, which a training state never holds; loading it would run code from the file"
+            ) from None
+        raise CheckpointLoadError(f"{path}: not a readable training-state file ({type(err).__name__}: {torch_load_reason(err)})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointLoadError(
             f"{path}: not an event_clip_ros training state (model checkpoints load with event_clip_ros.model.checkpoint)"
@@ -192,10 +206,28 @@ def read_training_state(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def _reason(err: BaseException) -> str:
-    """The informative line of a torch.load error (weights_only refusals bury it mid-message)."""
+def torch_load_reason(err: BaseException) -> str:
+    """The informative line of a ``torch.load`` error.
+
+    weights_only refusals bury it among torch's advice, which suggests loading with
+    ``weights_only=False`` (running code from the file): that advice is never shown.
+    """
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return next((line for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+    if _WEIGHTS_ONLY_FAILED not in str(err):
+        return lines[0] if lines else type(err).__name__
+    for line in lines:
+        reason = line.partition(_UNPICKLER_PREFIX)[2].strip() if _UNPICKLER_PREFIX in line else line
+        if reason and not reason.startswith(_TORCH_ADVICE):
+            return reason
+    return "refused by the weights_only unpickler"
+
+
+def refused_global(err: BaseException) -> str | None:
+    """The class or function a pickle needed that torch's weights_only unpickler refused to import, else None."""
+    if not isinstance(err, pickle.UnpicklingError) or _WEIGHTS_ONLY_FAILED not in str(err):
+        return None
+    found = _REFUSED_GLOBAL.search(str(err))
+    return found.group(1) if found else None
 
 
 def load_training_state(
@@ -290,6 +322,6 @@ class CheckpointDir:
         return old
 
     def clean_temporaries(self) -> None:
-        """Remove temporary files of writes a crash interrupted."""
+        """Remove temporary files of writes a crash or kill interrupted (those whose writer process is gone)."""
         for p in remove_stale_temporaries(self.directory):
             log.info("removed %s, left by an interrupted checkpoint write", p)

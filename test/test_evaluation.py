@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from rosbags.rosbag2 import Reader, Writer
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
 from event_clip_ros.apps.detector import Detector, DetectionResult, DetectorConfig
 from event_clip_ros.apps.evaluation.bag_input import open_bag_topics
+from event_clip_ros.apps.evaluation.health import input_problems, worse_status
 from event_clip_ros.apps.evaluation.metrics import (
     NO_PREDICTION,
     OTHER_TRUTH,
@@ -315,3 +317,130 @@ def test_cli_evaluate(glyph_bag, tmp_path, capsys):
     assert cli_main(["evaluate", str(glyph_bag), "--ground-truth", "topic:/nope", "--out", str(tmp_path / "o3"),
                      "--config", str(params)]) == 2
     assert "no label topic '/nope'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ damaged input: status degraded
+def _copy_bag(src: Path, dst: Path, change) -> Path:
+    """``src`` rewritten to ``dst`` with each EventPacket's raw CDR passed through ``change(packet index, raw)``."""
+    store = event_typestore()
+    with Reader(src) as reader, Writer(dst, version=9) as writer:
+        out = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
+        packet = 0
+        for conn, log_time_ns, raw in reader.messages():
+            if conn.msgtype == "event_camera_msgs/msg/EventPacket":
+                raw, packet = change(packet, bytes(raw)), packet + 1
+            writer.write(out[conn.id], log_time_ns, raw)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def damaged_bags(tmp_path_factory) -> dict[str, Path]:
+    """The glyph bag (600 packets of 5 ms) clean, with a garbage page (5 packets of random payload, valid CDR)
+    and with every packet from the 250th on cut to 40 bytes (58 % of the packets, most of the events, lost)."""
+    from event_clip_ros.events.ros_cdr import encode_event_packet, parse_event_packet
+
+    root = tmp_path_factory.mktemp("damaged")
+    clean = root / "clean"
+    write_event_bag(GLYPHS, clean, BagWriteConfig(packet_ms=5, stamp_origin_ns=ORIGIN_NS), load_truth_csv(GLYPH_TRUTH))
+    rng = np.random.default_rng(11)
+
+    def garbage(i: int, raw: bytes) -> bytes:
+        if not 100 <= i < 105:
+            return raw
+        m = parse_event_packet(raw)
+        noise = rng.integers(0, 256, max(m.events.size, 256), dtype=np.uint8)
+        return encode_event_packet(noise, encoding=m.encoding, width=m.width, height=m.height, seq=m.seq,
+                                   time_base_ns=m.time_base_ns, stamp_ns=m.stamp_ns, frame_id=m.frame_id)
+
+    return {"clean": clean, "garbage": _copy_bag(clean, root / "garbage", garbage),
+            "cut": _copy_bag(clean, root / "cut", lambda i, raw: raw[:40] if i >= 250 else raw)}
+
+
+def _evaluate_damaged(bag: Path, toy_model, out: Path, **setup):
+    return evaluate_bag(bag, EvaluationSetup(toy_config(), load_truth_csv(GLYPH_TRUTH), "csv", **setup), out,
+                        model=toy_model)
+
+
+def test_a_garbage_page_degrades_the_evaluation(damaged_bags, toy_model, tmp_path):
+    run, _ = _evaluate_damaged(damaged_bags["garbage"], toy_model, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert run.status == metrics["status"] == "degraded"
+    assert metrics["problems"] == run.problems and run.problems
+    # the reasons name the damage: decode errors, packets dropped for them, or the time jump they caused
+    assert any(re.match(r"decode errors: \d+ in 600 packets|packets dropped whole|events dropped \(implausible time\)"
+                        r"|sensor time jumped", p) for p in run.problems), run.problems
+
+
+def test_messages_cut_short_degrade_the_evaluation(damaged_bags, toy_model, tmp_path):
+    run, ev = _evaluate_damaged(damaged_bags["cut"], toy_model, tmp_path)
+    assert run.status == "degraded" and run.counters["bad_packets"] == 350
+    assert run.problems == ["decode errors: 350 in 600 packets (58.3%, limit 0.1%; bad_packets 350)"]
+    assert 0 < len(ev.windows) < 9  # the windows before the damage are still scored
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "degraded" and metrics["problems"] == run.problems
+    assert metrics["settings"]["max_problem_rate"] == 0.001
+    report = (tmp_path / "report.md").read_text().splitlines()
+    assert report[2].startswith("**Status: degraded**") and report[3] == f"- {run.problems[0]}"
+
+
+def test_the_problem_limit_is_configurable(damaged_bags, toy_model, tmp_path):
+    run, _ = _evaluate_damaged(damaged_bags["cut"], toy_model, tmp_path, max_problem_rate=0.6)
+    assert run.status == "complete" and run.problems == []  # 58.3 % of the packets lost is within 60 %
+
+
+def test_a_clean_bag_stays_complete(damaged_bags, toy_model, tmp_path):
+    run, _ = _evaluate_damaged(damaged_bags["clean"], toy_model, tmp_path, max_problem_rate=0.0)
+    assert run.status == "complete" and run.problems == []
+    assert (tmp_path / "report.md").read_text().splitlines()[2] == "**Status: complete**"
+
+
+def test_cli_degraded_warns_and_strict_fails(damaged_bags, tmp_path, capsys):
+    args = ["evaluate", str(damaged_bags["cut"]), "--ground-truth", str(GLYPH_TRUTH), "--out", str(tmp_path / "out"),
+            "--checkpoint", str(TOY), "--labels", ",".join(CLASSES), "--prompts", "the {}", "--window-ms", "300",
+            "--min-events", "100", "--device", "cpu"]
+    assert cli_main(args) == 0  # degraded results are results: exit 0, with a warning
+    captured = capsys.readouterr()
+    assert "offline evaluation (degraded)" in captured.out
+    assert "problem: decode errors: 350 in 600 packets" in captured.err
+    assert "WARNING: evaluation degraded" in captured.err
+    assert cli_main(args + ["--strict"]) == 1
+    assert "(--strict: exit 1)" not in capsys.readouterr().err
+    assert cli_main(args + ["--max-problem-rate", "0.6", "--strict"]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ input health by hand
+def test_input_problems_by_hand():
+    clean = {"packets": 1000, "events": 10**6, "decode_errors": 1, "lost_packets": 1, "windows": 100,
+             "skipped_windows": 3}
+    assert input_problems(clean) == []  # 0.1 % is within the limit, skipped windows within the recording
+    assert input_problems({**clean, "decode_errors": 2}) == ["decode errors: 2 in 1000 packets (0.2%, limit 0.1%)"]
+    assert input_problems({**clean, "lost_packets": 5}, max_rate=0.004) == \
+        ["packets lost (sequence gaps): 5 in 1005 packets (0.498%, limit 0.4%; lost_packets 5)"]
+    # counters other engineers' decoders may add are read when present
+    extra = input_problems({**clean, "time_dropped": 2000, "dropped_packets": 3, "nonfinite_windows": 1})
+    assert [p.split(":")[0] for p in extra] == [
+        "packets dropped whole (undecodable)", "events dropped (implausible time)",
+        "windows with non-finite embeddings (not scored)"]
+    # a decoder's own stats: decode errors summed from their parts
+    stats = {"events": 5000, "packets": 10, "bad_packets": 1, "unknown_words": 7, "time_errors": 0}
+    assert input_problems(stats) == ["decode errors: 8 in 10 packets (80%, limit 0.1%; bad_packets 1, unknown_words 7)"]
+    with pytest.raises(ValueError, match="max_rate"):
+        input_problems(clean, max_rate=float("nan"))
+
+
+def test_skipped_windows_are_a_problem_only_beyond_the_recording():
+    window = WindowConfig(duration_us=50_000, min_events=1000)
+    quiet = {"packets": 2000, "events": 10**6, "windows": 10, "skipped_windows": 30}  # 2 s of mostly quiet scene
+    assert input_problems(quiet, window=window, recorded_ns=2 * 10**9) == []
+    jumped = {**quiet, "skipped_windows": 336}  # a 16.78 s jump (a flipped TIME_HIGH bit) in a 2 s recording
+    assert input_problems(jumped, window=window, recorded_ns=2 * 10**9) == [
+        "sensor time jumped: the windows cover 17.3 s of sensor time in a 2 s recording (336 windows skipped, "
+        "fewer than 1000 events)"]
+    assert input_problems(jumped, window=WindowConfig(event_count=100), recorded_ns=2 * 10**9) == []
+
+
+def test_statuses_only_get_worse():
+    assert worse_status("complete", "degraded") == "degraded"
+    assert worse_status("incomplete", "degraded") == "incomplete"
+    assert worse_status("interrupted", "degraded") == "interrupted"

@@ -35,10 +35,23 @@ from .events_cmds import INSPECT_KEYS
 __all__ = ["INSPECT_KEYS", "build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser that takes ``-v/--verbose`` itself: the program and every (sub-)command accept it.
+
+    A sub-command's ``-v`` defaults to SUPPRESS, so leaving it out there keeps what was given before the
+    sub-command (``event-clip -v inspect PATH`` and ``event-clip inspect -v PATH`` are the same).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="log debug messages; on an error, show the traceback")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="event-clip", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="event-clip", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(verbose=False)
+    sub = parser.add_subparsers(dest="command", required=True)  # sub-parsers are _Parser too
     events_cmds.register(sub)
     model_cmds.register(sub)
     eval_cmds.register(sub)

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 
 from tqdm import tqdm
 
 from ..events.types import SensorSize
-from ..events.windows import WindowConfig
+from ..events.windows import MAX_WINDOW_EVENTS, MAX_WINDOW_US, WindowConfig
+
+#: Longest span of sensor time a window, hop, packet or scene may be given in (ms): one hour.
+MAX_SPAN_MS = MAX_WINDOW_US / 1000
+#: Largest sensor or frame side accepted (pixels; the event dtype's coordinates are uint16).
+MAX_SIDE = 65_535
+#: Largest batch of windows, frames or texts per forward pass.
+MAX_BATCH = 65_536
+#: Largest signed 64-bit integer (ROS times in ns); numpy and torch take any seed up to it.
+MAX_INT64 = 2**63 - 1
+#: Most labels per result (the node's top_k range).
+MAX_TOP_K = 1000
+#: Largest reference bank (its k-NN distances take 4 * capacity**2 bytes: 40 GB here) and most neighbours or hits.
+MAX_BANK = 100_000
+MAX_NEIGHBOURS = MAX_BANK
+#: Most few-shot windows taken per class.
+MAX_SHOTS = 10_000
+#: Largest cap on per-pixel counts or sums before a frame is normalised (the node's image_clamp range).
+MAX_CLAMP = 1_000_000.0
+#: Largest log-intensity contrast threshold of the DVS simulation (a step of e**10 in intensity).
+MAX_CONTRAST = 10.0
+#: Most background noise events per pixel per second of the DVS simulation.
+MAX_NOISE_HZ = 100_000.0
+#: Highest frame rate of a video or its annotations (high-speed cameras included).
+MAX_FPS = 100_000.0
+#: Most video frames per event frame (the node's image_stack range).
+MAX_STACK = 4096
 
 
 def progress(desc: str, unit: str, quiet: bool = False, total: int | None = None) -> tqdm:
@@ -16,13 +44,85 @@ def progress(desc: str, unit: str, quiet: bool = False, total: int | None = None
     return tqdm(desc=desc, unit=unit, unit_scale=True, total=total, disable=True if quiet else None, file=sys.stderr, leave=False)
 
 
+# ------------------------------------------------------------------ argument types
+def _bound(value: float) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _range_text(kind: type, lo: float | None, hi: float | None, lo_open: bool) -> str:
+    noun = "an integer" if kind is int else "a finite number"
+    if lo is None and hi is None:
+        return noun
+    if hi is None:
+        return f"{noun} {'>' if lo_open else '>='} {_bound(lo)}"
+    if lo is None:
+        return f"{noun} <= {_bound(hi)}"
+    return f"{noun} in {'(' if lo_open else '['}{_bound(lo)}, {_bound(hi)}]"
+
+
+def number_arg(kind: type, lo: float | None = None, hi: float | None = None, *,
+               lo_open: bool = False) -> Callable[[str], int | float]:
+    """argparse type: an int (``kind=int``) or a finite float in [lo, hi] (``(lo, hi]`` with ``lo_open``).
+
+    Anything else, NaN and infinities included, is a one-line argparse error naming the range.
+    """
+    expected = _range_text(kind, lo, hi, lo_open)
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            value = None
+        if (value is None or (kind is float and not math.isfinite(value))
+                or (lo is not None and (value <= lo if lo_open else value < lo))
+                or (hi is not None and value > hi)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type by it
+    return parse
+
+
+def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in [lo, hi] (None: unbounded on that side)."""
+    return number_arg(int, lo, hi)
+
+
+def float_range(lo: float | None = None, hi: float | None = None) -> Callable[[str], float]:
+    """argparse type: a finite number in [lo, hi] (None: unbounded on that side)."""
+    return number_arg(float, lo, hi)
+
+
+def positive_float(hi: float | None = None) -> Callable[[str], float]:
+    """argparse type: a finite number in (0, hi]."""
+    return number_arg(float, 0.0, hi, lo_open=True)
+
+
+#: A duration of sensor time in ms: at least one microsecond, at most MAX_SPAN_MS.
+ms_arg = float_range(0.001, MAX_SPAN_MS)
+#: A probability or a score threshold in [0, 1].
+unit_arg = float_range(0.0, 1.0)
+#: Windows (or frames, texts) per forward pass.
+batch_arg = int_range(1, MAX_BATCH)
+#: A random seed.
+seed_arg = int_range(0, MAX_INT64)
+#: A count of something there must be at least one of (frames, messages, results).
+count_arg = int_range(1)
+#: Events per window (--event-count, --min-events).
+events_arg = int_range(1, MAX_WINDOW_EVENTS)
+
+
 def size_arg(text: str) -> SensorSize:
-    """argparse type for WIDTHxHEIGHT."""
+    """argparse type for WIDTHxHEIGHT, each side in 1..MAX_SIDE pixels."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
-        return SensorSize(w, h)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from exc
+    except ValueError:
+        w = h = 0
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each 1 to {MAX_SIDE} pixels, got {text!r}")
+    return SensorSize(w, h)
 
 
 def problems(stats: dict[str, int]) -> dict[str, int]:
@@ -43,10 +143,10 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
 
 def add_window_args(p: argparse.ArgumentParser, default_ms: float) -> None:
     g = p.add_argument_group("windows (on sensor time)")
-    g.add_argument("--window-ms", type=float, default=default_ms, help=f"window duration (default {default_ms:g})")
-    g.add_argument("--hop-ms", type=float, help="sliding windows: start a window every HOP ms (default: no overlap)")
-    g.add_argument("--event-count", type=int, help="fixed-count windows of N events instead of fixed duration")
-    g.add_argument("--min-events", type=int, default=1, help="skip windows with fewer events (default 1)")
+    g.add_argument("--window-ms", type=ms_arg, default=default_ms, help=f"window duration (default {default_ms:g})")
+    g.add_argument("--hop-ms", type=ms_arg, help="sliding windows: start a window every HOP ms (default: no overlap)")
+    g.add_argument("--event-count", type=events_arg, help="fixed-count windows of N events instead of fixed duration")
+    g.add_argument("--min-events", type=events_arg, default=1, help="skip windows with fewer events (default 1)")
 
 
 def windows_from_args(args: argparse.Namespace) -> WindowConfig:

@@ -11,14 +11,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import print_problems, progress
+from ..apps.evaluation.health import DECODE_ERROR_PARTS, DEFAULT_MAX_PROBLEM_RATE, LOSS_CHECKS
+from .common import (
+    MAX_FPS,
+    MAX_INT64,
+    batch_arg,
+    count_arg,
+    int_range,
+    ms_arg,
+    number_arg,
+    positive_float,
+    print_problems,
+    progress,
+    unit_arg,
+)
 
-#: Detector counters that mean input was skipped or lost (printed when non-zero).
-_PROBLEM_COUNTERS = ("bad_packets", "lost_packets", "decode_errors", "truncated_bytes", "out_of_bounds_events",
+#: Detector counters that mean input was skipped or lost (printed when non-zero): those that can degrade a run,
+#: and those that are normal in small numbers.
+_PROBLEM_COUNTERS = (*DECODE_ERROR_PARTS, *(name for check in LOSS_CHECKS for name in check.counters),
                      "stream_restarts", "skipped_windows", "capped_windows", "dropped_windows")
+#: Fastest replay (speed factor) and longest wait (s) the bag commands take: 1000x, one week.
+MAX_RATE = 1000.0
+MAX_WAIT_S = 7 * 24 * 3600.0
 
 #: evaluate flag -> detector parameter (see apps/detector_params.py)
 _PARAMETER_FLAGS = {
@@ -28,6 +46,22 @@ _PARAMETER_FLAGS = {
     "event_count": "window_event_count", "min_events": "min_events", "top_k": "top_k",
     "score_threshold": "score_threshold", "threshold": "anomaly_threshold", "reference": "anomaly_reference_file",
 }
+
+
+def _param_arg(flag: str) -> Callable[[str], int | float]:
+    """argparse type of a detector flag: the type and range the node declares for its parameter.
+
+    The node's parameter table (:mod:`event_clip_ros.apps.detector_params`, which loads torch) is imported when
+    the flag is given, so ``evaluate`` refuses exactly what the node refuses.
+    """
+    def parse(text: str) -> int | float:
+        from ..apps.detector_params import PARAMETERS_BY_NAME
+
+        spec = PARAMETERS_BY_NAME[_PARAMETER_FLAGS[flag]]
+        return number_arg(type(spec.default), *spec.range)(text)
+
+    parse.__name__ = "number"  # int or float, as the parameter's default
+    return parse
 
 
 def detector_parameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -49,6 +83,8 @@ def detector_parameters(args: argparse.Namespace) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Exit 0: complete, or degraded (a WARNING line) without --strict; 1: degraded with --strict, incomplete,
+    interrupted or no window with ground truth; 2: an error (main)."""
     from ..apps.detector_params import config_from_parameters
     from ..apps.evaluation.offline import EvaluationSetup, evaluate_bag
     from ..apps.evaluation.sources import load_ground_truth
@@ -60,7 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config, _ = config_from_parameters(values)
     truth = load_ground_truth(args.ground_truth, bag, args.fps) if args.ground_truth else None
     setup = EvaluationSetup(config, truth, truth.describe() if truth else "none", args.batch_size,
-                            round(args.frame_step_ms * 1e6))
+                            round(args.frame_step_ms * 1e6), args.max_problem_rate)
     if args.live:
         from ..ros.replay import ReplayError, evaluate_live
 
@@ -74,7 +110,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             run, evaluation = evaluate_bag(args.bag, setup, args.out, topic=bag.event_topic, on_message=bar.update)
     _print_summary(run, evaluation, args.out)
     print_problems({k: v for k, v in run.counters.items() if k in _PROBLEM_COUNTERS})
-    return 0 if run.status == "complete" and evaluation.scored else 1
+    if run.status == "degraded":
+        print(f"WARNING: evaluation degraded: the input lost more than {args.max_problem_rate:g} of itself (problems "
+              "above); the numbers describe what survived" + ("" if args.strict else " (--strict: exit 1)"),
+              file=sys.stderr)
+    ok = run.status == "complete" or (run.status == "degraded" and not args.strict)
+    return 0 if ok and evaluation.scored else 1
 
 
 def _print_summary(run, evaluation, out_dir: str) -> None:
@@ -142,10 +183,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ground-truth", metavar="SOURCE", help=SOURCE_HELP)
     p.add_argument("--out", required=True, help="directory for report.md, metrics.json, windows.csv and the plots")
     p.add_argument("--config", help="the node's parameter file (config/detector.yaml); flags below override it")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate of ucf: annotations (default 30)")
-    p.add_argument("--frame-step-ms", type=float, default=1000 / 30,
+    p.add_argument("--fps", type=positive_float(MAX_FPS), default=30.0,
+                   help="frame rate of ucf: annotations (default 30)")
+    p.add_argument("--frame-step-ms", type=ms_arg, default=1000 / 30,
                    help="frame-level anomaly metrics sample every this many ms (default 33.3: 30 frames/s)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
+    p.add_argument("--batch-size", type=batch_arg, default=32, help="windows per forward pass (default 32)")
+    p.add_argument("--max-problem-rate", type=unit_arg, default=DEFAULT_MAX_PROBLEM_RATE, metavar="SHARE",
+                   help="largest share of packets, events or windows the input may lose (decode errors, gaps, "
+                        "dropped events, time jumps) before the status is degraded (default %(default)g: 0.1%%)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when the status is degraded (default: exit 0 with a WARNING line)")
     d = p.add_argument_group("detector parameters (default: --config, else the node's defaults)")
     d.add_argument("--mode", choices=("zero_shot", "anomaly"))
     d.add_argument("--labels", help="comma-separated class names")
@@ -156,18 +203,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--pretrained", help="open_clip pretrained tag or weights file (when no checkpoint)")
     d.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     d.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"))
-    d.add_argument("--window-ms", type=float, help="window duration on sensor time")
-    d.add_argument("--hop-ms", type=float, help="start-to-start distance of windows")
-    d.add_argument("--event-count", type=int, help="windows of N events instead of a duration")
-    d.add_argument("--min-events", type=int, help="windows with fewer events are skipped")
-    d.add_argument("--top-k", type=int, help="labels per window (top-5 accuracy needs 5)")
-    d.add_argument("--score-threshold", type=float, help="zero-shot: labels below this probability are left out")
-    d.add_argument("--threshold", type=float, help="anomaly: decision threshold on P(anomaly)")
+    d.add_argument("--window-ms", type=_param_arg("window_ms"), help="window duration on sensor time")
+    d.add_argument("--hop-ms", type=_param_arg("hop_ms"), help="start-to-start distance of windows")
+    d.add_argument("--event-count", type=_param_arg("event_count"), help="windows of N events instead of a duration")
+    d.add_argument("--min-events", type=_param_arg("min_events"), help="windows with fewer events are skipped")
+    d.add_argument("--top-k", type=_param_arg("top_k"), help="labels per window (top-5 accuracy needs 5)")
+    d.add_argument("--score-threshold", type=_param_arg("score_threshold"),
+                   help="zero-shot: labels below this probability are left out")
+    d.add_argument("--threshold", type=_param_arg("threshold"), help="anomaly: decision threshold on P(anomaly)")
     d.add_argument("--reference", help="anomaly: reference bank .npz instead of text prompts")
     live = p.add_argument_group("live (rclpy): the node in a subprocess, the bag replayed into it over DDS")
     live.add_argument("--live", action="store_true", help="score the node's published results instead of running offline")
-    live.add_argument("--rate", type=float, default=1.0, help="replay speed factor (default 1: recorded timing)")
-    live.add_argument("--timeout-s", type=float, default=120.0, help="give up waiting for the node after this long")
+    live.add_argument("--rate", type=positive_float(MAX_RATE), default=1.0,
+                      help="replay speed factor (default 1: recorded timing)")
+    live.add_argument("--timeout-s", type=positive_float(MAX_WAIT_S), default=120.0,
+                      help="give up waiting for the node after this long")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("to-bag", help="convert any recording into a rosbag2 bag of EventPackets (optional label topic)")
@@ -175,19 +225,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="new bag directory")
     p.add_argument("--topic", help="event topic of an input bag")
     p.add_argument("--encoding", choices=ENCODINGS, default="evt3", help="EventPacket encoding (default evt3)")
-    p.add_argument("--packet-ms", type=float, default=1.0, help="sensor time per packet (default 1)")
+    p.add_argument("--packet-ms", type=ms_arg, default=1.0, help="sensor time per packet (default 1)")
     p.add_argument("--labels", help="ground-truth CSV of time ranges, written as a std_msgs/String label topic")
     p.add_argument("--storage", choices=tuple(STORAGES), default="mcap", help="bag storage (default mcap)")
     p.add_argument("--out-topic", default="/event_camera/events", help="event topic (default %(default)s)")
     p.add_argument("--label-topic", default="/labels", help="label topic (default %(default)s)")
     p.add_argument("--frame-id", default="camera", help="header frame_id (default %(default)s)")
-    p.add_argument("--stamp-origin-ns", type=int, default=0, help="ROS time of sensor time 0, ns (default 0)")
+    p.add_argument("--stamp-origin-ns", type=int_range(0, MAX_INT64), default=0,
+                   help="ROS time of sensor time 0, ns (default 0)")
     p.set_defaults(func=cmd_to_bag)
 
     p = sub.add_parser("replay", help="publish a bag's messages into ROS at their recorded timing (rclpy)")
     p.add_argument("bag", help="rosbag2 bag")
     p.add_argument("--topic", action="append", help="topic to play (repeat; default: all topics)")
-    p.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1)")
+    p.add_argument("--rate", type=positive_float(MAX_RATE), default=1.0, help="speed factor (default 1)")
     p.add_argument("--loop", action="store_true", help="play again from the start until Ctrl-C")
     p.set_defaults(func=cmd_replay)
 
@@ -195,6 +246,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="new bag directory")
     p.add_argument("--topic", action="append", required=True, help="topic to record (repeat)")
     p.add_argument("--storage", choices=tuple(STORAGES), default="mcap", help="bag storage (default mcap)")
-    p.add_argument("--duration-s", type=float, help="stop after this long (default: Ctrl-C)")
-    p.add_argument("--max-messages", type=int, help="stop after this many messages")
+    p.add_argument("--duration-s", type=positive_float(MAX_WAIT_S), help="stop after this long (default: Ctrl-C)")
+    p.add_argument("--max-messages", type=count_arg, help="stop after this many messages")
     p.set_defaults(func=cmd_record)

@@ -8,7 +8,24 @@ from pathlib import Path
 
 from ..events.readers import open_events
 from ..events.types import SensorSize
-from .common import add_input_args, add_window_args, print_problems, problems, progress, size_arg, windows_from_args
+from .common import (
+    MAX_CLAMP,
+    MAX_CONTRAST,
+    MAX_NOISE_HZ,
+    add_input_args,
+    add_window_args,
+    count_arg,
+    float_range,
+    int_range,
+    ms_arg,
+    positive_float,
+    print_problems,
+    problems,
+    progress,
+    seed_arg,
+    size_arg,
+    windows_from_args,
+)
 
 INSPECT_KEYS = ("format", "width", "height", "events", "on", "off", "t_first_us", "t_last_us")
 
@@ -131,10 +148,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_input_args(p)
     add_window_args(p, default_ms=50.0)
     p.add_argument("--representation", choices=("paper", "official"), default="paper", help="frame normalisation (default paper: counts / (max + 1))")
-    p.add_argument("--clamp", type=float, help="cap per-pixel counts before normalising")
+    p.add_argument("--clamp", type=positive_float(MAX_CLAMP), help="cap per-pixel counts before normalising")
     p.add_argument("--frame-size", type=size_arg, metavar="WxH", help="frame size (default: the sensor size)")
     p.add_argument("--keep-aspect", action="store_true", help="letterbox instead of stretching to --frame-size")
-    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--max-frames", type=count_arg, help="stop after N frames")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=cmd_render)
 
@@ -146,9 +163,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", default="2,4,7,b,e,h,k,n,s,w",
                    help="glyph classes in order, comma-separated (default: the toy split's held-out classes)")
     p.add_argument("--sensor-size", type=size_arg, metavar="WxH", help="sensor size (default 240x180; glyphs: 48x48)")
-    p.add_argument("--duration-ms", type=float, default=500.0, help="length of the shapes scene (default 500)")
-    p.add_argument("--frame-interval-us", type=int, default=1000, help="scene sampling interval (default 1000)")
-    p.add_argument("--contrast", type=float, default=0.2, help="log-intensity contrast threshold (default 0.2)")
-    p.add_argument("--noise-hz", type=float, default=0.5, help="background noise events per pixel per second (default 0.5)")
-    p.add_argument("--seed", type=int, help=f"random seed (default: 0 for shapes, {GLYPH_SCENE_SEED} for glyphs)")
+    p.add_argument("--duration-ms", type=ms_arg, default=500.0, help="length of the shapes scene (default 500)")
+    p.add_argument("--frame-interval-us", type=int_range(1, 1_000_000), default=1000, help="scene sampling interval (default 1000)")
+    p.add_argument("--contrast", type=positive_float(MAX_CONTRAST), default=0.2, help="log-intensity contrast threshold (default 0.2)")
+    p.add_argument("--noise-hz", type=float_range(0.0, MAX_NOISE_HZ), default=0.5, help="background noise events per pixel per second (default 0.5)")
+    p.add_argument("--seed", type=seed_arg, help=f"random seed (default: 0 for shapes, {GLYPH_SCENE_SEED} for glyphs)")
     p.set_defaults(func=cmd_simulate)

@@ -10,7 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import add_input_args, add_window_args, print_problems, progress, size_arg, windows_from_args
+from .common import (
+    MAX_BANK,
+    MAX_NEIGHBOURS,
+    MAX_SHOTS,
+    MAX_TOP_K,
+    add_input_args,
+    add_window_args,
+    batch_arg,
+    int_range,
+    print_problems,
+    progress,
+    size_arg,
+    unit_arg,
+    windows_from_args,
+)
 
 if TYPE_CHECKING:
     from ..events.readers.base import EventReader
@@ -29,7 +43,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pretrained", default="openai", help="open_clip pretrained tag, a local CLIP weights file, or 'none' (random weights: outputs are meaningless)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     g.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="autocast precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
-    g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
+    g.add_argument("--batch-size", type=batch_arg, default=32, help="windows per forward pass (default 32)")
 
 
 def model_from_args(args: argparse.Namespace) -> "EventClip":
@@ -270,11 +284,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_scorer_args(p: argparse.ArgumentParser, unit: str) -> None:
     """Options of the anomaly scorers (reference bank of ``unit``, e.g. windows, or text prompts)."""
     p.add_argument("--save-reference", help="save the reference bank built from --reference to this .npz")
-    p.add_argument("--k", type=int, default=5, help=f"nearest reference {unit} averaged (default 5)")
-    p.add_argument("--capacity", type=int, default=2048, help=f"most reference {unit} kept (default 2048)")
+    p.add_argument("--k", type=int_range(1, MAX_NEIGHBOURS), default=5, help=f"nearest reference {unit} averaged (default 5)")
+    p.add_argument("--capacity", type=int_range(2, MAX_BANK), default=2048, help=f"most reference {unit} kept (default 2048)")
     p.add_argument("--normal-prompts", help="file of prompts describing normal scenes (text scorer)")
     p.add_argument("--abnormal-prompts", help="file of prompts describing abnormal scenes (text scorer)")
-    p.add_argument("--threshold", type=float, help="decision threshold on the score (default: 0.5 text, 0.95 reference)")
+    p.add_argument("--threshold", type=unit_arg, help="decision threshold on the score in [0, 1] (default: 0.5 text, 0.95 reference)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -290,14 +304,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--labels", help="comma-separated class names")
     g.add_argument("--labels-file", help="file with one class name per line")
     p.add_argument("--prompts", default="event", help="prompt templates: a set name (event, n-imagenet, n-caltech101, n-mnist) or a file, one template with {} per line (default event)")
-    p.add_argument("--top-k", type=int, default=5, help="labels printed per window (default 5)")
+    p.add_argument("--top-k", type=int_range(1, MAX_TOP_K), default=5, help="labels printed per window (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per window: t_start_us, t_end_us, events, labels [{label, score}] best first")
     f = p.add_argument_group("few-shot (prototypes of labelled windows blended with the text classifier)")
     f.add_argument("--shot", type=_shot_arg, action="append", metavar="LABEL=RECORDING", help="windows of RECORDING are shots of LABEL (repeat per label; at least two labels)")
-    f.add_argument("--shots-per-class", type=int, default=5, help="windows taken from each --shot recording (default 5)")
+    f.add_argument("--shots-per-class", type=int_range(1, MAX_SHOTS), default=5, help="windows taken from each --shot recording (default 5)")
     f.add_argument("--few-shot", metavar="FILE", help="load saved prototypes (.npz from --save-few-shot)")
     f.add_argument("--save-few-shot", metavar="FILE", help="save the prototypes to this .npz")
-    f.add_argument("--alpha", type=float, default=0.5, help="weight of the prototypes against the text (default 0.5)")
+    f.add_argument("--alpha", type=unit_arg, default=0.5, help="weight of the prototypes against the text, in [0, 1] (default 0.5)")
     add_window_args(p, default_ms=50.0)
     add_model_args(p)
     p.set_defaults(func=cmd_classify)
@@ -332,7 +346,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--image", help="image file query (default target: event windows)")
     g.add_argument("--events", dest="path", metavar="PATH", help="recording: each window is a query (default target: texts)")
     q.add_argument("--modality", choices=("event", "image", "text"), help="what to retrieve")
-    q.add_argument("--k", type=int, default=5, help="results per query (default 5)")
+    q.add_argument("--k", type=int_range(1, MAX_NEIGHBOURS), default=5, help="results per query (default 5)")
     q.add_argument("--json", action="store_true", help="one JSON object per query: query, hits [{score, modality, key, ...}]")
     q.add_argument("--topic", help="event topic in a rosbag")
     q.add_argument("--sensor-size", type=size_arg, metavar="WxH", help="override the sensor size read from the file")

@@ -11,7 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import progress, size_arg
+from .common import (
+    MAX_CLAMP,
+    MAX_CONTRAST,
+    MAX_FPS,
+    MAX_NOISE_HZ,
+    MAX_STACK,
+    count_arg,
+    float_range,
+    int_range,
+    ms_arg,
+    positive_float,
+    progress,
+    seed_arg,
+    size_arg,
+)
 from .model_cmds import add_model_args, add_scorer_args, checked_reference_bank, model_from_args, text_scorer
 
 if TYPE_CHECKING:
@@ -24,17 +38,17 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------ shared
 def add_video_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("video")
-    g.add_argument("--fps", type=float, help="frame rate for the timestamps (default: the container's)")
+    g.add_argument("--fps", type=positive_float(MAX_FPS), help="frame rate for the timestamps (default: the container's)")
     g.add_argument("--resize", type=size_arg, metavar="WxH", help="resize frames after decoding (UCF-Crime protocol: 340x256)")
-    g.add_argument("--max-frames", type=int, help="stop after N frames")
+    g.add_argument("--max-frames", type=count_arg, help="stop after N frames")
 
 
 def add_extraction_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("event frames (the paper's frame-difference extraction)")
-    g.add_argument("--diff-threshold", type=int, default=10, help="gray-level difference a pixel must exceed (default 10)")
-    g.add_argument("--stack", type=int, default=16, help="frames per event frame (default 16)")
-    g.add_argument("--clamp", type=float, default=10.0, help="cap on the per-pixel sum before normalising; 0 = none (default 10)")
-    g.add_argument("--on-value", type=int, default=1, help="value of a changed pixel: 1 counts changes (default), 255 reproduces the README snippet")
+    g.add_argument("--diff-threshold", type=int_range(0, 255), default=10, help="gray-level difference a pixel must exceed (default 10)")
+    g.add_argument("--stack", type=int_range(2, MAX_STACK), default=16, help="frames per event frame (default 16)")
+    g.add_argument("--clamp", type=float_range(0.0, MAX_CLAMP), default=10.0, help="cap on the per-pixel sum before normalising; 0 = none (default 10)")
+    g.add_argument("--on-value", type=int_range(1, 255), default=1, help="value of a changed pixel: 1 counts changes (default), 255 reproduces the README snippet")
 
 
 def extraction_from_args(args: argparse.Namespace) -> "ExtractionConfig":
@@ -280,15 +294,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                "(RAW EVT3), or any other name for a rosbag2 bag of EventPackets")
     p.add_argument("--mode", choices=("frames", "events"), default="frames",
                    help="frames: thresholded frame differences summed per stack (default); events: DVS simulation written as RAW EVT3")
-    p.add_argument("--packet-ms", type=float, default=1.0, help="events mode, bag output: sensor time per EventPacket (default 1)")
+    p.add_argument("--packet-ms", type=ms_arg, default=1.0, help="events mode, bag output: sensor time per EventPacket (default 1)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="events mode, bag output: storage (default mcap)")
     add_video_args(p)
     add_extraction_args(p)
     p.add_argument("--frame-size", type=size_arg, metavar="WxH", help="frames mode: size of the event frames (default: the video's)")
     g = p.add_argument_group("events mode (DVS simulation)")
-    g.add_argument("--contrast", type=float, default=0.2, help="log-intensity contrast threshold (default 0.2)")
-    g.add_argument("--noise-hz", type=float, default=0.0, help="background noise events per pixel per second (default 0)")
-    g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    g.add_argument("--contrast", type=positive_float(MAX_CONTRAST), default=0.2, help="log-intensity contrast threshold (default 0.2)")
+    g.add_argument("--noise-hz", type=float_range(0.0, MAX_NOISE_HZ), default=0.0, help="background noise events per pixel per second (default 0)")
+    g.add_argument("--seed", type=seed_arg, default=0, help="noise seed (default 0)")
     p.set_defaults(func=cmd_video2events)
 
     p = sub.add_parser("video-anomaly", help="anomaly score in [0, 1] for each stack of frames of a video; "

@@ -45,6 +45,7 @@ Memory
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -56,9 +57,17 @@ from .types import EVENT_DTYPE, Counters
 
 _NO_TIME = np.iinfo(np.int64).min  # running max before the first event of a stream
 
+#: Longest window (duration or hop) on sensor time: one hour; a longer one is a unit mistake, not a window.
+MAX_WINDOW_US = 3_600_000_000
+#: Most events a window may be asked to hold (event_count, min_events, max_events): 1.6 GB of events.
+MAX_WINDOW_EVENTS = 100_000_000
+#: Upper bound of each integer field (None: unbounded).
+_FIELD_MAX = {"duration_us": MAX_WINDOW_US, "hop_us": MAX_WINDOW_US, "event_count": MAX_WINDOW_EVENTS,
+              "min_events": MAX_WINDOW_EVENTS, "max_events": MAX_WINDOW_EVENTS, "reset_tolerance_us": None}
 
-def _checked_int(name: str, value: object, minimum: int) -> int:
-    """``value`` as a Python int >= ``minimum`` (numpy integers accepted; floats and bools not)."""
+
+def _checked_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as a Python int in [``minimum``, ``maximum``] (numpy integers accepted; floats and bools not)."""
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -67,14 +76,29 @@ def _checked_int(name: str, value: object, minimum: int) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
     if number < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {number}")
     return number
+
+
+def _ms_to_us(name: str, value_ms: float) -> int:
+    """A duration in ms as whole microseconds; ValueError for NaN, infinity or anything not a number."""
+    try:
+        finite = math.isfinite(value_ms)
+    except TypeError:
+        finite = False
+    if not finite:
+        raise ValueError(f"{name} must be a finite number of milliseconds, got {value_ms!r}")
+    return round(value_ms * 1000)
 
 
 @dataclass(frozen=True)
 class WindowConfig:
     """How to cut a stream into windows; exactly one of ``duration_us`` / ``event_count``.
 
-    Use :meth:`by_duration_ms` or :meth:`by_count` for the common cases.
+    Use :meth:`by_duration_ms` or :meth:`by_count` for the common cases. Durations are whole
+    microseconds up to :data:`MAX_WINDOW_US` (one hour), event numbers at most
+    :data:`MAX_WINDOW_EVENTS`; anything else (NaN, infinity, 1e300 ms, 0) is a ValueError.
     """
 
     duration_us: int | None = None  #: window length in microseconds
@@ -87,12 +111,11 @@ class WindowConfig:
     def __post_init__(self) -> None:
         if (self.duration_us is None) == (self.event_count is None):
             raise ValueError("set exactly one of duration_us and event_count")
-        names = ("duration_us", "event_count", "hop_us", "min_events", "max_events", "reset_tolerance_us")
-        for name in names:
+        for name, maximum in _FIELD_MAX.items():
             value = getattr(self, name)
             if value is not None:
                 minimum = 0 if name == "reset_tolerance_us" else 1
-                object.__setattr__(self, name, _checked_int(name, value, minimum))
+                object.__setattr__(self, name, _checked_int(name, value, minimum, maximum))
         if self.event_count is not None:
             if self.hop_us is not None or self.max_events is not None:
                 raise ValueError("hop_us and max_events apply to duration windows only")
@@ -104,8 +127,8 @@ class WindowConfig:
     @classmethod
     def by_duration_ms(cls, duration_ms: float, hop_ms: float | None = None, **kwargs) -> "WindowConfig":
         """Duration windows given in milliseconds (rounded to whole microseconds)."""
-        hop_us = None if hop_ms is None else round(hop_ms * 1000)
-        return cls(duration_us=round(duration_ms * 1000), hop_us=hop_us, **kwargs)
+        hop_us = None if hop_ms is None else _ms_to_us("hop_ms", hop_ms)
+        return cls(duration_us=_ms_to_us("duration_ms", duration_ms), hop_us=hop_us, **kwargs)
 
     @classmethod
     def by_count(cls, event_count: int, **kwargs) -> "WindowConfig":

@@ -8,7 +8,10 @@ nothing (batching changes scores only by float rounding). Like the node, the
 window still open when the bag ends is not evaluated.
 
 Ctrl-C or storage damage ends the pass early; the results so far are still
-scored and written (``status`` interrupted / incomplete).
+scored and written (``status`` interrupted / incomplete). Input damage the
+detector counted (decode errors, lost packets or events, sensor time jumps)
+beyond ``max_problem_rate`` makes a complete pass ``degraded``, with the reasons
+in ``problems`` (:mod:`.health`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from ..detector import Detector, DetectionResult, DetectorConfig
 from ..event_input import PendingWindow
 from .bag_input import BagReadStats, BagTopics, bag_messages, open_bag_topics
+from .health import DEFAULT_MAX_PROBLEM_RATE, input_problems, worse_status
 from .report import RunInfo, write_evaluation
 from .scoring import DEFAULT_FRAME_STEP_NS, Evaluation, score_results
 from .truth import GroundTruth
@@ -92,6 +96,8 @@ class EvaluationSetup:
     truth_text: str
     batch_size: int = 32
     frame_step_ns: int = DEFAULT_FRAME_STEP_NS
+    #: largest share of packets, events or windows the input may lose before the run is degraded
+    max_problem_rate: float = DEFAULT_MAX_PROBLEM_RATE
 
 
 def evaluate_bag(
@@ -120,20 +126,26 @@ def evaluate_bag(
 
 def score_and_write(bag: BagTopics, setup: EvaluationSetup, detector: Detector, done: Pass, out_dir: str | Path,
                     source: str) -> tuple[RunInfo, Evaluation]:
-    """Score a pass's results against the truth and write the files (offline and live share this)."""
+    """Score a pass's results against the truth and write the files (offline and live share this).
+
+    The input's problems (:func:`.health.input_problems` of the pass's counters) follow the pass's own and make a
+    complete pass ``degraded``.
+    """
     config = setup.config
     evaluation = score_results(done.results, setup.truth, config.mode, detector.labels, config.top_k,
                                setup.frame_step_ns)
     window = config.window
+    damage = input_problems(done.counters, setup.max_problem_rate, window, bag.end_ns - bag.start_ns)
     run = RunInfo(
         bag=str(bag.path), topic=bag.event_topic, msgtype=bag.msgtype, mode=config.mode, classes=list(detector.labels),
-        truth=setup.truth_text, source=source, status=done.status, problems=list(done.problems),
-        counters=done.counters, timing=done.timing,
+        truth=setup.truth_text, source=source, status=worse_status(done.status, "degraded") if damage else done.status,
+        problems=list(done.problems) + damage, counters=done.counters, timing=done.timing,
         settings={"window_duration_us": window.duration_us, "window_event_count": window.event_count,
                   "window_hop_us": window.hop_us, "min_events": window.min_events, "top_k": config.top_k,
                   "score_threshold": config.score_threshold, "anomaly_threshold": config.anomaly.threshold,
                   "templates": list(config.templates), "checkpoint": config.model.checkpoint,
-                  "model": config.model.arch, "batch_size": setup.batch_size},
+                  "model": config.model.arch, "batch_size": setup.batch_size,
+                  "max_problem_rate": setup.max_problem_rate},
     )
     write_evaluation(out_dir, run, evaluation)
     return run, evaluation

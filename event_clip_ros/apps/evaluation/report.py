@@ -4,8 +4,9 @@
 counters, timing) and the metrics; ``windows.csv`` one row per window with its
 truth and result; the plots are ``confusion_matrix.png`` (zero-shot) or
 ``roc.png`` and ``pr.png`` (anomaly; window and frame level on one chart).
-Everything is written even when the run was cut short or the truth did not fit:
-the files then say so (``status``, ``problems``).
+Everything is written even when the run was cut short, the input was damaged or
+the truth did not fit: the files then say so (``status``, ``problems``), the
+report in its first lines.
 
 Videos (``event-clip video-anomaly --annotations``) use the same files: a
 window is a segment of a video, :attr:`RunInfo.videos` lists the videos with
@@ -42,7 +43,9 @@ class RunInfo:
     classes: list[str]
     truth: str  #: the ground-truth source in words
     source: str = "offline"  #: offline (Detector on the bag) or live (the node's outputs)
-    status: str = "complete"  #: complete | interrupted | incomplete (bag damaged or node results missing)
+    #: complete | degraded (input damaged beyond the limit, see .health) | incomplete (bag damaged or node results
+    #: missing) | interrupted
+    status: str = "complete"
     problems: list[str] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
@@ -193,16 +196,24 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+#: What a status means for the numbers, after the status line of the report.
+_STATUS_NOTES = {
+    "degraded": ": the input was damaged (below); the numbers describe what survived",
+    "incomplete": ": part of the input or of the results is missing (below)",
+    "interrupted": ": the run was stopped; the numbers cover the part evaluated",
+}
+
+
 def markdown(run: RunInfo, evaluation: Evaluation, files: list[str]) -> str:
     """The report: what was evaluated, the headline numbers, per-class table, problems, timing, files."""
     problems = run.problems + evaluation.problems
     source = (f"- videos: {len(run.videos)} from `{run.bag}`" if run.videos
               else f"- bag: `{run.bag}`, topic `{run.topic}` ({run.msgtype})")
-    lines = [
-        f"# Evaluation: {Path(run.bag).name}",
-        "",
+    lines = [f"# Evaluation: {Path(run.bag).name}", "", f"**Status: {run.status}**" + _STATUS_NOTES.get(run.status, "")]
+    lines += [f"- {p}" for p in problems] + [""]
+    lines += [
         source,
-        f"- detector: {run.mode}, {run.source} results; status **{run.status}**",
+        f"- detector: {run.mode}, {run.source} results",
         f"- ground truth: {run.truth}",
         f"- windows: {len(evaluation.windows)} with results, {evaluation.scored} with ground truth",
         "",
@@ -224,8 +235,6 @@ def markdown(run: RunInfo, evaluation: Evaluation, files: list[str]) -> str:
         lines += [f"| {v['name']} | {v['frames']} | {v['anomalous_frames']} | {v['segments']} | {_num(v['roc_auc'])} |"
                   for v in run.videos]
         lines.append("")
-    if problems:
-        lines += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
     if run.counters:
         lines += ["## Counters", "", ", ".join(f"{k} {v}" for k, v in run.counters.items()), ""]
     if run.timing:

@@ -31,21 +31,26 @@ def percent_header(lines: Sequence[str]) -> bytes:
 
 
 def encode_evt2(events: np.ndarray) -> bytes:
-    """EVT 2.0 words: a TIME_HIGH (t >> 6) whenever it changes, then CD_ON/CD_OFF with the 6 low bits."""
+    """EVT 2.0 words: a TIME_HIGH (t >> 6) whenever it changes, then CD_ON/CD_OFF with the 6 low bits.
+
+    As a sensor (which writes a TIME_HIGH every 64 us) a gap between events gets a TIME_HIGH
+    at least every :data:`_EVT2_BRIDGE_UNITS` (about 1 s), so decoders see no implausible jump.
+    """
     t = events["t"].astype(np.int64)
     high = t >> 6
-    new_high = np.ones(t.size, dtype=bool)
-    new_high[1:] = high[1:] != high[:-1]
-    cd_index = np.arange(t.size) + np.cumsum(new_high)
-    words = np.empty(t.size + int(new_high.sum()), dtype="<u4")
-    words[cd_index[new_high] - 1] = (0x8 << 28) | (high[new_high] & 0xFFFFFFF)
-    words[cd_index] = (
-        (events["p"].astype(np.uint32) << 28)
-        | ((t & 0x3F).astype(np.uint32) << 22)
-        | (events["x"].astype(np.uint32) << 11)
-        | events["y"].astype(np.uint32)
-    )
-    return words.tobytes()
+    words: list[int] = []
+    last_high = None
+    for ti, hi, x, y, p in zip(t.tolist(), high.tolist(), events["x"].tolist(), events["y"].tolist(), events["p"].tolist()):
+        if hi != last_high:
+            if last_high is not None:
+                words.extend((0x8 << 28) | (h & 0xFFFFFFF) for h in range(last_high + _EVT2_BRIDGE_UNITS, hi, _EVT2_BRIDGE_UNITS))
+            words.append((0x8 << 28) | (hi & 0xFFFFFFF))
+            last_high = hi
+        words.append((p << 28) | ((ti & 0x3F) << 22) | (x << 11) | y)
+    return np.array(words, dtype="<u4").tobytes()
+
+
+_EVT2_BRIDGE_UNITS = 1 << 14  # 64 us units: 1.05 s
 
 
 def write_raw(path: Path, events: np.ndarray, encoding: str, header_lines: Sequence[str]) -> Path:

@@ -159,13 +159,15 @@ def test_unparsable_cdr_is_a_bad_packet():
 
 def test_decoder_counters_accumulate_across_decoders():
     events = sensor_events(1000, seed=9)
-    small = SensorSize(100, 100)
+    small = SensorSize(400, 300)  # over 90% outside would make a mono packet garbage
     expected_oob = int(((events["x"] >= small.width) | (events["y"] >= small.height)).sum())
     stream = EventPacketStream()
     stream.feed_cdr(packet(encode_evt3(events), 0, width=small.width, height=small.height))
-    (tb, payload), = mono_packets(events, 1)
-    stream.feed_cdr(packet(payload, 1, "mono", tb, width=small.width, height=small.height))
-    stream.feed_cdr(packet(payload, 2, "mono", tb, width=small.width, height=small.height))
+    later = events.copy()
+    later["t"] += int(events["t"][-1] - events["t"][0]) + 1
+    for seq, part in ((1, events), (2, later)):
+        (tb, payload), = mono_packets(part, 1)
+        stream.feed_cdr(packet(payload, seq, "mono", tb, width=small.width, height=small.height))
     assert stream.stats.out_of_bounds == 3 * expected_oob
     assert stream.stats.events == 3 * (events.size - expected_oob)
 
@@ -184,15 +186,19 @@ def test_event_array_stream():
     assert stream.stats.out_of_bounds == int((~inside).sum())
     assert stream.size == SensorSize(320, 240)
     assert stream.stats.time_resets == 1  # the size change
-    # time going back between messages (bag loop) is counted as a restart
+    # time going back between messages (bag loop) is a restart once two messages agree on it;
+    # the first is dropped and counted, the second passes
     stream.feed_cdr(encode_event_array(parts[3], 320, 240))
-    stream.feed_cdr(encode_event_array(parts[0], 320, 240))
+    dropped = stream.stats.time_dropped
+    assert stream.feed_cdr(encode_event_array(parts[0], 320, 240)).size == 0
+    assert stream.stats.time_resets == 1 and stream.stats.time_dropped > dropped
+    assert stream.feed_cdr(encode_event_array(parts[1], 320, 240)).size > 0
     assert stream.stats.time_resets == 2
     # bad CDR and impossible geometry: counted, no events
     assert stream.feed_cdr(b"\x00\x01\x00\x00\x01").size == 0
     assert stream.feed_cdr(encode_event_array(parts[0], 0, 240)).size == 0
     assert stream.stats.bad_packets == 2
-    assert stream.stats.packets == 9
+    assert stream.stats.packets == 10
 
 
 @pytest.mark.parametrize("msgtype", SUPPORTED_MSGTYPES)

@@ -10,10 +10,16 @@ decoding give the same events.
   from packet to packet, so one decoder decodes the whole stream. Sequence
   numbers reveal lost packets (counted, decoding goes on, as in
   event_camera_codecs) and restarts (seq going back: bag loop, driver restart),
-  which reset the decoder; a change of encoding or geometry starts a new one.
+  which reset the decoder; a jump ahead beyond ``max_seq_gap`` is a garbage
+  seq, counted in ``seq_resets``, not as millions of lost packets. A change of
+  encoding or geometry starts a new decoder.
 * :class:`EventArrayStream` (dvs_msgs-style ``EventArray``): self-contained
-  messages; events outside the sensor are dropped and time going backwards
-  between messages is counted as a restart.
+  messages; events outside the sensor are dropped.
+
+Time stays plausible in both (:mod:`event_clip_ros.events.time_guard`): negative
+and backward times and jumps far ahead are dropped and counted; a new time that
+consecutive packets agree on is a restart. Sensor sizes beyond the encoding's
+address range or :class:`~event_clip_ros.events.limits.StreamLimits` are refused.
 
 Nothing here raises on bad data: unparsable messages, unknown encodings and
 invalid geometry are counted in ``stats`` (``bad_packets``), logged once per
@@ -29,6 +35,7 @@ import numpy as np
 
 from .decoders import make_decoder
 from .decoders.base import Decoder, Payload
+from .limits import DEFAULT_LIMITS, StreamLimits
 from .readers.streaming import drop_out_of_bounds
 from .ros_cdr import (
     EVENT_ARRAY_TYPES,
@@ -39,6 +46,7 @@ from .ros_cdr import (
     parse_event_array,
     parse_event_packet,
 )
+from .time_guard import TimeGuard
 from .types import DecodeStats, SensorSize, empty_events
 
 #: ROS type names :func:`make_stream` accepts.
@@ -55,8 +63,9 @@ MsgT = TypeVar("MsgT", EventPacketMsg, EventArrayMsg)
 class EventStream(ABC, Generic[MsgT]):
     """Events of one ROS topic, decoded message by message in order."""
 
-    def __init__(self, msgtype: str) -> None:
+    def __init__(self, msgtype: str, limits: StreamLimits = DEFAULT_LIMITS) -> None:
         self.msgtype = msgtype
+        self.limits = limits
         self.stats = DecodeStats()
         #: sensor geometry of the current messages (None before the first good one)
         self.size: SensorSize | None = None
@@ -103,8 +112,8 @@ class EventPacketStream(EventStream[EventPacketMsg]):
 
     _parse = staticmethod(parse_event_packet)
 
-    def __init__(self, msgtype: str = EVENT_PACKET_TYPES[0]) -> None:
-        super().__init__(msgtype)
+    def __init__(self, msgtype: str = EVENT_PACKET_TYPES[0], limits: StreamLimits = DEFAULT_LIMITS) -> None:
+        super().__init__(msgtype, limits)
         self._decoder: Decoder | None = None
         self._format: tuple[str, int, int] | None = None  # (encoding, width, height) last seen
         self._format_error = ""  # why there is no decoder for _format
@@ -117,9 +126,9 @@ class EventPacketStream(EventStream[EventPacketMsg]):
         fmt = (msg.encoding, msg.width, msg.height)
         if fmt != self._format:
             self._open(fmt)
-        elif self._decoder is not None:
-            self._check_seq(msg.seq)
-        self._last_seq = msg.seq
+            self._last_seq = msg.seq
+        else:
+            self._last_seq = self._checked_seq(msg.seq)
         if self._decoder is None:
             return self._bad_packet(f"format:{fmt}", self._format_error)
         events = self._decoder.decode(msg.events, msg.time_base_ns)
@@ -144,28 +153,36 @@ class EventPacketStream(EventStream[EventPacketMsg]):
         self._decoder = None
         try:
             size = SensorSize(width, height)
-            self._decoder = make_decoder(encoding, size)
+            self._decoder = make_decoder(encoding, size, self.limits)
         except ValueError as err:  # UnknownEncodingError or an invalid geometry
             self._format_error = str(err)
             return
         self.size = size
 
-    def _check_seq(self, seq: int) -> None:
+    def _checked_seq(self, seq: int) -> int:
+        """Count what ``seq`` says about lost packets and restarts; return the seq to compare the next one with."""
         last = self._last_seq
-        if last is None or seq == last + 1:
-            return
+        if last is None or self._decoder is None or seq == last + 1:
+            return seq
         if seq == last:
             # Drivers that do not fill seq repeat one value: nothing to check.
-            return
+            return seq
+        if seq - last - 1 > self.limits.max_seq_gap:
+            # garbage, not millions of lost packets: take it for the next packet's seq
+            self.stats.seq_resets += 1
+            self.stats.warn_once("seq_jump", f"{self.msgtype}: sequence number jumped from {last} to {seq}, beyond "
+                                             f"max_seq_gap {self.limits.max_seq_gap}; not counted as lost packets")
+            return last + 1
         if seq > last:
             self.stats.lost_packets += seq - last - 1
             self.stats.warn_once("lost", f"{self.msgtype}: sequence numbers skipped (packets lost before "
                                          f"seq {seq}); decoding continues")
-            return
+            return seq
         self._restart("seq_reset", f"sequence number went back from {last} to {seq} (bag loop or driver "
                                    "restart); decoder reset")
         assert self._decoder is not None
         self._decoder.reset()
+        return seq
 
     def _fold_decoder_stats(self) -> None:
         """Add what the decoder counted since the last call into the stream's stats."""
@@ -184,38 +201,34 @@ class EventArrayStream(EventStream[EventArrayMsg]):
 
     _parse = staticmethod(parse_event_array)
 
-    def __init__(self, msgtype: str = EVENT_ARRAY_TYPES[0]) -> None:
-        super().__init__(msgtype)
-        self._last_t_us: int | None = None
+    def __init__(self, msgtype: str = EVENT_ARRAY_TYPES[0], limits: StreamLimits = DEFAULT_LIMITS) -> None:
+        super().__init__(msgtype, limits)
+        self._guard = TimeGuard(self.stats, msgtype, limits)
 
     def feed(self, msg: EventArrayMsg) -> np.ndarray:
         """Check and return the events of one parsed message."""
         self.stats.packets += 1
         try:
             size = SensorSize(msg.width, msg.height)
+            self.limits.check_size(size, self.msgtype)
         except ValueError as err:
             return self._bad_packet(f"size:{msg.width}x{msg.height}", str(err))
         if self.size is not None and size != self.size:
             self._restart("format", f"sensor size changed from {self.size} to {size}")
-            self._last_t_us = None
+            self._guard.reset()
         self.size = size
-        events = drop_out_of_bounds(msg.events, size, self.stats, self.msgtype)
-        if events.size:
-            if self._last_t_us is not None and events["t"][0] < self._last_t_us:
-                self._restart("time_reset", f"event time went back from {self._last_t_us} to "
-                                            f"{int(events['t'][0])} us (bag loop or driver restart)")
-            self._last_t_us = int(events["t"][-1])
+        events = self._guard(drop_out_of_bounds(msg.events, size, self.stats, self.msgtype))
         self.stats.events += events.size
         return events
 
     def reset(self) -> None:
-        self._last_t_us = None
+        self._guard.reset()
 
 
-def make_stream(msgtype: str) -> EventStream:
+def make_stream(msgtype: str, limits: StreamLimits = DEFAULT_LIMITS) -> EventStream:
     """The stream for a ROS message type name, e.g. 'event_camera_msgs/msg/EventPacket'."""
     if msgtype in EVENT_PACKET_TYPES:
-        return EventPacketStream(msgtype)
+        return EventPacketStream(msgtype, limits)
     if msgtype in EVENT_ARRAY_TYPES:
-        return EventArrayStream(msgtype)
+        return EventArrayStream(msgtype, limits)
     raise ValueError(f"unsupported event message type {msgtype!r}; supported: {', '.join(SUPPORTED_MSGTYPES)}")

@@ -105,9 +105,11 @@ class DecodeStats(Counters):
     skipped_words: int = 0  #: words skipped before a valid time was known
     bad_packets: int = 0  #: packets that could not be parsed, skipped
     truncated_bytes: int = 0  #: trailing bytes that did not form a whole record
-    time_resets: int = 0  #: times the stream restarted (time went backwards, seq reset)
-    time_errors: int = 0  #: isolated backward time steps that were ignored
-    lost_packets: int = 0  #: packets missing according to sequence numbers
+    time_resets: int = 0  #: times the stream restarted (seq went back, a confirmed time jump)
+    time_errors: int = 0  #: implausible time words or records ignored (bit errors: a TIME_HIGH jump, a negative stamp)
+    time_dropped: int = 0  #: events dropped for an implausible time (negative, backwards, far ahead of the stream)
+    lost_packets: int = 0  #: packets missing according to sequence numbers (plausible gaps only)
+    seq_resets: int = 0  #: implausible sequence numbers (a jump ahead of more than MAX_SEQ_GAP), not counted as lost
     _warned: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def add(self, other: "DecodeStats") -> None:

@@ -20,6 +20,8 @@ from typing import ClassVar, Union
 
 import numpy as np
 
+from ..limits import DEFAULT_LIMITS, StreamLimits
+from ..time_guard import TimeGuard
 from ..types import DecodeStats, SensorSize, empty_events
 from .packet_time import checked_time_base
 
@@ -54,7 +56,18 @@ OUT_OF_BOUNDS = CounterSlot("out_of_bounds", "oob", "dropped events outside the 
 UNKNOWN_WORDS = CounterSlot("unknown_words", "unknown", "skipped words with unknown codes")
 #: Words before the first valid time: normal when joining a stream, so not warned about.
 SKIPPED_WORDS = CounterSlot("skipped_words")
-TIME_HIGH_BIT_ERRORS = CounterSlot("time_errors", "time", "ignored TIME_HIGH steps backwards (bit errors)")
+TIME_HIGH_BIT_ERRORS = CounterSlot("time_errors", "time", "ignored TIME_HIGH words that moved time implausibly (bit errors)")
+TIME_JUMPS = CounterSlot("time_resets", "jump", "sensor time jumped, or went back to undo a bit error at the end of a packet: a stream restart")
+#: Counter fields that mean a word or record was garbage; a packet where they (and the events
+#: the time guard dropped as disordered) exceed :data:`GARBAGE_FRACTION` of its words is dropped
+#: whole. Random bytes score 0.3 or more in every encoding, clean sensor data 0.
+_ERROR_FIELDS = ("unknown_words", "time_errors")
+GARBAGE_FRACTION = 0.2
+#: In encodings of one record per event (:attr:`Decoder.out_of_bounds_is_error`), a packet with more
+#: than this fraction of its records outside the sensor is garbage too (random mono records: 98%).
+OUTSIDE_GARBAGE_FRACTION = 0.9
+#: Packets shorter than this (words or records) are never judged garbage (too few to tell).
+_GARBAGE_MIN_UNITS = 8
 
 
 class Decoder(ABC):
@@ -68,10 +81,23 @@ class Decoder(ABC):
     encoding: ClassVar[str]
     #: What each slot of the kernel's counter array counts, in slot order.
     counter_slots: ClassVar[tuple[CounterSlot, ...]] = ()
+    #: Widest and tallest sensor the encoding's address fields can express.
+    max_width: ClassVar[int] = 65535
+    max_height: ClassVar[int] = 65535
+    #: Whether the words carry their own clock and the kernel judges its jumps (EVT 2.0 / 3.0).
+    judges_jumps: ClassVar[bool] = False
+    #: Whether events outside the sensor are evidence of garbage (:data:`OUTSIDE_GARBAGE_FRACTION`):
+    #: so in encodings of one record per event, not in word streams, which a reader may crop.
+    out_of_bounds_is_error: ClassVar[bool] = False
 
-    def __init__(self, size: SensorSize) -> None:
+    def __init__(self, size: SensorSize, limits: StreamLimits = DEFAULT_LIMITS, stats: DecodeStats | None = None) -> None:
+        """ValueError for a sensor the encoding cannot address or beyond ``limits``; ``stats``:
+        where to count (default: a new :class:`DecodeStats`)."""
+        limits.check_size(size, f"{self.encoding} encoding", self.max_width, self.max_height)
         self.size = size
-        self.stats = DecodeStats()
+        self.limits = limits
+        self.stats = DecodeStats() if stats is None else stats
+        self.guard = TimeGuard(self.stats, self.encoding, limits, check_jumps=not self.judges_jumps)
         self.reset()
 
     @abstractmethod
@@ -85,24 +111,48 @@ class Decoder(ABC):
 
     def reset(self) -> None:
         """Forget the stream state (a new stream starts with the next packet)."""
+        self.guard.reset()
+
 
     def _new_counts(self) -> np.ndarray:
         """A zeroed counter array for one kernel call (one int64 per :attr:`counter_slots`)."""
         return np.zeros(len(self.counter_slots), dtype=np.int64)
 
-    def _account(self, events: np.ndarray, counts: Sequence[int]) -> np.ndarray:
-        """Count one decoded packet, its ``events`` and the kernel's ``counts`` into
-        :attr:`stats` (each kind warned about once); return ``events``."""
+    def _account(self, events: np.ndarray, counts: Sequence[int], units: int) -> np.ndarray:
+        """Count one decoded packet of ``units`` words or records and the kernel's ``counts``
+        into :attr:`stats` (each kind warned about once), keep its events' time plausible
+        (:attr:`guard`) and return them. A packet that is mostly garbage gives no events and
+        leaves no trace but ``bad_packets``: the stream state is as before it.
+        """
         s = self.stats
         s.packets += 1
-        s.events += events.shape[0]
+        errors = sum(int(count) for slot, count in zip(self.counter_slots, counts) if slot.field in _ERROR_FIELDS)
+        outside = sum(int(count) for slot, count in zip(self.counter_slots, counts) if slot is OUT_OF_BOUNDS)
+        guard_state = self.guard.snapshot()
+        guard_counts = (s.time_dropped, s.time_errors, s.time_resets)
+        if any(count for slot, count in zip(self.counter_slots, counts) if slot is TIME_JUMPS):
+            self.guard.reset()  # the kernel took a jump: time may move back from here
+        events = self.guard(events)
+        garbage = errors + self.guard.disordered > GARBAGE_FRACTION * units or (
+            self.out_of_bounds_is_error and outside > OUTSIDE_GARBAGE_FRACTION * units)
+        if units >= _GARBAGE_MIN_UNITS and garbage:
+            self.guard.restore(guard_state)
+            s.time_dropped, s.time_errors, s.time_resets = guard_counts
+            self._forget_packet()
+            s.bad_packets += 1
+            s.warn_once("garbage", f"{self.encoding}: dropped packets that decode mostly into errors (garbage payload)")
+            return events[:0]
         for slot, count in zip(self.counter_slots, counts):
             if count:
                 setattr(s, slot.field, getattr(s, slot.field) + int(count))
                 if slot.warning:
                     text = slot.warning.format(width=self.size.width, height=self.size.height)
                     s.warn_once(slot.kind, f"{self.encoding}: {text}")
+        s.events += events.shape[0]
         return events
+
+    def _forget_packet(self) -> None:
+        """Undo what a garbage packet did to the stream state (stateless decoders: nothing)."""
 
 
 class StreamDecoder(Decoder):
@@ -112,8 +162,9 @@ class StreamDecoder(Decoder):
     carry over to the next packet. The words carry their own sensor clock, so
     ``time_base_ns`` is ignored. Subclasses name two numba kernels:
     ``max_events(words)``, a bound on the events of ``words``, and
-    ``kernel(words, out, state, width, height, counts)``, which writes the
-    events into ``out`` and returns how many.
+    ``kernel(words, out, state, width, height, max_jump_units, counts)``, which
+    writes the events into ``out`` and returns how many (``max_jump_units``:
+    :attr:`StreamLimits.max_jump_us` in units of the TIME_HIGH counter).
     """
 
     word_dtype: ClassVar[np.dtype]
@@ -121,16 +172,27 @@ class StreamDecoder(Decoder):
     max_events: ClassVar[Callable[[np.ndarray], int]]
     kernel: ClassVar[Callable[..., int]]
 
+    judges_jumps = True
+    #: microseconds per unit of the TIME_HIGH counter (the jump limit is passed to the kernel in units)
+    time_unit_us: ClassVar[int]
+
     def reset(self) -> None:
+        super().reset()
         self._state = np.zeros(self.state_slots, dtype=np.int64)
+        self._saved_state = self._state.copy()
         self._pending = np.empty(0, dtype=np.uint8)
 
     def decode(self, payload: Payload, time_base_ns: int = 0, alloc: Allocator = empty_events) -> np.ndarray:
         words = self._whole_words(payload)
         out = alloc(self.max_events(words))
         counts = self._new_counts()
-        n = self.kernel(words, out, self._state, self.size.width, self.size.height, counts)
-        return self._account(out[:n], counts)
+        self._saved_state[:] = self._state
+        max_jump_units = max(1, self.limits.max_jump_us // self.time_unit_us)
+        n = self.kernel(words, out, self._state, self.size.width, self.size.height, max_jump_units, counts)
+        return self._account(out[:n], counts, words.shape[0])
+
+    def _forget_packet(self) -> None:
+        self._state[:] = self._saved_state
 
     def _whole_words(self, payload: Payload) -> np.ndarray:
         """The whole words of the bytes kept from the last packet plus ``payload``;
@@ -158,8 +220,9 @@ class TimeBaseDecoder(Decoder):
         time_base_ns = checked_time_base(self.stats, self.encoding, time_base_ns)
         if time_base_ns is None:
             return empty_events()
-        events, counts = self._decode_records(self._whole_records(payload), time_base_ns, alloc)
-        return self._account(events, counts)
+        records = self._whole_records(payload)
+        events, counts = self._decode_records(records, time_base_ns, alloc)
+        return self._account(events, counts, records.shape[0])
 
     @abstractmethod
     def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, Sequence[int]]:

@@ -15,10 +15,12 @@ type   name          payload
 
 A compiled state machine (numba) like :mod:`.evt3`: CD words before the first
 TIME_HIGH carry no usable time and are skipped and counted; the 34-bit time
-(28 + 6 bits, about 4.8 h) rolls over (+2**34 us) when TIME_HIGH jumps back by
-more than half its range, while a smaller backward step is a bit error that is
-ignored and counted; events outside the sensor are dropped and counted;
-unknown word codes are skipped and counted, never fatal.
+(28 + 6 bits, about 4.8 h) rolls over (+2**34 us) on a small forward step across
+the top of the counter; TIME_HIGH steps are judged as in the EVT 3.0 decoder
+(:func:`~event_clip_ros.events.time_guard.judge_time_high`: a move beyond the
+stream's jump limit counts as a jump only when the next TIME_HIGH confirms it,
+else it is a bit error, ignored and counted); events outside the sensor are
+dropped and counted; unknown word codes are skipped and counted, never fatal.
 """
 
 from __future__ import annotations
@@ -26,16 +28,26 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, UNKNOWN_WORDS, StreamDecoder
+from ..time_guard import IGNORE, JUMP, PENDING, REVERT, judge_time_high
+from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder
 
 # state slots
-_HAVE_HIGH, _T_HIGH, _EPOCH = range(3)
+_HAVE_HIGH, _T_HIGH, _EPOCH, _PREV_HIGH, _PREV_EPOCH, _PROVISIONAL, _CANDIDATE = range(7)
 # counter slots (Evt2Decoder.counter_slots in this order)
-_OOB, _UNKNOWN, _SKIPPED, _TIME_ERR = range(4)
+_OOB, _UNKNOWN, _SKIPPED, _TIME_ERR, _JUMPS = range(5)
 
 _LSB_BITS = 6
 _HIGH_RANGE = 1 << 28  # TIME_HIGH units (64 us each) before the counter wraps
 _ROLLOVER_US = _HIGH_RANGE << _LSB_BITS
+
+
+@njit(cache=True, nogil=True)
+def _following_high(words, i):
+    """The value of the next TIME_HIGH word after index ``i``, or -1 if the packet has none."""
+    for j in range(i + 1, words.shape[0]):
+        if words[j] >> 28 == 0x8:
+            return np.int64(words[j] & 0xFFFFFFF)
+    return np.int64(-1)
 
 
 @njit(cache=True, nogil=True)
@@ -48,7 +60,7 @@ def _count_cd(words):
 
 
 @njit(cache=True, nogil=True)
-def _decode(words, out, state, width, height, counters):
+def _decode(words, out, state, width, height, max_jump_units, counters):
     n = 0
     have_high = state[_HAVE_HIGH]
     t_high = state[_T_HIGH]
@@ -72,14 +84,43 @@ def _decode(words, out, state, width, height, counters):
                 counters[_OOB] += 1
         elif code == 0x8:  # EVT_TIME_HIGH
             high = w & 0xFFFFFFF
-            if have_high and high < t_high:
-                if t_high - high > (_HIGH_RANGE >> 1):
-                    epoch += _ROLLOVER_US
-                    t_high = high
+            if have_high:
+                following = _following_high(words, i)
+                verdict, forward = judge_time_high(
+                    t_high, high, following, state[_PREV_HIGH], state[_PROVISIONAL] == 1, state[_CANDIDATE] - 1, _HIGH_RANGE, max_jump_units)
+                state[_CANDIDATE] = high + 1 if verdict == PENDING else 0  # stored + 1: 0 is none
+                if verdict == IGNORE or verdict == PENDING:
+                    counters[_TIME_ERR] += 1  # a bit error (or a jump still to confirm): keep the time in force
+                    continue
+                if verdict == JUMP and state[_PROVISIONAL] == 2:
+                    verdict = REVERT  # the stream's first TIME_HIGH was the bit error: start again from this one
+                    epoch_now = epoch
+                elif verdict == REVERT:  # the provisional step before was the bit error: time goes back
+                    epoch_now = state[_PREV_EPOCH] + (_ROLLOVER_US if high < state[_PREV_HIGH] else 0)
+                if verdict == REVERT:
+                    counters[_TIME_ERR] += 1
+                    counters[_JUMPS] += 1
+                    was = epoch + (t_high << _LSB_BITS)
+                    epoch = epoch_now
+                    state[_PROVISIONAL] = 0
+                    # this packet's events so far carried the flipped time: give them the repaired one
+                    shift = was - (epoch + (high << _LSB_BITS))
+                    for k in range(n):
+                        out[k].t -= shift
+                elif forward == 0:
+                    state[_PROVISIONAL] = 0  # a repeat confirms the time in force
                 else:
-                    counters[_TIME_ERR] += 1  # bit error: keep the time we had
+                    # a step or a confirmed jump, taken forward (modulo the counter) so time stays
+                    # monotone: after a sensor restart the stream restarts on the jump count
+                    state[_PREV_HIGH] = t_high
+                    state[_PREV_EPOCH] = epoch
+                    state[_PROVISIONAL] = following < 0
+                    if high < t_high:
+                        epoch += _ROLLOVER_US
+                    counters[_JUMPS] += verdict == JUMP
             else:
-                t_high = high
+                state[_PROVISIONAL] = 2  # the stream's first TIME_HIGH: unconfirmed until a repeat or a step
+            t_high = high
             have_high = 1
         elif code == 0xA or code == 0xE or code == 0xF:
             pass  # EXT_TRIGGER, OTHERS, CONTINUED: no CD events
@@ -99,8 +140,10 @@ class Evt2Decoder(StreamDecoder):
 
     encoding = "evt2"
     word_dtype = np.dtype("<u4")
-    state_slots = 3
-    counter_slots = (OUT_OF_BOUNDS, UNKNOWN_WORDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS)
+    state_slots = 7
+    counter_slots = (OUT_OF_BOUNDS, UNKNOWN_WORDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS)
+    time_unit_us = 1 << _LSB_BITS
+    max_width = max_height = 2048  # 11-bit x and y
     max_events = staticmethod(_count_cd)
     kernel = staticmethod(_decode)
 

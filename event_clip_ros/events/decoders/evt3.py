@@ -2,21 +2,27 @@
 
 A compiled state machine (numba) that writes :data:`EVENT_DTYPE` records
 directly. It follows event_camera_codecs' ``evt3_decoder.h``: nothing is
-emitted until a TIME_HIGH and then a TIME_LOW have been seen; the 24-bit time
-base rolls over (+2**24 us) when TIME_HIGH jumps back by more than 10 units;
-vector words advance the base column (VECT_12 by 12, VECT_8 by 8); events
-outside the sensor are dropped and counted. It differs on purpose in three
-places: a backward TIME_HIGH step of 10 units or fewer is a bit error that is
-ignored and counted (the codecs apply it, so time would go backwards); ADDR_Y
-and VECT_BASE_X update the state before the first valid time (so a stream
-joined mid-way gets the right row); unknown word codes are skipped and counted
-(the codecs throw).
+emitted until a TIME_HIGH and then a TIME_LOW have been seen; vector words
+advance the base column (VECT_12 by 12, VECT_8 by 8); events outside the sensor
+are dropped and counted. It differs on purpose where real links differ from
+clean files:
+
+* TIME_HIGH steps are judged by :func:`~event_clip_ros.events.time_guard.judge_time_high`:
+  a rollover (+2**24 us) is a small forward step across the top of the 12-bit
+  counter, not any step back (the codecs take a backward step of more than 10
+  units for a rollover, so one flipped bit shifted every later time by 16.78 s);
+  a larger move is checked against the next TIME_HIGH of the packet (sensors
+  repeat TIME_HIGH every few hundred words): confirmed, it is a counted jump
+  (``time_resets``), else a bit error, counted and ignored, and the time in force
+  stays. Time thus never shifts silently.
+* ADDR_Y and VECT_BASE_X update the state before the first valid time (a stream
+  joined mid-way gets the right row); unknown word codes are skipped and counted
+  (the codecs throw).
 
 Why not the PyPI ``evt3`` decoder (the reference in tests and the baseline in
 bench/bench_events.py): it decodes at the same rate but returns separate
 columns, loses 2**24 us when a wrap is crossed by a TIME_HIGH jump of more than
-11 units, lets time go backwards on bit errors, keeps events outside the sensor
-and has no counters for skipped words.
+11 units, keeps events outside the sensor and has no counters for skipped words.
 """
 
 from __future__ import annotations
@@ -24,15 +30,26 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, UNKNOWN_WORDS, StreamDecoder
+from ..time_guard import IGNORE, JUMP, PENDING, REVERT, judge_time_high
+from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder
 
 # state slots
-_HAVE_HIGH, _HAVE_TIME, _T_HIGH, _T_LOW, _EPOCH, _Y, _BASE_X, _POL = range(8)
+_HAVE_HIGH, _HAVE_TIME, _T_HIGH, _T_LOW, _EPOCH, _Y, _BASE_X, _POL, _PREV_HIGH, _PREV_EPOCH, _PROVISIONAL, _CANDIDATE, _LOW_TIME = range(13)
 # counter slots (Evt3Decoder.counter_slots in this order)
-_OOB, _UNKNOWN, _SKIPPED, _TIME_ERR = range(4)
+_OOB, _UNKNOWN, _SKIPPED, _TIME_ERR, _JUMPS = range(5)
 
+_HIGH_SHIFT = 12  # TIME_HIGH holds time bits 12-23: one unit is 4096 us
+_HIGH_PERIOD = 1 << 12  # TIME_HIGH units before the counter wraps
 _ROLLOVER_US = 1 << 24
-_MAX_BACKWARD_HIGH = 10  # TIME_HIGH units a backward jump may span before it counts as rollover
+
+
+@njit(cache=True, nogil=True)
+def _following_high(words, i):
+    """The value of the next TIME_HIGH word after index ``i``, or -1 if the packet has none."""
+    for j in range(i + 1, words.shape[0]):
+        if words[j] >> 12 == 0x8:
+            return np.int64(words[j] & 0xFFF)
+    return np.int64(-1)
 
 
 @njit(cache=True, nogil=True)
@@ -50,7 +67,7 @@ def _max_events(words):
 
 
 @njit(cache=True, nogil=True)
-def _decode(words, out, state, width, height, counters):
+def _decode(words, out, state, width, height, max_jump_units, counters):
     n = 0
     have_high = state[_HAVE_HIGH]
     have_time = state[_HAVE_TIME]
@@ -106,20 +123,63 @@ def _decode(words, out, state, width, height, counters):
                     counters[_OOB] += (v >> b) & 1
             base_x += nbits
         elif code == 0x6:  # EVT_TIME_LOW
+            if have_time and epoch + t_high + v + 2048 < state[_LOW_TIME]:
+                # time went back more than half a TIME_HIGH period since the last TIME_LOW: the low
+                # part wrapped without its TIME_HIGH step (a lost or flipped word). Take the step,
+                # provisionally, so that the next TIME_HIGH can still undo it
+                counters[_TIME_ERR] += 1
+                state[_PREV_HIGH] = t_high >> _HIGH_SHIFT
+                state[_PREV_EPOCH] = epoch
+                state[_PROVISIONAL] = 1
+                t_high += 1 << _HIGH_SHIFT
+                if t_high >= _ROLLOVER_US:
+                    t_high -= _ROLLOVER_US
+                    epoch += _ROLLOVER_US
             t_low = v
             if have_high:
                 have_time = 1
             t = epoch + t_high + t_low
+            state[_LOW_TIME] = t
         elif code == 0x8:  # EVT_TIME_HIGH
-            high = v << 12
-            if have_high and high < t_high:
-                if t_high - high > (_MAX_BACKWARD_HIGH << 12):
-                    epoch += _ROLLOVER_US
-                    t_high = high
+            if have_high:
+                current = t_high >> _HIGH_SHIFT
+                following = _following_high(words, i)
+                verdict, forward = judge_time_high(
+                    current, v, following, state[_PREV_HIGH], state[_PROVISIONAL] == 1, state[_CANDIDATE] - 1, _HIGH_PERIOD, max_jump_units)
+                state[_CANDIDATE] = v + 1 if verdict == PENDING else 0  # stored + 1: 0 is none
+                if verdict == IGNORE or verdict == PENDING:
+                    counters[_TIME_ERR] += 1  # a bit error (or a jump still to confirm): keep the time in force
+                    continue
+                if verdict == JUMP and state[_PROVISIONAL] == 2:
+                    verdict = REVERT  # the stream's first TIME_HIGH was the bit error: start again from this one
+                    epoch_now = epoch
+                elif verdict == REVERT:  # the provisional step before was the bit error: time goes back
+                    epoch_now = state[_PREV_EPOCH] + (_ROLLOVER_US if v < state[_PREV_HIGH] else 0)
+                if verdict == REVERT:
+                    counters[_TIME_ERR] += 1
+                    counters[_JUMPS] += 1
+                    was = epoch + t_high
+                    epoch = epoch_now
+                    state[_PROVISIONAL] = 0
+                    # this packet's events so far carried the flipped time: give them the repaired one
+                    shift = was - (epoch + (v << _HIGH_SHIFT))
+                    for k in range(n):
+                        out[k].t -= shift
+                    state[_LOW_TIME] -= shift
+                elif forward == 0:
+                    state[_PROVISIONAL] = 0  # a repeat confirms the time in force
                 else:
-                    counters[_TIME_ERR] += 1  # bit error: keep the time we had
+                    # a step or a confirmed jump, taken forward (modulo the counter) so time stays
+                    # monotone: after a sensor restart the stream restarts on the jump count
+                    state[_PREV_HIGH] = current
+                    state[_PREV_EPOCH] = epoch
+                    state[_PROVISIONAL] = following < 0
+                    if v < current:
+                        epoch += _ROLLOVER_US
+                    counters[_JUMPS] += verdict == JUMP
             else:
-                t_high = high
+                state[_PROVISIONAL] = 2  # the stream's first TIME_HIGH: unconfirmed until a repeat or a step
+            t_high = v << _HIGH_SHIFT
             have_high = 1
             t = epoch + t_high + t_low
         elif code == 0x7 or code == 0xA or code == 0xE or code == 0xF:
@@ -142,8 +202,10 @@ class Evt3Decoder(StreamDecoder):
 
     encoding = "evt3"
     word_dtype = np.dtype("<u2")
-    state_slots = 8
-    counter_slots = (OUT_OF_BOUNDS, UNKNOWN_WORDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS)
+    state_slots = 13
+    counter_slots = (OUT_OF_BOUNDS, UNKNOWN_WORDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS)
+    time_unit_us = 1 << _HIGH_SHIFT
+    max_width = max_height = 2048  # 11-bit x and y
     max_events = staticmethod(_max_events)
     kernel = staticmethod(_decode)
 

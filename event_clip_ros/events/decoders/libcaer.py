@@ -5,8 +5,9 @@ Semantics of event_camera_codecs ``include/event_camera_codecs/libcaer_decoder.h
 timestamp}``): polarity = data bit 1, y = data bits 2-16, x = data bits 17-31;
 the timestamp is the low 31 bits of the sensor time in us and ``time_base`` (ns)
 carries the rest, so t = time_base + timestamp * 1000 ns. Within a packet each
-backward timestamp step is a 31-bit rollover and adds 2**31 us to the rest of
-the packet; nothing carries over between packets (the codec resets at every
+backward timestamp step across the top of the counter is a 31-bit rollover and
+adds 2**31 us to the rest of the packet (any other step back is an out-of-order
+record, left to the stream's time guard, where the codec would add 35 minutes); nothing carries over between packets (the codec resets at every
 packet, the driver folds the rollovers into the next time_base). The valid mark
 (data bit 0) is not checked, as in the codec.
 
@@ -25,6 +26,7 @@ from numba import njit
 from .base import Allocator, OUT_OF_BOUNDS, CounterSlot, TimeBaseDecoder
 
 _ROLLOVER_US = 1 << 31
+_NEAR_WRAP_US = 1 << 29  # a step back is a wrap only from this close to the top to this close to 0
 # counter slots (LibcaerDecoder.counter_slots in this order)
 _OOB, _NEG_TS = range(2)
 _NEGATIVE_TIMESTAMPS = CounterSlot("time_errors", "time", "dropped records with a negative timestamp")
@@ -42,8 +44,8 @@ def _decode(records, out, time_base_us, width, height, counters):
         if ts < 0:
             counters[_NEG_TS] += 1
             continue
-        if ts < last_ts:
-            high_us += _ROLLOVER_US
+        if ts < last_ts and last_ts >= _ROLLOVER_US - _NEAR_WRAP_US and ts < _NEAR_WRAP_US:
+            high_us += _ROLLOVER_US  # the 31-bit counter wrapped (any other step back: see above)
         last_ts = ts
         x = (r >> 17) & 0x7FFF
         y = (r >> 2) & 0x7FFF
@@ -64,7 +66,9 @@ class LibcaerDecoder(TimeBaseDecoder):
 
     encoding = "libcaer"
     record_dtype = np.dtype("<i8")  # data in the low, timestamp in the high half
+    out_of_bounds_is_error = True
     counter_slots = (OUT_OF_BOUNDS, _NEGATIVE_TIMESTAMPS)
+    max_width = max_height = 32768  # 15-bit x and y
 
     def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, np.ndarray]:
         counts = self._new_counts()

@@ -113,8 +113,10 @@ class LibcaerCmpDecoder(TimeBaseDecoder):
     encoding = "libcaer_cmp"
     record_dtype = np.dtype("<u2")
     counter_slots = (OUT_OF_BOUNDS, UNKNOWN_WORDS)
+    max_width = max_height = 2048  # 11-bit column and row fields
 
     def reset(self) -> None:
+        super().reset()
         self._state = np.zeros(3, dtype=np.int64)
 
     def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, np.ndarray]:

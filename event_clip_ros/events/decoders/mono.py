@@ -40,7 +40,9 @@ class MonoDecoder(TimeBaseDecoder):
 
     encoding = "mono"
     record_dtype = np.dtype("<i8")
+    out_of_bounds_is_error = True
     counter_slots = (OUT_OF_BOUNDS,)
+    max_height = 32768  # 15-bit y (x has 16 bits)
 
     def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, tuple[int]]:
         out = alloc(records.size)

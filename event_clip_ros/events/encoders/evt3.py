@@ -6,12 +6,13 @@ documentation. The encoder writes what a sensor writes:
 * EVT_TIME_HIGH (bits 12-23 of the 24-bit us time) when it changes, always
   followed by EVT_TIME_LOW (bits 0-11); EVT_TIME_LOW alone when only it changes.
   Time is written modulo 2**24 us and decoders infer each rollover from TIME_HIGH
-  stepping back. They differ in what counts as one: event_camera_codecs (and
-  our decoder) need a step back of more than 10 units, the PyPI ``evt3``
-  decoder a wrap of at most 11 units (as in a stream with a TIME_HIGH in every
-  4096 us period). So when a gap between events spans a rollover
-  the encoder writes TIME_HIGH 0xFFF then 0x000 at every wrap inside the gap,
-  which every decoder reads as exactly one rollover.
+  stepping back. They differ in what counts as one: event_camera_codecs need a
+  step back of more than 10 units, the PyPI ``evt3`` decoder a wrap of at most
+  11 units (as in a stream with a TIME_HIGH in every 4096 us period), ours a
+  small forward step across the top. A sensor writes TIME_HIGH all the time; so
+  across a gap between events the encoder writes a TIME_HIGH at least every
+  :data:`_BRIDGE_UNITS` (about 1 s: a step every decoder takes as plausible) and
+  0xFFF then 0x000 at every wrap, which every decoder reads as exactly one rollover.
 * EVT_ADDR_Y when the row changes.
 * For a run of same-time, same-row, same-polarity events with increasing x,
   VECT_BASE_X then VECT_12 / VECT_8 masks (the decoder advances the base column
@@ -34,6 +35,7 @@ _ADDR_Y, _ADDR_X, _VECT_BASE_X, _VECT_12, _VECT_8, _TIME_LOW, _TIME_HIGH = (
 )
 _HIGH_PER_ROLLOVER = 1 << 12  # TIME_HIGH units (4096 us) per 2**24 us
 _MAX_COORD = 2047  # x and y are 11-bit fields
+_BRIDGE_UNITS = 256  # longest TIME_HIGH step written across a gap (256 * 4096 us = 1.05 s)
 
 
 @njit(cache=True, nogil=True)
@@ -53,16 +55,20 @@ def _encode(ev, prev_t, out):
         if t != cur_t:
             high = t >> 12
             if high != cur_high or cur_t < 0:
-                if cur_high >= 0:  # bridge each rollover between the two times
-                    wrap = (cur_high // _HIGH_PER_ROLLOVER + 1) * _HIGH_PER_ROLLOVER
-                    while wrap <= high:
-                        if wrap - 1 > cur_high:
-                            out[w] = _TIME_HIGH | 0xFFF
+                if cur_high >= 0:  # bridge the gap: short steps, and 0xFFF, 0x000 at each rollover
+                    h = cur_high
+                    while h < high:
+                        wrap = (h // _HIGH_PER_ROLLOVER + 1) * _HIGH_PER_ROLLOVER
+                        if wrap <= min(h + _BRIDGE_UNITS, high):
+                            if wrap - 1 > h:
+                                out[w] = _TIME_HIGH | 0xFFF
+                                w += 1
+                            h = wrap
+                        else:
+                            h = min(h + _BRIDGE_UNITS, high)
+                        if h < high:
+                            out[w] = _TIME_HIGH | (h & 0xFFF)
                             w += 1
-                        if wrap < high:
-                            out[w] = _TIME_HIGH
-                            w += 1
-                        wrap += _HIGH_PER_ROLLOVER
                 out[w] = _TIME_HIGH | (high & 0xFFF)
                 out[w + 1] = _TIME_LOW | (t & 0xFFF)
                 w += 2
@@ -124,7 +130,7 @@ def encode_evt3(events: np.ndarray, prev_t_us: int | None = None) -> bytes:
         raise ValueError(f"evt3: prev_t_us {prev_t} is after the first event ({t0} us)")
     first = t0 if prev_t < 0 else prev_t
     span_high = (int(events["t"][-1]) >> 12) - (first >> 12)
-    bound = 4 * events.size + 2 * (span_high // _HIGH_PER_ROLLOVER) + 6
+    bound = 4 * events.size + 2 * (span_high // _HIGH_PER_ROLLOVER) + 2 * (span_high // _BRIDGE_UNITS) + 6
     out = np.empty(bound, dtype="<u2")
     n = _encode(events, prev_t, out)
     return out[:n].tobytes()

@@ -116,10 +116,17 @@ class RawReader(EventReader):
             )
         self.size = geometry
         self._block_bytes = block_bytes
+        self._new_decoder()  # a sensor the encoding cannot address is an error now, not mid-stream
+
+    def _new_decoder(self) -> StreamDecoder:
+        """A decoder that counts straight into the reader's stats."""
+        try:
+            return _DECODERS[self.format](self.size, stats=self.stats)
+        except ValueError as exc:
+            raise EventFileError(f"{self.path}: {exc}") from None
 
     def chunks(self) -> Iterator[np.ndarray]:
-        decoder = _DECODERS[self.format](self.size)
-        decoder.stats = self.stats  # the decoder counts straight into the reader's stats
+        decoder = self._new_decoder()
         data_bytes = 0
         with open(self.path, "rb") as f:
             f.seek(self.header.data_offset)

@@ -324,3 +324,61 @@ def test_statistics_for_diagnostics():
     assert assess(True, None, {"events": 0}).level == "stale"
     assert assess(True, None, {"events": 5}).level == "ok"
     assert assess(False, "configure failed: x", {}).level == "error"
+
+
+# ------------------------------------------------------------------ real faults (issue 11)
+
+
+def test_garbage_packet_gives_no_future_windows_and_health_names_decode_errors(model):
+    """One EventPacket of random bytes once made the node stamp results up to 14.7 h in the
+    future and blame 'windows dropped'. Now: dropped whole, counted, named, and the stream goes on."""
+    events = scene()
+    packets = evt3_packets(events, 20)
+    rng = np.random.default_rng(3)
+    garbage = encode_event_packet(rng.integers(0, 256, 4000, dtype=np.uint8).tobytes(), encoding="evt3",
+                                  width=SIZE.width, height=SIZE.height, seq=10, stamp_ns=STAMP0_NS, frame_id="cam")
+    det = detector(model)
+    clean = run(detector(model), packets)
+    results = run(det, packets[:10] + [garbage] + packets[10:])
+    last_end = int(events["t"][-1]) + WINDOW.duration_us
+    assert all(r.t_end_us <= last_end for r in results)
+    assert max(r.stamp_ns for r in results) <= STAMP0_NS + (last_end - int(events["t"][0])) * 1000
+    # the windows the garbage did not touch are unchanged
+    assert {(r.t_start_us, r.labels[0].label) for r in clean} >= {(r.t_start_us, r.labels[0].label) for r in results}
+    counters = det.counters()
+    assert counters["decode_errors"] >= 1 and counters["bad_packets"] == 1 and counters["stream_restarts"] == 0
+    health = assess(True, None, {**{k: 0 for k in counters}, "events": 10, "packets": 21, "bad_packets": 1,
+                                 "decode_errors": 1})
+    assert health.level == "warn" and health.message.startswith("1 decode errors")
+    all_bad = assess(True, None, {"events": 0, "packets": 20, "bad_packets": 20, "decode_errors": 20})
+    assert all_bad.level == "error" and "undecodable" in all_bad.message
+
+
+def test_garbage_time_base_gives_no_future_windows(model):
+    events = scene(t0_us=1_700_000_000_000_000)
+    packets = []
+    for i, chunk in enumerate(np.array_split(events, 10)):
+        tb = int(chunk["t"][0]) * 1000
+        sent = tb + (915_000_000_000 if i == 4 else 0)  # one time_base 915 s ahead
+        packets.append(encode_event_packet(encode_mono(chunk, tb), encoding="mono", width=SIZE.width,
+                                           height=SIZE.height, seq=i, time_base_ns=sent, stamp_ns=STAMP0_NS + i))
+    det = detector(model)
+    results = run(det, packets)
+    assert results and all(r.t_end_us <= int(events["t"][-1]) + WINDOW.duration_us for r in results)
+    assert det.counters()["time_dropped_events"] == np.array_split(events, 10)[4].size
+
+
+def test_frame_is_bounded_whatever_the_claimed_sensor_size(model):
+    from event_clip_ros.apps.detector import MAX_FRAME_SIDE, bounded_frame_size
+    from event_clip_ros.apps.event_input import PendingWindow
+    from event_clip_ros.events.windows import Window
+
+    assert bounded_frame_size(SensorSize(16384, 16384)) == (MAX_FRAME_SIDE, MAX_FRAME_SIDE)
+    assert bounded_frame_size(SensorSize(4096, 2048)) == (640, 1280)
+    assert bounded_frame_size(SensorSize(640, 480)) == (480, 640)
+    det = detector(model)
+    claimed = SensorSize(65535, 65535)
+    window = Window(0, 0, 1000, make_events([1, 2], [0, 65534], [0, 65534], [1, 1]))
+    frame = det.frame(PendingWindow(window, claimed, 0, "cam", 0))
+    assert frame.shape == (MAX_FRAME_SIDE, MAX_FRAME_SIDE) and frame.dtype == np.uint8
+    assert frame[0, 0] > 0 and frame[-1, -1] > 0

@@ -159,6 +159,16 @@ class _Head:
     scorer: AnomalyScorer | None
 
 
+#: Longest side (pixels) of the ``~/frame`` image: a sensor that claims more is shown scaled down.
+MAX_FRAME_SIDE = 1280
+
+
+def bounded_frame_size(size: SensorSize, max_side: int = MAX_FRAME_SIDE) -> tuple[int, int]:
+    """(height, width) of a frame of ``size`` scaled down, aspect kept, to at most ``max_side`` pixels a side."""
+    scale = min(1.0, max_side / max(size.width, size.height))
+    return max(1, round(size.height * scale)), max(1, round(size.width * scale))
+
+
 class Detector:
     """Decode, window and classify one event or image topic (see module doc)."""
 
@@ -397,12 +407,13 @@ class Detector:
         return out + self.infer(batch)
 
     def frame(self, window: PendingWindow) -> np.ndarray:
-        """The window as a uint8 (H, W) image at sensor resolution, in the model's frame representation
-        (image input: its event frame, [0, 1] mapped to 0..255)."""
+        """The window as a uint8 (H, W) image at sensor resolution, at most :data:`MAX_FRAME_SIDE`
+        pixels on its longer side whatever size the input claims, in the model's frame
+        representation (image input: its event frame, [0, 1] mapped to 0..255)."""
         if window.frame is not None:
             return np.clip(np.rint(window.frame * np.float32(255)), 0, 255).astype(np.uint8)
         frame_cfg = self._model.frame_config if self._model is not None else FrameConfig()
-        config = dataclasses.replace(frame_cfg, out_size=None, keep_aspect=False)
+        config = dataclasses.replace(frame_cfg, out_size=bounded_frame_size(window.size), keep_aspect=False)
         return frame_to_uint8(build_frame(window.window.events, window.size, config), config)
 
     # ------------------------------------------------------------------ counters

@@ -14,12 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Counters whose growth during a period makes the status a warning, with what to say.
+#: Input problems come first: windows dropped behind them are often their consequence.
 WARN_COUNTERS: dict[str, str] = {
-    "dropped_windows": "windows dropped (inference slower than the input)",
+    "decode_errors": "decode errors (garbage packets, unknown words, implausible time words)",
+    "time_dropped_events": "events dropped for an implausible time (bit errors, garbage stamps)",
     "lost_packets": "packets lost (sequence gaps)",
-    "decode_errors": "decode errors",
-    "stream_restarts": "stream restarts (bag loop, driver restart or format change)",
+    "seq_resets": "implausible sequence numbers",
+    "stream_restarts": "stream restarts (bag loop, driver restart, time jump or format change)",
+    "nonfinite_windows": "windows skipped for a NaN/Inf embedding",
+    "dropped_windows": "windows dropped (inference slower than the input)",
 }
+#: Share of a period's packets that, when undecodable, makes the status an error instead of a warning.
+ERROR_BAD_PACKET_SHARE = 0.5
 
 
 class LatencyTracker:
@@ -77,15 +83,20 @@ def assess(active: bool, error: str | None, increments: Mapping[str, int], input
     """Health from the node state and the counters' increments over the last period.
 
     error: a configuration or model error (level "error"); not active: "stale";
-    any counter of :data:`WARN_COUNTERS` grown: "warn", naming them; ``input_counter``
-    (events, or images for image input) not grown in the period: "stale" (the input
-    is silent); else "ok".
+    any counter of :data:`WARN_COUNTERS` grown: "warn", naming them, or "error" when
+    at least :data:`ERROR_BAD_PACKET_SHARE` of the period's packets were undecodable
+    (``bad_packets`` of ``packets``); ``input_counter`` (events, or images for image
+    input) not grown in the period: "stale" (the input is silent); else "ok".
     """
     if error:
         return Health("error", error)
     if not active:
         return Health("stale", "not active")
     grown = [f"{increments[k]} {text}" for k, text in WARN_COUNTERS.items() if increments.get(k, 0) > 0]
+    bad, packets = increments.get("bad_packets", 0), increments.get("packets", 0)
+    if packets and bad >= ERROR_BAD_PACKET_SHARE * packets:
+        return Health("error", f"{bad} of {packets} packets undecodable (garbage payloads or a wrong encoding); "
+                               + "; ".join(grown))
     if grown:
         return Health("warn", "; ".join(grown))
     if increments and increments.get(input_counter, 0) == 0:

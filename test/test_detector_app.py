@@ -382,3 +382,13 @@ def test_frame_is_bounded_whatever_the_claimed_sensor_size(model):
     frame = det.frame(PendingWindow(window, claimed, 0, "cam", 0))
     assert frame.shape == (MAX_FRAME_SIDE, MAX_FRAME_SIDE) and frame.dtype == np.uint8
     assert frame[0, 0] > 0 and frame[-1, -1] > 0
+
+
+def test_stream_limits_come_from_parameters():
+    config, _ = config_from_parameters({"labels": ["a"], "max_time_jump_ms": 250.0, "max_sensor_size": 1024,
+                                        "pretrained": "none", "model": "EventCLIP-Tiny"})
+    assert (config.stream_limits.max_jump_us, config.stream_limits.max_width) == (250_000, 1024)
+    det = Detector(config)
+    assert det.input.stream.limits is config.stream_limits
+    too_big = encode_event_packet(b"\x00" * 16, encoding="mono", width=2000, height=100, seq=0, stamp_ns=STAMP0_NS)
+    assert det.feed_cdr(too_big) == [] and det.counters()["bad_packets"] == 1

@@ -43,6 +43,7 @@ import torch
 
 from ..events.decoders.base import Payload
 from ..events.frames import FrameConfig, build_frame, frame_to_uint8
+from ..events.limits import DEFAULT_LIMITS, StreamLimits
 from ..events.ros_cdr import EVENT_PACKET_TYPES
 from ..events.types import SensorSize
 from ..events.windows import WindowConfig
@@ -114,6 +115,7 @@ class DetectorConfig:
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     model: ModelSpec = ModelSpec()
     extraction: ExtractionConfig = ExtractionConfig()  #: image input: the frame-difference extraction
+    stream_limits: StreamLimits = DEFAULT_LIMITS  #: event input: plausible time jumps and sensor sizes
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -178,7 +180,7 @@ class Detector:
         self._config = config
         self.input: EventInput | ImageInput = (
             ImageInput(config.extraction, config.window.reset_tolerance_us) if msgtype == IMAGE_MSGTYPE
-            else EventInput(msgtype, config.window)
+            else EventInput(msgtype, config.window, config.stream_limits)
         )
         self._model = model
         self._head: _Head | None = None

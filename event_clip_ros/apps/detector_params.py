@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from ..events.limits import StreamLimits
 from ..events.packet_stream import SUPPORTED_MSGTYPES
 from ..events.windows import WindowConfig
 from ..model.factory import ModelSpec
@@ -76,6 +77,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("min_events", 1000, "windows with fewer events are skipped (and counted)", range=(1, 100_000_000)),
     ParamSpec("max_window_events", 2_000_000, "a duration window keeps at most its latest N events (memory bound)",
               range=(1, 100_000_000)),
+    ParamSpec("max_time_jump_ms", 4000.0, "largest forward step of sensor time between packets taken without "
+              "confirmation; a larger one is dropped until packets agree (a counted restart), ms",
+              range=(1.0, 3_600_000.0)),
+    ParamSpec("max_sensor_size", 4096, "largest sensor width or height accepted from the messages (encodings "
+              "with narrower address fields accept less: 2048 for evt3); larger ones are counted as bad packets",
+              range=(1, 65535)),
     ParamSpec("image_diff_threshold", 10, "image input: gray-level difference a pixel must exceed to count as changed",
               range=(0, 255)),
     ParamSpec("image_stack", 16, "image input: frames per event frame (one window per stack, stack - 1 differences)",
@@ -183,6 +190,8 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         )
     except ValueError as exc:
         raise ValueError(f"image extraction parameters (image_*): {exc}") from None
+    limits = StreamLimits(max_jump_us=round(float(v["max_time_jump_ms"]) * 1000),
+                          max_width=int(v["max_sensor_size"]), max_height=int(v["max_sensor_size"]))
     if v["mode"] == "zero_shot" and not labels:
         raise ValueError("mode zero_shot needs labels: set the labels parameter or labels_file")
     config = DetectorConfig(
@@ -195,6 +204,7 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         anomaly=anomaly,
         model=spec,
         extraction=extraction,
+        stream_limits=limits,
     )
     return config, msgtype
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from ..events.decoders import DECODERS
 from ..events.decoders.base import Payload, TimeBaseDecoder, as_uint8
+from ..events.limits import DEFAULT_LIMITS, StreamLimits
 from ..events.packet_stream import EventPacketStream, make_stream
 from ..events.ros_cdr import CdrError, parse_event_array, parse_event_packet
 from ..events.types import EVENT_DTYPE, SensorSize, empty_events
@@ -90,9 +91,9 @@ def _timed_from_time_base(encoding: str | None) -> bool:
 class EventInput:
     """Decode one topic's messages in order and cut windows on sensor time (see module doc)."""
 
-    def __init__(self, msgtype: str, window: WindowConfig) -> None:
+    def __init__(self, msgtype: str, window: WindowConfig, limits: StreamLimits = DEFAULT_LIMITS) -> None:
         self.msgtype = msgtype
-        self.stream = make_stream(msgtype)  # ValueError for an unsupported type
+        self.stream = make_stream(msgtype, limits)  # ValueError for an unsupported type
         self._is_packet = isinstance(self.stream, EventPacketStream)
         self._parse = parse_event_packet if self._is_packet else parse_event_array
         self.windower = Windower(window)

@@ -286,11 +286,10 @@ def test_bag_problems_are_clear_errors(glyph_bag, tmp_path):
     with pytest.raises(EventFileError, match="mixes message types"):
         open_bag_topics(mixed, "/events")
     mcap = next(glyph_bag.glob("*.mcap"), None)
-    if mcap is not None:  # an MCAP cut short (no footer) cannot be opened
+    if mcap is not None:  # an MCAP cut short (no footer) opens: its messages before the cut are read
         cut = tmp_path / "cut.mcap"
         cut.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
-        with pytest.raises(EventFileError, match="mcap recover"):
-            open_bag_topics(cut)
+        assert open_bag_topics(cut).event_topic
     with pytest.raises(EventFileError, match="no such bag"):
         open_bag_topics(tmp_path / "missing")
 

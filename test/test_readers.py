@@ -236,12 +236,24 @@ def test_dat_round_trip_and_geometry(tmp_path, header, size):
 
 
 def test_dat_eventcd_type_and_wrapping_time(tmp_path):
-    t = np.array([(1 << 32) - 20, (1 << 32) - 1, 1 << 32, (1 << 32) + 5, (1 << 32) + 3_000_000_000, (2 << 32) + 7])
+    t = np.array([(1 << 32) - 20, (1 << 32) - 1, 1 << 32, (1 << 32) + 5, (2 << 32) - 100, (2 << 32) + 7])
     events = make_events(t, [1, 2, 3, 4, 5, 6], [5, 4, 3, 2, 1, 0], [0, 1, 0, 1, 0, 1])
     path = write_dat(tmp_path / "w.dat", events, ["Version 2", "Width 8", "Height 8"], ev_type=12)
     reader = open_events(path)
     assert_same(read_all(reader), events)
     assert reader.stats.time_errors == 0
+
+
+def test_dat_garbage_time_does_not_shift_the_rest_of_the_file(tmp_path):
+    """One time 50 min ahead, then the true ones: a 'wrap' to the old rule, +71.6 min for every later event."""
+    events = random_events(3000, SensorSize(60, 50), seed=4)
+    damaged = events.copy()
+    damaged["t"][1000] = 3_000_000_000
+    path = write_dat(tmp_path / "g.dat", damaged, ["Version 2", "Width 60", "Height 50"])
+    reader = open_events(path)
+    got = read_all(reader)
+    assert_same(got, np.delete(events, 1000))
+    assert reader.stats.time_dropped == 1 and reader.stats.time_resets == 0
 
 
 @pytest.mark.parametrize(("ev_type", "ev_size", "match"), [(0, 16, "event size 16"), (14, 8, "event type 14")])

@@ -182,10 +182,6 @@ def test_bag_directory_without_metadata_reads_its_storage_file(tmp_path, typesto
         reader = RosbagReader(bag)
     assert "no metadata.yaml" in caplog.text
     np.testing.assert_array_equal(read_all(reader), SOURCES["/dvs/events"])
-    storage_file = next(bag.glob("*.mcap"))
-    (bag / "split_1.mcap").write_bytes(storage_file.read_bytes())
-    with pytest.raises(EventFileError, match="2 storage files; run 'ros2 bag reindex"):
-        RosbagReader(bag)
 
 
 def test_events_outside_the_first_sensor_size_are_dropped(tmp_path, typestore):
@@ -214,8 +210,11 @@ def test_unreadable_paths(tmp_path, typestore):
     storage_file = next(bag.glob("*.mcap"))
     cut = tmp_path / "cut.mcap"
     cut.write_bytes(storage_file.read_bytes()[: storage_file.stat().st_size // 2])
-    with pytest.raises(EventFileError, match="mcap recover"):
-        RosbagReader(cut)
+    # an MCAP cut short (no summary, no footer) gives the events before the cut, read sequentially
+    got = read_all(RosbagReader(cut))
+    source = SOURCES["/dvs/events"]
+    assert 0 < got.size < source.size
+    np.testing.assert_array_equal(got, source[: got.size])
 
 
 def test_storage_damage_mid_read_ends_the_read_counted():

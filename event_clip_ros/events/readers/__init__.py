@@ -7,8 +7,9 @@ header-less ``.dat``):
 ================== ============================================ ============================
 kind               recognised by                                reader
 ================== ============================================ ============================
-rosbag2            directory with metadata.yaml, MCAP / SQLite  ``RosbagReader`` (.rosbag)
-                   magic, or a .mcap / .db3 file
+bag                a directory with metadata.yaml or .mcap /    ``RosbagReader`` (.rosbag)
+                   .db3 files, MCAP / SQLite / ``#ROSBAG
+                   V2.0`` magic, or a .mcap / .db3 file
 AEDAT 4.0          ``#!AER-DAT4``                               :class:`Aedat4Reader`
 AEDAT 3.x          ``#!AER-DAT3``                               :class:`Aedat31Reader`
 N-ImageNet npz     zip magic (``PK`` 3 4)                       :class:`NImageNetReader`
@@ -31,6 +32,7 @@ from .aedat4 import Aedat4Reader
 from .aedat31 import MAGIC as _AEDAT3_MAGIC
 from .aedat31 import Aedat31Reader
 from .atis_bin import AtisBinReader
+from .bags import is_bag
 from .base import CHUNK_EVENTS, EventFileError, EventReader
 from .dat import DatReader
 from .nimagenet import NImageNetReader
@@ -42,10 +44,7 @@ __all__ = [
     "EventReader", "NImageNetReader", "RawReader", "detect_format", "open_events",
 ]
 
-_MCAP_MAGIC = b"\x89MCAP"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _ZIP_MAGIC = b"PK\x03\x04"
-_ROSBAG_SUFFIXES = (".mcap", ".db3")
 _DAT_CD_TYPES = (0, 12)
 _DAT_EVENT_BYTES = 8
 
@@ -58,14 +57,16 @@ _READERS = {
 def detect_format(path: str | Path) -> str:
     """Name the kind of event file at ``path``: "rosbag", "raw", "dat", "aedat4", "aedat31", "nimagenet", "atis_bin".
 
-    Raises :class:`EventFileError` for a missing path, an empty file or an
+    "rosbag" is any bag :func:`~.bags.open_bag` opens (rosbag2 directory, with or
+    without metadata.yaml, .mcap / .db3 file, ROS 1 bag). Raises
+    :class:`EventFileError` for a missing path, an empty file or an
     unrecognised format.
     """
     path = Path(path)
     if path.is_dir():
-        if (path / "metadata.yaml").is_file():
+        if is_bag(path):
             return "rosbag"
-        raise EventFileError(f"{path}: a directory that is not a rosbag2 bag (no metadata.yaml)")
+        raise EventFileError(f"{path}: a directory that is not a rosbag2 bag (no metadata.yaml, no .mcap or .db3 file)")
     if not path.is_file():
         raise EventFileError(f"{path}: no such file")
     with open(path, "rb") as f:
@@ -73,7 +74,7 @@ def detect_format(path: str | Path) -> str:
     if not head:
         raise EventFileError(f"{path}: empty file")
     suffix = path.suffix.lower()
-    if head.startswith((_MCAP_MAGIC, _SQLITE_MAGIC)) or suffix in _ROSBAG_SUFFIXES:
+    if is_bag(path, head):
         return "rosbag"
     if head.startswith(_AEDAT4_MAGIC):
         return "aedat4"
@@ -101,7 +102,7 @@ def detect_format(path: str | Path) -> str:
         return "atis_bin"
     raise EventFileError(
         f"{path}: unknown event file format (first bytes {head[:16]!r}); supported: Prophesee RAW (EVT 3.0 / 2.0) "
-        "and DAT, AEDAT 4.0 and 3.1, N-MNIST / N-Caltech101 .bin, N-ImageNet .npz, rosbag2"
+        "and DAT, AEDAT 4.0 and 3.1, N-MNIST / N-Caltech101 .bin, N-ImageNet .npz, rosbag2 and ROS 1 bags"
     )
 
 
@@ -115,7 +116,7 @@ def _has_dat_type_bytes(path: Path, offset: int) -> bool:
 def open_events(path: str | Path, topic: str | None = None, size: SensorSize | None = None) -> EventReader:
     """Open an event recording of any supported format for streaming (see :func:`detect_format`).
 
-    ``topic`` selects the event topic of a rosbag2 bag (None: the only one);
+    ``topic`` selects the event topic of a bag (None: the only one);
     ``size`` overrides the sensor size of a file (events outside are dropped
     and counted). A rosbag's size comes from its messages, so ``size`` is
     refused there, as is ``topic`` for files that are not bags.

@@ -14,6 +14,11 @@ packet types (frames, IMU, special events) are skipped.
 Sensor size: the ``size`` argument, else ``sizeX`` / ``sizeY`` (or
 ``dvsSizeX`` / ``dvsSizeY``) in the header, else the camera named in
 ``#Source N: <camera>`` (:data:`SOURCE_SIZES`), else DVS128's 128x128.
+
+Damage: packet sizes are checked against the file (a cut is ``truncated_bytes``),
+events outside the sensor are dropped and counted, and events whose time is
+negative, going back or jumping ahead are dropped and counted
+(:class:`~.streaming.FileTimeGuard`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 
 from ..types import EVENT_DTYPE, SensorSize
 from .base import CHUNK_EVENTS, EventFileError, EventReader
-from .streaming import DEFAULT_BLOCK_BYTES, TimeUnwrapper, drop_out_of_bounds, note_truncated, rechunk
+from .streaming import DEFAULT_BLOCK_BYTES, FileTimeGuard, TimeUnwrapper, drop_out_of_bounds, note_truncated, rechunk
 
 MAGIC = b"#!AER-DAT3"
 _END_HEADER = b"#!END-HEADER"
@@ -100,6 +105,7 @@ class Aedat31Reader(EventReader):
         """Yield the events of each polarity packet (big packets in blocks of ``block_bytes``)."""
         stats = self.stats
         unwrap = TimeUnwrapper(None, stats, self.format)
+        guard = FileTimeGuard(stats, self.format)
         file_bytes = self.path.stat().st_size
         with open(self.path, "rb") as f:
             f.seek(self._data_offset)
@@ -122,7 +128,7 @@ class Aedat31Reader(EventReader):
                 stats.packets += 1
                 present = min(number, capacity, available // ev_size)  # whole records in the file
                 for raw in self._read_records(f, present):
-                    yield self._decode(raw, ts_overflow, unwrap)
+                    yield self._decode(raw, ts_overflow, unwrap, guard)
                 if payload > available:
                     note_truncated(stats, available - present * ev_size, self.format)
                     return
@@ -136,7 +142,7 @@ class Aedat31Reader(EventReader):
             yield np.frombuffer(f.read(k * _POLARITY.itemsize), dtype=_POLARITY)
             n -= k
 
-    def _decode(self, raw: np.ndarray, ts_overflow: int, unwrap: TimeUnwrapper) -> np.ndarray:
+    def _decode(self, raw: np.ndarray, ts_overflow: int, unwrap: TimeUnwrapper, guard: FileTimeGuard) -> np.ndarray:
         data = raw["data"]
         valid = (data & 1).astype(bool)
         if not valid.all():
@@ -146,6 +152,6 @@ class Aedat31Reader(EventReader):
         events["x"] = (data >> 17) & 0x7FFF
         events["y"] = (data >> 2) & 0x7FFF
         events["p"] = (data >> 1) & 1
-        events = drop_out_of_bounds(events, self.size, self.stats, self.format)
+        events = guard(drop_out_of_bounds(events, self.size, self.stats, self.format))
         self.stats.events += events.shape[0]
         return events

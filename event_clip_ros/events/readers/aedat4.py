@@ -1,30 +1,40 @@
-"""iniVation AEDAT 4.0 files, ``format = "aedat4"``, read with dv-processing.
+"""iniVation AEDAT 4.0 files, ``format = "aedat4"``.
 
-dv-processing's ``MonoCameraRecording`` streams the file packet by packet
-(``getNextEventBatch``), so memory stays bounded; its event times are already
-int64 us (often Unix time). The sensor size is the recording's event
-resolution unless ``size`` overrides it (events outside are dropped and
-counted). AEDAT 4 keeps its packet index at the end of the file, so
-dv-processing refuses a truncated file as a whole: that is an
-:class:`EventFileError`, not a partial read.
+The container is parsed by :mod:`.aedat4_format` (not by dv-processing, whose
+reader can hang on damaged files): packets are read one at a time in file order,
+so memory stays bounded and a file cut short (no packet index at its end) gives
+every event before the cut, with a warning. Event times are int64 us as stored
+(often Unix time). The sensor size is the event stream's ``sizeX`` x ``sizeY``
+unless ``size`` overrides it (events outside are dropped and counted).
+
+Damage is counted in ``stats``, never raised from the middle of the file: a
+packet that does not decompress or parse is skipped (``bad_packets``); damaged
+packet framing is skipped up to the next plausible packet header
+(``bad_packets``); a cut inside the last packet is ``truncated_bytes``; times
+going back or jumping are kept out by the stream's
+:class:`~.streaming.FileTimeGuard` (``time_dropped``). A file
+whose header is damaged, or with no complete event packet before a cut, is an
+:class:`EventFileError`.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..types import EVENT_DTYPE, SensorSize
+from .aedat4_format import MAGIC, Aedat4Header, PacketError, PacketScanner, decompress, event_records, read_header
 from .base import CHUNK_EVENTS, EventFileError, EventReader
-from .streaming import account_block, rechunk
+from .streaming import FileTimeGuard, account_block, note_truncated, rechunk
 
-MAGIC = b"#!AER-DAT4"
+__all__ = ["MAGIC", "Aedat4Reader"]
 
 
 class Aedat4Reader(EventReader):
-    """AEDAT 4.0 reader (the event stream of a mono camera recording)."""
+    """AEDAT 4.0 reader (the first event stream of the recording)."""
 
     format = "aedat4"
 
@@ -32,46 +42,53 @@ class Aedat4Reader(EventReader):
                  chunk_events: int = CHUNK_EVENTS) -> None:
         super().__init__(path)
         self._chunk_events = chunk_events
-        recording = self._open()
-        if not recording.isEventStreamAvailable():
-            raise EventFileError(f"{self.path}: AEDAT4 recording has no event stream")
-        width, height = recording.getEventResolution()
-        self.size = size or SensorSize(int(width), int(height))
+        self.header: Aedat4Header = read_header(self.path)
+        self.size = size or self.header.size
+        self._check_readable()
 
-    def _open(self):  # -> dv_processing.io.MonoCameraRecording
-        try:
-            import dv_processing
-        except ImportError as exc:
-            raise EventFileError(f"{self.path}: reading AEDAT4 needs the dv-processing package") from exc
-        try:
-            return dv_processing.io.MonoCameraRecording(str(self.path))
-        except RuntimeError as exc:
-            raise EventFileError(f"{self.path}: unreadable AEDAT4 file ({_brief(exc)})") from exc
+    def _check_readable(self) -> None:
+        """EventFileError for a file without index that holds no complete event packet (cut in its first one)."""
+        with open(self.path, "rb") as f:
+            scanner = PacketScanner(f, self.header, self.path.stat().st_size)
+            if scanner.has_index:
+                return
+            for _, stream, _ in scanner.packets():
+                if stream == self.header.event_stream:
+                    return
+        raise EventFileError(f"{self.path}: AEDAT4 file cut short before its first complete event packet")
 
     def chunks(self) -> Iterator[np.ndarray]:
-        yield from rechunk(self._batches(), self._chunk_events)
+        yield from rechunk(self._packets(), self._chunk_events)
 
-    def _batches(self) -> Iterator[np.ndarray]:
-        recording = self._open()
-        while True:
-            try:
-                batch = recording.getNextEventBatch()
-            except RuntimeError as exc:
-                self.stats.bad_packets += 1
-                self.stats.warn_once("read", f"aedat4: stopped at an unreadable packet ({_brief(exc)})")
-                return
-            if batch is None:
-                return
-            store = batch.numpy()
-            events = np.empty(store.shape[0], dtype=EVENT_DTYPE)
-            events["t"] = store["timestamp"]
-            events["x"] = store["x"]
-            events["y"] = store["y"]
-            events["p"] = store["polarity"]
-            yield account_block(events, self.size, self.stats, self.format)
+    def _packets(self) -> Iterator[np.ndarray]:
+        """The events of each event packet, in file order (damage counted and skipped)."""
+        stats = self.stats
+        guard = FileTimeGuard(stats, self.format)
 
+        def skipped(offset: int, nbytes: int) -> None:
+            stats.bad_packets += 1
+            stats.warn_once("framing", f"aedat4: damaged packet framing at byte {offset}; skipped {nbytes} bytes "
+                                       "to the next plausible packet")
 
-def _brief(exc: Exception) -> str:
-    """dv-processing's message without the C++ source location and stack trace it appends."""
-    lines = [line.strip() for line in str(exc).split("Stacktrace:")[0].splitlines() if line.strip()]
-    return " ".join(line for line in lines if not line.startswith("/")) or type(exc).__name__
+        with open(self.path, "rb") as f:
+            scanner = PacketScanner(f, self.header, self.path.stat().st_size, skipped)
+            for offset, stream, payload in scanner.packets():
+                if stream != self.header.event_stream:
+                    continue
+                try:
+                    records = event_records(decompress(payload, self.header.compression))
+                except (PacketError, struct.error) as exc:
+                    stats.bad_packets += 1
+                    stats.warn_once("packet", f"aedat4: skipped an undecodable event packet at byte {offset} ({exc})")
+                    continue
+                events = np.empty(records.shape[0], dtype=EVENT_DTYPE)
+                events["t"] = records["t"]
+                events["x"] = records["x"]  # int16: a negative x wraps to >= 32768, outside any sensor
+                events["y"] = records["y"]
+                events["p"] = records["p"] != 0
+                yield account_block(events, self.size, stats, self.format, guard)
+        if scanner.tail:
+            note_truncated(stats, scanner.tail, self.format)
+        if not scanner.has_index:
+            stats.warn_once("index", "aedat4: no packet index at the end of the file (recording cut short or not "
+                                     "closed); read the packets before the end")

@@ -10,6 +10,12 @@ x / y in the file plus one when the file has coordinates beyond it (found by a
 first pass over the file in blocks). N-Caltech101 samples are each cropped
 differently (up to 240x180), so pass ``size=SensorSize(240, 180)`` to put every
 N-Caltech101 sample on the same canvas.
+
+Damage cannot be told from data in a format without header or checksum, except
+in time: events whose time is going back or jumping ahead are dropped and
+counted (:class:`~.streaming.FileTimeGuard`), so what the
+reader yields is always in time order; a partial last record is counted in
+``truncated_bytes``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import numpy as np
 
 from ..types import EVENT_DTYPE, DecodeStats, SensorSize
 from .base import EventReader
-from .streaming import DEFAULT_BLOCK_BYTES, TimeUnwrapper, account_block, iter_record_blocks, split_chunks
+from .streaming import (DEFAULT_BLOCK_BYTES, FileTimeGuard, TimeUnwrapper, account_block, iter_record_blocks,
+                        split_chunks)
 
 #: Sensor of N-MNIST, the default when every coordinate fits it.
 NMNIST_SIZE = SensorSize(34, 34)
@@ -53,6 +60,7 @@ class AtisBinReader(EventReader):
 
     def chunks(self) -> Iterator[np.ndarray]:
         unwrap = TimeUnwrapper(_TIME_BITS, self.stats, self.format)
+        guard = FileTimeGuard(self.stats, self.format)
         for rec in self._blocks(self.stats):
             b2 = rec[:, 2].astype(np.uint32)
             raw_t = ((b2 & 0x7F) << 16) | (rec[:, 3].astype(np.uint32) << 8) | rec[:, 4]
@@ -61,4 +69,4 @@ class AtisBinReader(EventReader):
             events["x"] = rec[:, 0]
             events["y"] = rec[:, 1]
             events["p"] = b2 >> 7
-            yield from split_chunks(account_block(events, self.size, self.stats, self.format))
+            yield from split_chunks(account_block(events, self.size, self.stats, self.format, guard))

@@ -10,7 +10,16 @@ are refused. The 32-bit time wraps after 71.6 min and is unwrapped.
 Sensor size: the ``size`` argument, else ``% geometry WxH`` or ``% Width`` /
 ``% Height`` from the header, else (N-Cars files have none) the largest x and
 y in the file plus one, found by a first pass over the file in blocks. That
-fitted size is the smallest sensor that holds every event, not the camera's.
+fitted size is the smallest sensor that holds every event, not the camera's;
+coordinates beyond :data:`~event_clip_ros.events.limits.DEFAULT_LIMITS` (no
+DAT-era sensor has them: damaged records) do not count, and those events are
+dropped as outside the sensor.
+
+Damage: a header line damaged or cut short, an implausible geometry or a file
+ending before the type/size bytes is an :class:`EventFileError`; in the data,
+events outside the sensor and events whose time is negative, going back or
+jumping ahead (:class:`~.streaming.FileTimeGuard`) are dropped and counted, so
+what the reader yields is always in time order.
 """
 
 from __future__ import annotations
@@ -20,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..limits import DEFAULT_LIMITS
 from ..types import EVENT_DTYPE, SensorSize
 from .base import EventFileError, EventReader
-from .percent_header import read_percent_header
-from .streaming import DEFAULT_BLOCK_BYTES, TimeUnwrapper, account_block, iter_record_blocks, split_chunks
+from .percent_header import check_header_end, read_percent_header
+from .streaming import (DEFAULT_BLOCK_BYTES, FileTimeGuard, TimeUnwrapper, account_block, iter_record_blocks,
+                        split_chunks)
 
 _RECORD = np.dtype([("t", "<u4"), ("addr", "<u4")])
 _CD_TYPES = (0, 12)  # Event2D, EventCD: both (t, addr) with the layout above
@@ -41,6 +52,8 @@ class DatReader(EventReader):
         header = read_percent_header(self.path)
         self.header = header
         self._data_offset = header.data_offset
+        # after header lines come the type byte (0 or 12, never '%'); a header-less file starts with a time
+        check_header_end(self.path, header, data_starts_with_percent=not header.lines)
         if header.lines:  # files with a header state the event type and size
             with open(self.path, "rb") as f:
                 f.seek(header.data_offset)
@@ -53,19 +66,28 @@ class DatReader(EventReader):
             if ev_type not in _CD_TYPES:
                 raise EventFileError(f"{self.path}: DAT event type {ev_type} is not CD events (types 0 and 12 are)")
             self._data_offset += 2
-        self.size = size or header.geometry() or self._fit_size()
+        try:
+            geometry = header.geometry()
+        except ValueError as exc:
+            raise EventFileError(f"{self.path}: implausible DAT header ({exc})") from None
+        self.size = size or geometry or self._fit_size()
 
     def _fit_size(self) -> SensorSize:
-        """Smallest sensor holding every event (first pass over the file)."""
+        """Smallest sensor holding every event within the limits (first pass over the file)."""
         max_x = max_y = -1
+        limit_x, limit_y = DEFAULT_LIMITS.max_width, DEFAULT_LIMITS.max_height
         for block in iter_record_blocks(self.path, self._data_offset, 8, self._block_bytes, None, self.format):
             addr = block.view(_RECORD)[:, 0]["addr"]
-            max_x = max(max_x, int((addr & 0x3FFF).max()))
-            max_y = max(max_y, int(((addr >> 14) & 0x3FFF).max()))
+            x, y = addr & 0x3FFF, (addr >> 14) & 0x3FFF
+            inside = (x < limit_x) & (y < limit_y)
+            if inside.any():
+                max_x = max(max_x, int(x[inside].max()))
+                max_y = max(max_y, int(y[inside].max()))
         return SensorSize(max_x + 1, max_y + 1) if max_x >= 0 else SensorSize(1, 1)
 
     def chunks(self) -> Iterator[np.ndarray]:
         unwrap = TimeUnwrapper(32, self.stats, self.format)
+        guard = FileTimeGuard(self.stats, self.format)
         for block in iter_record_blocks(self.path, self._data_offset, 8, self._block_bytes, self.stats, self.format):
             rec = block.view(_RECORD)[:, 0]
             addr = rec["addr"]
@@ -74,4 +96,4 @@ class DatReader(EventReader):
             events["x"] = addr & 0x3FFF
             events["y"] = (addr >> 14) & 0x3FFF
             events["p"] = (addr >> 28) & 1
-            yield from split_chunks(account_block(events, self.size, self.stats, self.format))
+            yield from split_chunks(account_block(events, self.size, self.stats, self.format, guard))

@@ -13,7 +13,10 @@ yielded in chunks of ``chunk_events``.
 
 from __future__ import annotations
 
+import struct
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,11 +24,14 @@ import numpy as np
 
 from ..types import EVENT_DTYPE, SensorSize
 from .base import CHUNK_EVENTS, EventFileError, EventReader
-from .streaming import split_chunks
+from .streaming import FileTimeGuard, split_chunks
 
 #: Sensor of N-ImageNet (Prophesee Gen3).
 NIMAGENET_SIZE = SensorSize(640, 480)
 _KEY = "event_data"
+#: What numpy and zipfile raise on a damaged npz (a bad zip directory, a damaged deflate stream, a bad .npy header).
+_DAMAGE = (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, struct.error, SyntaxError,
+           tokenize.TokenError)
 _FIELD_NAMES = (("x", "y", "t", "p"), ("x_pos", "y_pos", "timestamp", "polarity"))
 
 
@@ -46,15 +52,17 @@ class NImageNetReader(EventReader):
     def _open(self) -> np.lib.npyio.NpzFile:
         try:
             return np.load(self.path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise EventFileError(f"{self.path}: not a readable npz file ({exc})") from exc
+        except _DAMAGE as exc:
+            raise EventFileError(f"{self.path}: not a readable npz file ({_one_line(exc)})") from exc
 
     def _load(self) -> np.ndarray:
         with self._open() as npz:
             try:
                 data = npz[_KEY]
-            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-                raise EventFileError(f"{self.path}: cannot read {_KEY!r} ({exc})") from exc
+            except _DAMAGE as exc:
+                raise EventFileError(f"{self.path}: cannot read {_KEY!r} ({_one_line(exc)})") from exc
+            except MemoryError:  # a damaged .npy header claiming an absurd shape
+                raise EventFileError(f"{self.path}: {_KEY!r} claims more events than fit in memory") from None
         names = data.dtype.names or ()
         for fx, fy, ft, fp in _FIELD_NAMES:
             if {fx, fy, ft, fp} <= set(names):
@@ -79,7 +87,13 @@ class NImageNetReader(EventReader):
         return events
 
     def chunks(self) -> Iterator[np.ndarray]:
-        events = self._load()
+        events = FileTimeGuard(self.stats, self.format)(self._load())  # negative times are dropped and counted
         self.stats.packets += 1
         self.stats.events += events.shape[0]
         yield from split_chunks(events, self._chunk_events)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line, at most 200 characters (zipfile quotes raw file names)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

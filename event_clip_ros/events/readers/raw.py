@@ -21,7 +21,7 @@ from ..decoders.evt2 import Evt2Decoder
 from ..decoders.evt3 import Evt3Decoder
 from ..types import SensorSize
 from .base import EventFileError, EventReader
-from .percent_header import PercentHeader, read_percent_header
+from .percent_header import PercentHeader, check_header_end, read_percent_header
 from .streaming import DEFAULT_BLOCK_BYTES, note_truncated, split_chunks
 
 #: Sensor size by a substring of ``% plugin_name`` (first match wins): GenX320, IMX636 / Gen4.x
@@ -107,9 +107,13 @@ class RawReader(EventReader):
         header = read_percent_header(self.path)
         if not header.lines:
             raise EventFileError(f"{self.path}: not a Prophesee RAW file (no '%' header)")
+        check_header_end(self.path, header)  # a header line damaged or cut short is not data
         self.header = header
         self.format = raw_encoding(header)
-        geometry = size or raw_geometry(header)
+        try:
+            geometry = size or raw_geometry(header)
+        except ValueError as exc:  # 0 or beyond the limits: a damaged header
+            raise EventFileError(f"{self.path}: implausible RAW header geometry ({exc})") from None
         if geometry is None:
             raise EventFileError(
                 f"{self.path}: RAW header gives no sensor size (no geometry, format or known plugin); pass size="

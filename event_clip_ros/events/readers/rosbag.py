@@ -1,36 +1,37 @@
-"""rosbag2 recordings of event topics, read without ROS (rosbags library).
+"""Event topics of recorded bags (rosbag2 or ROS 1), read without ROS.
 
-A bag is a directory with ``metadata.yaml`` and its ``.mcap`` / ``.db3``
-files, or a single ``.mcap`` / ``.db3`` file. The raw CDR messages of one
-event topic are read in log-time order and decoded by the same
+Bags are opened by :func:`~.bags.open_bag` (every layout: rosbag2 directories,
+with or without a usable metadata.yaml, single .mcap / .db3 files, ROS 1 bags),
+the one opener of every tool. The messages of one event topic are read in
+recording order and decoded by the same
 :mod:`~event_clip_ros.events.packet_stream` stream a ROS node uses, so offline
 results equal live ones. Supported types: see
 :data:`~event_clip_ros.events.packet_stream.SUPPORTED_MSGTYPES`.
 
-Damaged recordings: a directory whose ``metadata.yaml`` is missing (recorder
-killed) but which holds a single storage file is read from that file, with a
-warning; an MCAP file without its footer cannot be opened (EventFileError
-suggesting ``mcap recover``); storage damage met in the middle of a read ends
-the read there, counted in ``stats.bad_packets`` and warned.
+Damaged recordings: a span of storage the bag could step over (a damaged MCAP
+chunk, an unconvertible ROS 1 message, a damaged storage file of several) is
+skipped and the read goes on; damage that ends what can be read (a file cut
+short, a damaged SQLite page) ends the read there. Both are counted in
+``stats.bad_packets`` and warned; the events read before stay valid. Events
+whose time goes back are dropped (counted), so a reader's events are in time
+order (:class:`~.streaming.FileTimeGuard`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from rosbags.rosbag2 import Reader
 
 from ..packet_stream import SUPPORTED_MSGTYPES, EventStream, make_stream
-from ..types import DecodeStats, SensorSize, concat_events, log
+from ..types import DecodeStats, SensorSize, concat_events
+from .bag_parts import SKIP
+from .bags import Bag, open_bag
 from .base import CHUNK_EVENTS, EventFileError, EventReader
-from .streaming import drop_out_of_bounds, split_chunks
-
-_STORAGE_SUFFIXES = (".mcap", ".db3")
+from .streaming import FileTimeGuard, drop_out_of_bounds, split_chunks
 
 
 @dataclass(frozen=True)
@@ -44,39 +45,40 @@ class EventTopic:
 
 def list_event_topics(path: str | Path) -> list[EventTopic]:
     """The event topics of a bag, sorted by name."""
-    path = Path(path)
-    with open_bag(path, storage_path(path)) as bag:
+    with open_bag(path) as bag:
         return event_topics(bag)
 
 
 class RosbagReader(EventReader):
-    """Events of one topic of a rosbag2 recording.
+    """Events of one topic of a bag (rosbag2, or ROS 1: ``format`` "rosbag1").
 
     ``topic=None`` picks the bag's only event topic. ``size`` and ``encoding``
     come from the first decodable message; events outside ``size`` (the sensor
-    size changed mid-bag) are dropped and counted. ``stats`` holds the
-    decoding counters of the last ``chunks()`` run.
+    size changed mid-bag) are dropped and counted, and so are events earlier
+    than the latest time already yielded (a restart the stream followed: a bag
+    loop, a repeated span). ``stats`` holds the decoding counters of the last
+    ``chunks()`` run.
     """
 
     format = "rosbag2"
 
     def __init__(self, path: str | Path, topic: str | None = None) -> None:
         super().__init__(path)
-        self._storage = storage_path(self.path)
-        with open_bag(self.path, self._storage) as bag:
+        with open_bag(self.path) as bag:
+            self.format = "rosbag1" if bag.ros_version == 1 else "rosbag2"
             chosen = choose_topic(self.path, event_topics(bag), all_topics(bag), topic)
             self.topic = chosen.topic
             self.msgtype = chosen.msgtype
             probe = make_stream(self.msgtype)
-            for raw in _topic_messages(bag, self.topic, probe.stats):
+            damage: list[str] = []
+            for raw in _topic_messages(bag, self.topic, probe.stats, damage):
                 probe.feed_cdr(raw)
                 if probe.size is not None:
                     break
         if probe.size is None:
-            raise EventFileError(
-                f"{self.path}: no decodable message on {self.topic} ({self.msgtype}); "
-                f"last problem: {probe.last_error or 'the topic is empty'}"
-            )
+            problem = probe.last_error or (f"the bag is damaged ({damage[-1]})" if damage else "the topic is empty")
+            raise EventFileError(f"{self.path}: no decodable message on {self.topic} ({self.msgtype}); "
+                                 f"last problem: {problem}")
         self.size: SensorSize = probe.size
         #: payload encoding of the first message (None for per-event message types)
         self.encoding: str | None = probe.encoding
@@ -84,11 +86,14 @@ class RosbagReader(EventReader):
     def chunks(self) -> Iterator[np.ndarray]:
         stream = make_stream(self.msgtype)
         self.stats = stream.stats
+        guard = FileTimeGuard(stream.stats, f"{self.format} {self.topic}")
         pending: list[np.ndarray] = []
         n_pending = 0
-        with open_bag(self.path, self._storage) as bag:
+        with open_bag(self.path) as bag:
             for raw in _topic_messages(bag, self.topic, stream.stats):
-                events = self._fit(stream, stream.feed_cdr(raw))
+                decoded = stream.feed_cdr(raw)  # counted in stream.stats.events
+                events = guard(self._fit(stream, decoded))
+                stream.stats.events -= decoded.shape[0] - events.shape[0]  # count what is yielded
                 if not events.size:
                     continue
                 pending.append(events)
@@ -109,45 +114,11 @@ class RosbagReader(EventReader):
         return drop_out_of_bounds(events, self.size, stream.stats, f"{self.format} {self.topic}")
 
 
-def storage_path(path: Path) -> Path:
-    """What to hand to rosbags: the bag directory, or a lone storage file of a bag without metadata."""
-    if not path.exists():
-        raise EventFileError(f"{path}: no such bag (a rosbag2 directory or a .mcap / .db3 file)")
-    if not path.is_dir() or (path / "metadata.yaml").exists():
-        return path
-    files = sorted(p for p in path.iterdir() if p.suffix in _STORAGE_SUFFIXES)
-    if not files:
-        raise EventFileError(f"{path}: not a rosbag2 directory (no metadata.yaml, no .mcap or .db3 file)")
-    if len(files) > 1:
-        raise EventFileError(
-            f"{path}: rosbag2 directory without metadata.yaml and with {len(files)} storage files; "
-            f"run 'ros2 bag reindex {path}' first"
-        )
-    log.warning("%s: no metadata.yaml (recording not closed cleanly?); reading %s directly", path, files[0].name)
-    return files[0]
-
-
-@contextmanager
-def open_bag(path: Path, storage: Path) -> Iterator[Reader]:
-    """Open a bag with rosbags, turning anything it refuses into an EventFileError."""
-    try:
-        bag = Reader(storage)
-        bag.open()
-    except Exception as err:  # rosbags reports damage as ReaderError, apsw errors, OSError, ...
-        hint = " (an MCAP file cut short has no footer: 'mcap recover' can rebuild it)" if (
-            storage.suffix == ".mcap" and "magic" in str(err)) else ""
-        raise EventFileError(f"{path}: cannot open rosbag2 recording: {err}{hint}") from err
-    try:
-        yield bag
-    finally:
-        bag.close()
-
-
-def all_topics(bag: Reader) -> dict[str, str | None]:
+def all_topics(bag: Bag) -> dict[str, str | None]:
     return {name: info.msgtype for name, info in bag.topics.items()}
 
 
-def event_topics(bag: Reader) -> list[EventTopic]:
+def event_topics(bag: Bag) -> list[EventTopic]:
     return [
         EventTopic(name, info.msgtype, info.msgcount)
         for name, info in sorted(bag.topics.items())
@@ -179,10 +150,14 @@ def choose_topic(path: Path, candidates: list[EventTopic], topics: dict[str, str
     )
 
 
-def guarded_messages(bag: Reader, topics: Iterable[str],
-                     on_damage: Callable[[Exception], None]) -> Iterator[tuple[Any, int, bytes]]:
-    """(connection, log time ns, raw CDR) of ``topics`` in log-time order; damaged storage (ReaderError,
-    apsw.Error, decompression errors, ...) ends the iteration after calling ``on_damage(error)``."""
+def guarded_messages(bag: Bag, topics: Iterable[str], on_damage: Callable[[Exception], None],
+                     on_skip: Callable[[str], None]) -> Iterator[tuple[Any, int, bytes]]:
+    """(connection, log time ns, raw CDR) of ``topics`` in recording order.
+
+    A damaged span the bag stepped over calls ``on_skip(reason)`` and the read
+    goes on; damage that ends what can be read (StorageDamage, or anything else
+    the storage raises) ends the iteration after calling ``on_damage(error)``.
+    """
     wanted = set(topics)
     messages = bag.messages(connections=[c for c in bag.connections if c.topic in wanted])
     while True:
@@ -190,18 +165,30 @@ def guarded_messages(bag: Reader, topics: Iterable[str],
             conn, log_time_ns, raw = next(messages)
         except StopIteration:
             return
-        except Exception as err:  # any storage failure: the messages read so far stay valid
+        except Exception as err:  # StorageDamage, or any storage failure: the messages read so far stay valid
             on_damage(err)
             return
+        if conn is SKIP:
+            on_skip(raw)
+            continue
         yield conn, int(log_time_ns), raw
 
 
-def _topic_messages(bag: Reader, topic: str, stats: DecodeStats) -> Iterator[bytes]:
-    """Raw CDR messages of ``topic`` in log-time order; storage damage ends the read (counted)."""
+def _topic_messages(bag: Bag, topic: str, stats: DecodeStats, damage: list[str] | None = None) -> Iterator[bytes]:
+    """Raw CDR messages of ``topic`` in recording order; storage damage is skipped or ends the read (counted
+    in ``stats.bad_packets``, warned, and its description appended to ``damage``)."""
 
     def damaged(err: Exception) -> None:
         stats.bad_packets += 1
-        stats.warn_once("storage", f"rosbag2 {topic}: the bag is damaged ({err}); read stops here")
+        stats.warn_once("storage", f"bag {topic}: the bag is damaged ({err}); read stops here")
+        if damage is not None:
+            damage.append(" ".join(str(err).split()) or type(err).__name__)
 
-    for _, _, raw in guarded_messages(bag, [topic], damaged):
+    def skipped(reason: str) -> None:
+        stats.bad_packets += 1
+        stats.warn_once("storage_skip", f"bag {topic}: skipped damaged storage ({reason})")
+        if damage is not None:
+            damage.append(reason)
+
+    for _, _, raw in guarded_messages(bag, [topic], damaged, skipped):
         yield raw

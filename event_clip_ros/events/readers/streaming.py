@@ -1,4 +1,4 @@
-"""Building blocks shared by the file readers: bounded block reads, time unwrapping, bounds.
+"""Building blocks shared by the file readers: bounded block reads, time unwrapping and checks, bounds.
 
 Every reader streams its file in blocks of :data:`DEFAULT_BLOCK_BYTES` (a
 constructor argument, so tests can force tiny blocks), never the whole file.
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..limits import DEFAULT_LIMITS
+from ..time_guard import TimeGuard
 from ..types import DecodeStats, SensorSize, concat_events
 from .base import CHUNK_EVENTS
 
@@ -57,14 +59,18 @@ def note_truncated(stats: DecodeStats, nbytes: int, fmt: str) -> None:
 class TimeUnwrapper:
     """Turn a file's wrapping time counter into a monotonic int64 time (us).
 
-    With ``wrap_bits`` set, a backward step of more than half the counter range
-    is a wrap and adds ``2**wrap_bits`` to every later time. Any other backward
-    step is a glitch in the file: it is counted in ``stats.time_errors`` (with a
-    warning) and the event keeps its time, so the file's order is kept.
+    With ``wrap_bits`` set, a step back by more than half the counter range that is a
+    small step forward across its top (at most ``max_jump_us`` modulo ``2**wrap_bits``) is a wrap and
+    adds ``2**wrap_bits`` to every later time. Any other backward step (one garbage
+    time far ahead, then the true ones) is a glitch in the file: it is counted in
+    ``stats.time_errors`` (with a warning) and the event keeps its time, for the
+    reader's time guard to judge; it never shifts the rest of the file.
     """
 
-    def __init__(self, wrap_bits: int | None, stats: DecodeStats, fmt: str) -> None:
+    def __init__(self, wrap_bits: int | None, stats: DecodeStats, fmt: str,
+                 max_jump_us: int = DEFAULT_LIMITS.max_jump_us) -> None:
         self._period = 1 << wrap_bits if wrap_bits is not None else 0
+        self._max_jump_us = max_jump_us
         self._stats = stats
         self._fmt = fmt
         self._offset = 0
@@ -81,7 +87,7 @@ class TimeUnwrapper:
         self._last = int(t[-1])
         backward = step < 0
         if self._period:
-            wraps = step < -(self._period >> 1)
+            wraps = (step < -(self._period >> 1)) & (step + self._period <= self._max_jump_us)
             backward &= ~wraps
             t += self._offset
             if wraps.any():
@@ -94,6 +100,63 @@ class TimeUnwrapper:
         return t
 
 
+#: Events the time guard of a file reader judges at a time: a file's "packet", small like a
+#: driver's, so that a forward jump confirmed by the next packets costs few events.
+GUARD_PACKET_EVENTS = 4096
+
+
+class FileTimeGuard:
+    """The time checks of a file reader: a :class:`TimeGuard` fed packets of at most
+    ``packet_events``, and time that never goes back.
+
+    The guard drops negative times, times running back and jumps ahead that the
+    following packets do not confirm (a confirmed one is a counted restart); a
+    jump inside a packet is kept and counted as a restart too. A file holds one
+    recording, so time going back is damage (a duplicated or
+    spliced span) even when packets agree on it, which a live stream would take
+    as a restart: events before the latest time already passed are dropped too
+    (``time_dropped``, one ``time_errors`` incident per packet), so what a file
+    reader yields is in time order.
+    """
+
+    def __init__(self, stats: DecodeStats, fmt: str, packet_events: int = GUARD_PACKET_EVENTS) -> None:
+        self._guard = TimeGuard(stats, fmt)
+        self._stats = stats
+        self._fmt = fmt
+        self._packet_events = packet_events
+        self._latest: int | None = None
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        """The events of ``events`` (in file order) whose time is plausible, in time order."""
+        kept = []
+        for part in split_chunks(events, self._packet_events):
+            part = self._guard(part)
+            self._count_jumps(part)
+            if self._latest is not None and part.shape[0] and part["t"][0] < self._latest:
+                later = part["t"] >= self._latest
+                self._stats.time_dropped += int(part.shape[0] - later.sum())
+                self._stats.time_errors += 1
+                self._stats.warn_once("time:file_back", f"{self._fmt}: dropped events earlier than the file's "
+                                                        "latest time (a repeated or spliced span)")
+                part = part[later]
+            if part.shape[0]:
+                self._latest = int(part["t"][-1])
+                kept.append(part)
+        return concat_events(kept) if kept else events[:0]
+
+    def _count_jumps(self, part: np.ndarray) -> None:
+        """Count forward jumps beyond the limit inside one packet (the guard judges jumps between packets
+        only): a gap in the recording or a damaged span, kept, but never a silent shift."""
+        if part.shape[0] < 2:
+            return
+        jumps = int((np.diff(part["t"]) > self._guard.limits.max_jump_us).sum())
+        if jumps:
+            self._stats.time_resets += jumps
+            self._stats.warn_once("time:file_jump", f"{self._fmt}: time jumps ahead by more than "
+                                                    f"{self._guard.limits.max_jump_us} us inside the file "
+                                                    "(a gap or damaged data); counted as a restart")
+
+
 def drop_out_of_bounds(events: np.ndarray, size: SensorSize, stats: DecodeStats, fmt: str) -> np.ndarray:
     """Drop events outside ``size`` (counted in ``stats.out_of_bounds``, warned once)."""
     inside = (events["x"] < size.width) & (events["y"] < size.height)
@@ -104,10 +167,14 @@ def drop_out_of_bounds(events: np.ndarray, size: SensorSize, stats: DecodeStats,
     return events[inside]
 
 
-def account_block(events: np.ndarray, size: SensorSize, stats: DecodeStats, fmt: str) -> np.ndarray:
-    """Drop the events outside ``size`` (:func:`drop_out_of_bounds`), then count the block
-    as one packet of the events kept; return those."""
+def account_block(events: np.ndarray, size: SensorSize, stats: DecodeStats, fmt: str,
+                  guard: FileTimeGuard | None = None) -> np.ndarray:
+    """Drop the events outside ``size`` (:func:`drop_out_of_bounds`) and, with a ``guard``, those
+    whose time is implausible (negative, going back, jumping ahead: counted by the guard), then
+    count the block as one packet of the events kept; return those."""
     events = drop_out_of_bounds(events, size, stats, fmt)
+    if guard is not None:
+        events = guard(events)
     stats.packets += 1
     stats.events += events.shape[0]
     return events

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from event_clip_ros.apps.bag_writer import bag_typestore as event_typestore
+from event_clip_ros.events.readers.bag_types import bag_typestore as event_typestore
 
 __all__ = ["event_typestore"]

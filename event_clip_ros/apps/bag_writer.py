@@ -27,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
-from rosbags.typesys.store import Typestore
 
 from ..events.encoders import encode_evt3, encode_mono
 from ..events.readers import open_events
+from ..events.readers.bag_types import bag_typestore
 from ..events.readers.base import EventFileError
-from ..events.ros_cdr import EVENT_PACKET_TYPES, MSG_DEFINITIONS, encode_event_packet
+from ..events.ros_cdr import EVENT_PACKET_TYPES, encode_event_packet
 from ..events.types import SensorSize, concat_events
 from .evaluation.bag_input import STRING_MSGTYPE
 from .evaluation.truth import TimeRanges
@@ -137,16 +136,6 @@ class PacketEncoder:
         self.seq += 1
         self._prev_t_us = int(packet.events["t"][-1])
         return raw
-
-
-def bag_typestore() -> Typestore:
-    """rosbags' latest typestore plus the event message types (for the connections' definitions)."""
-    store = get_typestore(Stores.LATEST)
-    types = {}
-    for name, text in MSG_DEFINITIONS.items():
-        types.update(get_types_from_msg(text, name))
-    store.register(types)
-    return store
 
 
 def label_messages(truth: TimeRanges, origin_ns: int) -> list[tuple[int, str]]:

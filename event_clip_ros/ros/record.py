@@ -19,7 +19,8 @@ from pathlib import Path
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Writer
 
-from ..apps.bag_writer import STORAGES, bag_typestore
+from ..apps.bag_writer import STORAGES
+from ..events.readers.bag_types import bag_typestore
 from .interfaces import message_class
 from .replay import ReplayError, RosSession
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..ros_cdr import EVENT_ARRAY_TYPES
 from .bag_parts import RosbagsPart, StorageDamage
+from .bag_types import bag_typestore
 
 MAGIC = b"#ROSBAG V2.0"
 
@@ -98,6 +99,4 @@ def event_array_to_cdr(raw: bytes) -> bytes:
 @lru_cache(maxsize=1)
 def _typestore():
     """The ROS 2 typestore with the event message types (the bag writer's one)."""
-    from ...apps.bag_writer import bag_typestore  # imported here: apps imports the readers
-
     return bag_typestore()

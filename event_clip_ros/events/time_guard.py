@@ -79,6 +79,61 @@ def judge_time_high(current, new, following, previous, provisional, candidate, p
     return PENDING, forward
 
 
+#: Slots of the TIME_HIGH tracker a word-stream decoder keeps in its state array (from an offset):
+#: the time high before the one in force and its epoch, whether the one in force is provisional
+#: (1: it ended its packet, 2: the stream's first) and a pending large move (+ 1; 0: none).
+TH_PREV_HIGH, TH_PREV_EPOCH, TH_PROVISIONAL, TH_CANDIDATE = range(4)
+TIME_HIGH_SLOTS = 4
+
+
+@njit(cache=True, nogil=True)
+def take_time_high(state, at, have_high, current, new, following, epoch, period, unit_us, max_jump):
+    """Judge a TIME_HIGH word (:func:`judge_time_high`) and update the tracker in ``state[at:]``.
+
+    ``current``, ``new`` and ``following`` are in counter units of ``unit_us``; ``epoch``
+    (us) counts the counter's rollovers (``period * unit_us`` each). Returns (taken,
+    epoch, shift_us, errors, jumps): whether ``new`` becomes the time in force; the epoch
+    to use from here; how far the events decoded since the last packet started must move
+    back (a repaired bit error, else 0); and the bit errors and jumps to count.
+    """
+    if not have_high:
+        state[at + TH_PROVISIONAL] = 2  # the stream's first TIME_HIGH: unconfirmed until a repeat or a step
+        return True, epoch, 0, 0, 0
+    rollover_us = period * unit_us
+    verdict, forward = judge_time_high(current, new, following, state[at + TH_PREV_HIGH],
+                                       state[at + TH_PROVISIONAL] == 1, state[at + TH_CANDIDATE] - 1, period, max_jump)
+    state[at + TH_CANDIDATE] = new + 1 if verdict == PENDING else 0
+    if verdict == IGNORE or verdict == PENDING:
+        return False, epoch, 0, 1, 0  # a bit error (or a jump still to confirm): the time in force stays
+    if verdict == JUMP and state[at + TH_PROVISIONAL] == 2:
+        verdict = REVERT  # the stream's first TIME_HIGH was the bit error: start again from this one
+        new_epoch = epoch
+    else:
+        new_epoch = state[at + TH_PREV_EPOCH] + (rollover_us if new < state[at + TH_PREV_HIGH] else 0)
+    if verdict == REVERT:  # time goes back to undo the provisional step (the events since carried it)
+        state[at + TH_PROVISIONAL] = 0
+        shift = (epoch + current * unit_us) - (new_epoch + new * unit_us)
+        return True, new_epoch, shift, 1, 1
+    if forward == 0:
+        state[at + TH_PROVISIONAL] = 0  # a repeat confirms the time in force
+        return True, epoch, 0, 0, 0
+    # a step or a confirmed jump, taken forward (modulo the counter) so time stays monotone:
+    # after a sensor restart the stream restarts on the jump count
+    state[at + TH_PREV_HIGH] = current
+    state[at + TH_PREV_EPOCH] = epoch
+    state[at + TH_PROVISIONAL] = 1 if following < 0 else 0
+    return True, epoch + (rollover_us if new < current else 0), 0, 0, 1 if verdict == JUMP else 0
+
+
+@njit(cache=True, nogil=True)
+def take_missed_step(state, at, current, epoch):
+    """Record a TIME_HIGH step the decoder inferred (its word was lost or flipped) as provisional,
+    so that the next TIME_HIGH can still undo it; returns nothing (the caller takes the step)."""
+    state[at + TH_PREV_HIGH] = current
+    state[at + TH_PREV_EPOCH] = epoch
+    state[at + TH_PROVISIONAL] = 1
+
+
 @njit(cache=True, nogil=True)
 def _in_order_within(t, lo, hi):
     """Whether ``t`` is non-decreasing and inside [lo, hi] (the common case, one pass)."""

@@ -28,11 +28,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..time_guard import IGNORE, JUMP, PENDING, REVERT, judge_time_high
+from ..time_guard import TIME_HIGH_SLOTS, take_time_high
 from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder
 
 # state slots
-_HAVE_HIGH, _T_HIGH, _EPOCH, _PREV_HIGH, _PREV_EPOCH, _PROVISIONAL, _CANDIDATE = range(7)
+_HAVE_HIGH, _T_HIGH, _EPOCH = range(3)
+_TRACKER = 3  # the TIME_HIGH tracker's slots (time_guard.TIME_HIGH_SLOTS) follow
 # counter slots (Evt2Decoder.counter_slots in this order)
 _OOB, _UNKNOWN, _SKIPPED, _TIME_ERR, _JUMPS = range(5)
 
@@ -84,42 +85,15 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
                 counters[_OOB] += 1
         elif code == 0x8:  # EVT_TIME_HIGH
             high = w & 0xFFFFFFF
-            if have_high:
-                following = _following_high(words, i)
-                verdict, forward = judge_time_high(
-                    t_high, high, following, state[_PREV_HIGH], state[_PROVISIONAL] == 1, state[_CANDIDATE] - 1, _HIGH_RANGE, max_jump_units)
-                state[_CANDIDATE] = high + 1 if verdict == PENDING else 0  # stored + 1: 0 is none
-                if verdict == IGNORE or verdict == PENDING:
-                    counters[_TIME_ERR] += 1  # a bit error (or a jump still to confirm): keep the time in force
-                    continue
-                if verdict == JUMP and state[_PROVISIONAL] == 2:
-                    verdict = REVERT  # the stream's first TIME_HIGH was the bit error: start again from this one
-                    epoch_now = epoch
-                elif verdict == REVERT:  # the provisional step before was the bit error: time goes back
-                    epoch_now = state[_PREV_EPOCH] + (_ROLLOVER_US if high < state[_PREV_HIGH] else 0)
-                if verdict == REVERT:
-                    counters[_TIME_ERR] += 1
-                    counters[_JUMPS] += 1
-                    was = epoch + (t_high << _LSB_BITS)
-                    epoch = epoch_now
-                    state[_PROVISIONAL] = 0
-                    # this packet's events so far carried the flipped time: give them the repaired one
-                    shift = was - (epoch + (high << _LSB_BITS))
-                    for k in range(n):
-                        out[k].t -= shift
-                elif forward == 0:
-                    state[_PROVISIONAL] = 0  # a repeat confirms the time in force
-                else:
-                    # a step or a confirmed jump, taken forward (modulo the counter) so time stays
-                    # monotone: after a sensor restart the stream restarts on the jump count
-                    state[_PREV_HIGH] = t_high
-                    state[_PREV_EPOCH] = epoch
-                    state[_PROVISIONAL] = following < 0
-                    if high < t_high:
-                        epoch += _ROLLOVER_US
-                    counters[_JUMPS] += verdict == JUMP
-            else:
-                state[_PROVISIONAL] = 2  # the stream's first TIME_HIGH: unconfirmed until a repeat or a step
+            taken, epoch, shift, errors, jumps = take_time_high(
+                state, _TRACKER, have_high, t_high, high, _following_high(words, i), epoch, _HIGH_RANGE,
+                1 << _LSB_BITS, max_jump_units)
+            counters[_TIME_ERR] += errors
+            counters[_JUMPS] += jumps
+            if not taken:
+                continue
+            for k in range(n if shift else 0):  # a repaired bit error: this packet's events so far
+                out[k].t -= shift
             t_high = high
             have_high = 1
         elif code == 0xA or code == 0xE or code == 0xF:
@@ -140,7 +114,7 @@ class Evt2Decoder(StreamDecoder):
 
     encoding = "evt2"
     word_dtype = np.dtype("<u4")
-    state_slots = 7
+    state_slots = 3 + TIME_HIGH_SLOTS
     counter_slots = (OUT_OF_BOUNDS, UNKNOWN_WORDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS)
     time_unit_us = 1 << _LSB_BITS
     max_width = max_height = 2048  # 11-bit x and y

@@ -30,11 +30,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..time_guard import IGNORE, JUMP, PENDING, REVERT, judge_time_high
+from ..time_guard import TIME_HIGH_SLOTS, take_missed_step, take_time_high
 from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder
 
 # state slots
-_HAVE_HIGH, _HAVE_TIME, _T_HIGH, _T_LOW, _EPOCH, _Y, _BASE_X, _POL, _PREV_HIGH, _PREV_EPOCH, _PROVISIONAL, _CANDIDATE, _LOW_TIME = range(13)
+_HAVE_HIGH, _HAVE_TIME, _T_HIGH, _T_LOW, _EPOCH, _Y, _BASE_X, _POL, _LOW_TIME = range(9)
+_TRACKER = 9  # the TIME_HIGH tracker's slots (time_guard.TIME_HIGH_SLOTS) follow
 # counter slots (Evt3Decoder.counter_slots in this order)
 _OOB, _UNKNOWN, _SKIPPED, _TIME_ERR, _JUMPS = range(5)
 
@@ -128,9 +129,7 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
                 # part wrapped without its TIME_HIGH step (a lost or flipped word). Take the step,
                 # provisionally, so that the next TIME_HIGH can still undo it
                 counters[_TIME_ERR] += 1
-                state[_PREV_HIGH] = t_high >> _HIGH_SHIFT
-                state[_PREV_EPOCH] = epoch
-                state[_PROVISIONAL] = 1
+                take_missed_step(state, _TRACKER, t_high >> _HIGH_SHIFT, epoch)
                 t_high += 1 << _HIGH_SHIFT
                 if t_high >= _ROLLOVER_US:
                     t_high -= _ROLLOVER_US
@@ -141,44 +140,17 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
             t = epoch + t_high + t_low
             state[_LOW_TIME] = t
         elif code == 0x8:  # EVT_TIME_HIGH
-            if have_high:
-                current = t_high >> _HIGH_SHIFT
-                following = _following_high(words, i)
-                verdict, forward = judge_time_high(
-                    current, v, following, state[_PREV_HIGH], state[_PROVISIONAL] == 1, state[_CANDIDATE] - 1, _HIGH_PERIOD, max_jump_units)
-                state[_CANDIDATE] = v + 1 if verdict == PENDING else 0  # stored + 1: 0 is none
-                if verdict == IGNORE or verdict == PENDING:
-                    counters[_TIME_ERR] += 1  # a bit error (or a jump still to confirm): keep the time in force
-                    continue
-                if verdict == JUMP and state[_PROVISIONAL] == 2:
-                    verdict = REVERT  # the stream's first TIME_HIGH was the bit error: start again from this one
-                    epoch_now = epoch
-                elif verdict == REVERT:  # the provisional step before was the bit error: time goes back
-                    epoch_now = state[_PREV_EPOCH] + (_ROLLOVER_US if v < state[_PREV_HIGH] else 0)
-                if verdict == REVERT:
-                    counters[_TIME_ERR] += 1
-                    counters[_JUMPS] += 1
-                    was = epoch + t_high
-                    epoch = epoch_now
-                    state[_PROVISIONAL] = 0
-                    # this packet's events so far carried the flipped time: give them the repaired one
-                    shift = was - (epoch + (v << _HIGH_SHIFT))
-                    for k in range(n):
-                        out[k].t -= shift
-                    state[_LOW_TIME] -= shift
-                elif forward == 0:
-                    state[_PROVISIONAL] = 0  # a repeat confirms the time in force
-                else:
-                    # a step or a confirmed jump, taken forward (modulo the counter) so time stays
-                    # monotone: after a sensor restart the stream restarts on the jump count
-                    state[_PREV_HIGH] = current
-                    state[_PREV_EPOCH] = epoch
-                    state[_PROVISIONAL] = following < 0
-                    if v < current:
-                        epoch += _ROLLOVER_US
-                    counters[_JUMPS] += verdict == JUMP
-            else:
-                state[_PROVISIONAL] = 2  # the stream's first TIME_HIGH: unconfirmed until a repeat or a step
+            taken, epoch, shift, errors, jumps = take_time_high(
+                state, _TRACKER, have_high, t_high >> _HIGH_SHIFT, v, _following_high(words, i), epoch,
+                _HIGH_PERIOD, 1 << _HIGH_SHIFT, max_jump_units)
+            counters[_TIME_ERR] += errors
+            counters[_JUMPS] += jumps
+            if not taken:
+                continue
+            if shift:  # a repaired bit error: this packet's events so far carried the flipped time
+                for k in range(n):
+                    out[k].t -= shift
+                state[_LOW_TIME] -= shift
             t_high = v << _HIGH_SHIFT
             have_high = 1
             t = epoch + t_high + t_low
@@ -202,7 +174,7 @@ class Evt3Decoder(StreamDecoder):
 
     encoding = "evt3"
     word_dtype = np.dtype("<u2")
-    state_slots = 13
+    state_slots = 9 + TIME_HIGH_SLOTS
     counter_slots = (OUT_OF_BOUNDS, UNKNOWN_WORDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS)
     time_unit_us = 1 << _HIGH_SHIFT
     max_width = max_height = 2048  # 11-bit x and y

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cdr_helpers import evt3_packets
 from event_clip_ros.events.encoders import encode_evt3, encode_mono
 from event_clip_ros.events.packet_stream import (
     SUPPORTED_MSGTYPES,
@@ -26,15 +27,6 @@ def sensor_events(n: int, seed: int = 0, t0_us: int = 1000, span_us: int = 2_000
         rng.integers(0, HEIGHT, n),
         rng.integers(0, 2, n),
     )
-
-
-def evt3_packets(events: np.ndarray, n_packets: int) -> list[bytes]:
-    """One encoded EVT3 stream per packet, each continuing the previous one (as a driver sends it)."""
-    payloads, prev = [], None
-    for part in np.array_split(events, n_packets):
-        payloads.append(encode_evt3(part, prev_t_us=prev))
-        prev = int(part["t"][-1])
-    return payloads
 
 
 def mono_packets(events: np.ndarray, n_packets: int) -> list[tuple[int, bytes]]:

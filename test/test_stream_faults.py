@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cdr_helpers import evt3_packets
 from event_clip_ros.events.decoders import Evt3Decoder, make_decoder
 from event_clip_ros.events.decoders.evt2 import Evt2Decoder
 from event_clip_ros.events.encoders import encode_evt3, encode_libcaer, encode_libcaer_cmp, encode_mono
@@ -49,14 +50,6 @@ def random_events(n: int, seed: int, t0_us: int = 1_000, span_us: int = 2_000_00
 def packet(payload: bytes, seq: int, encoding: str = "evt3", time_base_ns: int = 0, size=(WIDTH, HEIGHT)) -> bytes:
     return encode_event_packet(payload, encoding=encoding, width=size[0], height=size[1], seq=seq,
                                time_base_ns=time_base_ns, stamp_ns=1_700_000_000 * 10**9 + seq % 10**9)
-
-
-def evt3_packets(events: np.ndarray, n: int) -> list[bytes]:
-    out, prev = [], None
-    for part in np.array_split(events, n):
-        out.append(encode_evt3(part, prev_t_us=prev))
-        prev = int(part["t"][-1])
-    return out
 
 
 # ------------------------------------------------------------------ EVT3 bit errors (real recording)

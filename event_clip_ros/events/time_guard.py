@@ -87,6 +87,16 @@ TIME_HIGH_SLOTS = 4
 
 
 @njit(cache=True, nogil=True)
+def following_time_high(words, i, code_shift, code, value_mask):
+    """The value of the next TIME_HIGH word (``word >> code_shift == code``) after index ``i``
+    of a packet's ``words``, or -1 if the packet has none."""
+    for j in range(i + 1, words.shape[0]):
+        if words[j] >> code_shift == code:
+            return np.int64(words[j] & value_mask)
+    return np.int64(-1)
+
+
+@njit(cache=True, nogil=True)
 def take_time_high(state, at, have_high, current, new, following, epoch, period, unit_us, max_jump):
     """Judge a TIME_HIGH word (:func:`judge_time_high`) and update the tracker in ``state[at:]``.
 

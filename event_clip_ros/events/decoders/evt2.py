@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..time_guard import TIME_HIGH_SLOTS, take_time_high
+from ..time_guard import TIME_HIGH_SLOTS, following_time_high, take_time_high
 from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder
 
 # state slots
@@ -40,15 +40,6 @@ _OOB, _UNKNOWN, _SKIPPED, _TIME_ERR, _JUMPS = range(5)
 _LSB_BITS = 6
 _HIGH_RANGE = 1 << 28  # TIME_HIGH units (64 us each) before the counter wraps
 _ROLLOVER_US = _HIGH_RANGE << _LSB_BITS
-
-
-@njit(cache=True, nogil=True)
-def _following_high(words, i):
-    """The value of the next TIME_HIGH word after index ``i``, or -1 if the packet has none."""
-    for j in range(i + 1, words.shape[0]):
-        if words[j] >> 28 == 0x8:
-            return np.int64(words[j] & 0xFFFFFFF)
-    return np.int64(-1)
 
 
 @njit(cache=True, nogil=True)
@@ -86,7 +77,7 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
         elif code == 0x8:  # EVT_TIME_HIGH
             high = w & 0xFFFFFFF
             taken, epoch, shift, errors, jumps = take_time_high(
-                state, _TRACKER, have_high, t_high, high, _following_high(words, i), epoch, _HIGH_RANGE,
+                state, _TRACKER, have_high, t_high, high, following_time_high(words, i, 28, 0x8, 0xFFFFFFF), epoch, _HIGH_RANGE,
                 1 << _LSB_BITS, max_jump_units)
             counters[_TIME_ERR] += errors
             counters[_JUMPS] += jumps

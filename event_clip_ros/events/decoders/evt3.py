@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..time_guard import TIME_HIGH_SLOTS, take_missed_step, take_time_high
+from ..time_guard import TIME_HIGH_SLOTS, following_time_high, take_missed_step, take_time_high
 from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder
 
 # state slots
@@ -42,15 +42,6 @@ _OOB, _UNKNOWN, _SKIPPED, _TIME_ERR, _JUMPS = range(5)
 _HIGH_SHIFT = 12  # TIME_HIGH holds time bits 12-23: one unit is 4096 us
 _HIGH_PERIOD = 1 << 12  # TIME_HIGH units before the counter wraps
 _ROLLOVER_US = 1 << 24
-
-
-@njit(cache=True, nogil=True)
-def _following_high(words, i):
-    """The value of the next TIME_HIGH word after index ``i``, or -1 if the packet has none."""
-    for j in range(i + 1, words.shape[0]):
-        if words[j] >> 12 == 0x8:
-            return np.int64(words[j] & 0xFFF)
-    return np.int64(-1)
 
 
 @njit(cache=True, nogil=True)
@@ -141,7 +132,7 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
             state[_LOW_TIME] = t
         elif code == 0x8:  # EVT_TIME_HIGH
             taken, epoch, shift, errors, jumps = take_time_high(
-                state, _TRACKER, have_high, t_high >> _HIGH_SHIFT, v, _following_high(words, i), epoch,
+                state, _TRACKER, have_high, t_high >> _HIGH_SHIFT, v, following_time_high(words, i, 12, 0x8, 0xFFF), epoch,
                 _HIGH_PERIOD, 1 << _HIGH_SHIFT, max_jump_units)
             counters[_TIME_ERR] += errors
             counters[_JUMPS] += jumps

@@ -111,7 +111,10 @@ def task_config(checkpoint: Path, split: Path, *extra: str) -> FinetuneConfig:
 def test_finetuning_raises_accuracy_above_zero_shot_and_chance(finetuned):
     report = json.loads((finetuned / "eval.json").read_text())
     assert report["split"] == "test" and report["eval_items"] == 4 * 40 and report["train_items"] == 4 * 50
-    assert report["class_names"] == list(HELD_OUT) and report["chance_top1"] == 0.25
+    # the 4 held-out classes' items are ranked among all 6 class prompts (headline), and 4-way ("nway")
+    assert report["class_names"] == list(HELD_OUT) and report["ranked_among"] == len(SHAPES)
+    assert report["chance_top1"] == pytest.approx(1 / 6) and report["chance_top1_nway"] == 0.25
+    assert report["selection"]["mode"] == "validation" and report["val_items"] == 4 * 20
     zero, few, tuned = report["zero_shot"], report["few_shot"], report["fine_tuned"]
     print(f"top-1: zero-shot {zero['top1']:.3f}, few-shot prototypes {few['top1']:.3f}, fine-tuned {tuned['top1']:.3f}")
     assert zero["top1"] <= 0.3  # random f_E
@@ -119,7 +122,8 @@ def test_finetuning_raises_accuracy_above_zero_shot_and_chance(finetuned):
     assert tuned["top1"] >= zero["top1"] + 0.1 and tuned["top1"] >= report["chance_top1"] + 0.1
     assert tuned["mean_per_class"] == pytest.approx(np.mean(list(tuned["per_class"].values())))
     assert set(tuned["per_class"]) == set(HELD_OUT) and tuned["count"] == 160
-    assert tuned["top5"] == 1.0  # 4 candidates: top-min(5, C) always hits
+    assert tuned["nway"]["top5"] == 1.0 and tuned["nway"]["classes"] == 4  # 4-way: top-min(5, 4) always hits
+    assert tuned["nway"]["top1"] >= tuned["top1"]  # other classes' prompts only compete in the headline
 
 
 def test_only_the_event_encoder_changes(finetuned, checkpoint):
@@ -141,6 +145,7 @@ def test_best_checkpoint_is_the_best_validation_epoch(finetuned, checkpoint, spl
     record = model.meta.training
     assert record["best"]["value"] == best_value and record["best"]["step"] == first_best_step
     assert record["stage"] == "finetune" and record["config"]["optim"]["epochs"] == 10
+    assert record["best"]["selection"] == "validation" and record["selection"]["mode"] == "validation"
     assert record["base_checkpoint"] == str(checkpoint)
     # the exported weights are that epoch's: they reproduce its validation top-1
     cfg = task_config(checkpoint, split, "shots=all", "classes=held-out")
@@ -176,15 +181,15 @@ def test_kshot_subsets_have_k_per_held_out_class_and_are_deterministic(checkpoin
         data = build_data(task_config(checkpoint, split, f"shots={k}"), (64, 64))
         assert data.classes_mode == "held-out"  # the default for k shots with a split
         labels = data.train.labels()[data.train_indices]
-        assert sorted(np.unique(labels)) == sorted(data.candidates)
-        assert np.bincount(labels, minlength=len(SHAPES))[data.candidates].tolist() == [k] * len(HELD_OUT)
+        assert sorted(np.unique(labels)) == sorted(data.targets)
+        assert np.bincount(labels, minlength=len(SHAPES))[data.targets].tolist() == [k] * len(HELD_OUT)
         again = build_data(task_config(checkpoint, split, f"shots={k}"), (64, 64))
         assert np.array_equal(again.train_indices, data.train_indices)
         assert data.batch_size == min(20 * k, 4 * k)  # official 20 per shot, capped at the subset
     other = build_data(task_config(checkpoint, split, "shots=5", "kshot_seed=1"), (64, 64))
     assert not np.array_equal(other.train_indices, build_data(task_config(checkpoint, split, "shots=5"), (64, 64)).train_indices)
     every = build_data(task_config(checkpoint, split, "shots=2", "classes=all"), (64, 64))
-    assert every.candidates == list(range(len(SHAPES)))
+    assert every.targets == list(range(len(SHAPES)))
     assert np.bincount(every.train.labels()[every.train_indices]).tolist() == [2] * len(SHAPES)
 
 
@@ -224,12 +229,12 @@ def test_list_dataset_layout(workdir, checkpoint, caplog):
                 write_atis_bin(path, random_events(3000, SensorSize(34, 34), seed=100 * digit + i))
                 lines.append(f"/N-MNIST/{split}/{digit}/{i:05d}.bin\t/MNIST/{split}/{digit}/{i}.png")  # images unused
         (root / "configs" / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    files = ["--lists-dir", root / "configs", "--train-list", "train.txt", "--val-list", "val.txt",
+    files = ["--lists-dir", root / "configs", "--train-list", "train.txt", "--test-list", "val.txt",
              "--labels", "classes.json", "--root", root]
     assert run_cli("--checkpoint", checkpoint, "--data", "n-mnist", "--shots", "2", "--out", root / "eval", "--eval-only",
                    *files, *sets(*TASK)) == 0
     report = json.loads((root / "eval" / "eval.json").read_text())
-    assert report["classes"] == "all" and report["class_names"] == names and report["split"] == "val"
+    assert report["classes"] == "all" and report["class_names"] == names and report["split"] == "test"
     assert report["train_items"] == 6 and report["eval_items"] == 6
     assert report["frame"] == {"representation": "official", "clamp": 10.0, "keep_aspect": False}
     kshot = json.loads((root / "eval" / "kshot.json").read_text())
@@ -237,7 +242,11 @@ def test_list_dataset_layout(workdir, checkpoint, caplog):
     assert all(item.endswith(".bin") and "/N-MNIST/train/" in item for item in kshot["items"])
     assert run_cli("--checkpoint", checkpoint, "--data", "n-mnist", "--shots", "2", "--out", root / "run", *files,
                    *sets(*TASK, "optim.epochs=2", "optim.warmup_epochs=0", "optim.base_lr=1e-3")) == 0
-    assert json.loads((root / "run" / "eval.json").read_text())["fine_tuned"]["steps_trained"] == 2
+    run_report = json.loads((root / "run" / "eval.json").read_text())
+    assert run_report["fine_tuned"]["steps_trained"] == 2
+    # no validation list: the last epoch is kept (the official best.pt), and the report says so
+    assert run_report["selection"]["mode"] == "last" and run_report["fine_tuned"]["best"]["selection"] == "last"
+    assert "no validation set" in run_report["selection"]["statement"]
     assert "batch 6 per device (capped from 40" in caplog.text  # the official 20 per shot > the 6 items
 
 
@@ -259,7 +268,7 @@ def test_torchrun_two_processes(workdir, checkpoint, split):
 def test_help_runs_as_a_script():
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    for text in ("--checkpoint", "--data", "--shots", "--classes", "--eval-only", "--resume", "--set", "presets"):
+    for text in ("--checkpoint", "--data", "--shots", "--classes", "--eval-only", "--resume", "--set", "--threads", "presets"):
         assert text in result.stdout
 
 
@@ -274,13 +283,13 @@ def test_missing_checkpoint_is_a_clear_error(workdir, capsys):
 
 def test_unknown_data_kind_and_bad_settings_are_clear_errors(workdir, checkpoint, capsys):
     with pytest.raises(SystemExit) as exc:
-        run_cli("--checkpoint", checkpoint, "--data", "n-cars", "--shots", "1")
-    assert exc.value.code == 2 and "invalid choice: 'n-cars'" in capsys.readouterr().err
+        run_cli("--checkpoint", checkpoint, "--data", "n-nope", "--shots", "1")
+    assert exc.value.code == 2 and "invalid choice: 'n-nope'" in capsys.readouterr().err
     bad = {
-        "data.kind=n-cars": "data.kind",
+        "data.kind=n-nope": "data.kind",
         "optim.base_lr=fast": "optim.base_lr",
         "optim.lr=1": "unknown key",
-        "shots=0": "shots must be >= 1",
+        "shots=-1": "shots must be >= 0",
     }
     for assignment, message in bad.items():
         assert run_cli("--checkpoint", checkpoint, "--preset", "synthetic", "--eval-only", "--set", assignment) == 2
@@ -302,9 +311,9 @@ def test_presets_load_with_official_defaults():
     assert load_config(load_preset(preset_dir / "n-imagenet-2shot.yaml")).data.train_list == "train_list_2_shot.txt"
     for name in ("n-caltech101", "n-mnist"):
         raw = load_preset(preset_dir / f"{name}.yaml")
-        with pytest.raises(ConfigError, match="data.train_list"):
+        with pytest.raises(ConfigError, match="data.test_list"):
             load_config(raw)
-        assert load_config(raw, [("data.train_list", "t"), ("data.val_list", "v"), ("data.labels_file", "l")]).classes == "all"
+        assert load_config(raw, [("data.train_list", "t"), ("data.test_list", "v"), ("data.labels_file", "l")]).classes == "all"
     toy = load_config(load_preset(preset_dir / "synthetic.yaml"))
     assert toy.k == 5 and toy.classes == "held-out" and Path(toy.data.split).is_file()
 

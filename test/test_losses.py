@@ -302,3 +302,61 @@ def test_losses_train_f_E_only(tiny, case: str) -> None:
     assert sum(float(g.abs().sum()) for g in tower_grads) > 0
     for p in model.clip.parameters():  # f_I and f_T stay frozen
         assert not p.requires_grad and p.grad is None
+
+
+# ------------------------------------------------------------------ tau_I: the released value warns once
+def test_released_tau_i_stays_selectable_and_warns_once(caplog, monkeypatch) -> None:
+    from event_clip_ros.train import losses
+
+    monkeypatch.setattr(losses, "_warned", set())
+    with caplog.at_level("WARNING", logger="event_clip_ros.train.losses"):
+        PretrainLossConfig(tau_i=0.1)
+        assert not caplog.records
+        first = PretrainLossConfig(tau_i=0.01)
+        PretrainLossConfig(tau_i=0.01)
+        PretrainLossConfig(tau_i=0.005)
+    assert first.tau_i == 0.01  # still selectable
+    warnings = [r for r in caplog.records if "tau_i = 0.01" in r.getMessage()]
+    assert len(warnings) == 1 and len(caplog.records) == 1 and "section 6" in warnings[0].getMessage()
+
+
+# ------------------------------------------------------------------ fp32 under autocast
+def test_losses_and_logits_are_float32_under_bf16_autocast(monkeypatch) -> None:
+    """The trainer runs the step under autocast: the similarity logits (divided by tau 0.01-0.02) must still be
+    float32. bf16 autocast works on the CPU, so this runs anywhere."""
+    import torch.nn.functional as F
+
+    seen: list[torch.dtype] = []
+    for name in ("cross_entropy", "log_softmax", "kl_div", "softmax", "cosine_similarity"):
+        original = getattr(F, name)
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append(args[0].dtype)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(F, name, spy)
+    img_fi, img_ref, evt, text, labels = (t.to(torch.bfloat16) if t.is_floating_point() else t
+                                          for t in _batch(dtype=torch.float32))
+    cases = {
+        "ct": lambda: contrastive_loss(img_fi, evt, 0.02),
+        "kl": lambda: relation_kl_loss(img_fi, img_ref, evt, 0.01),
+        "zs": lambda: zero_shot_distill_loss(img_fi, evt, text, torch.tensor(ZS_LOGIT_SCALE_INIT)),
+        "pred": lambda: prediction_loss(evt, text, labels),
+        "total": lambda: PretrainLoss(PretrainLossConfig(tau_i=0.1))(img_fi, img_ref, evt, text)[0],
+    }
+    for name, fn in cases.items():
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = fn()
+            assert torch.is_autocast_enabled("cpu")  # still on for the caller afterwards
+        reference = fn()  # the same bf16 inputs, no autocast
+        assert under_autocast.dtype == torch.float32, name
+        assert seen and all(dtype == torch.float32 for dtype in seen), (name, seen)
+        torch.testing.assert_close(under_autocast, reference, rtol=1e-6, atol=1e-7, msg=name)
+    # and the logits the matmul makes under autocast are what fp32 makes (bf16 would differ by ~1%)
+    g = torch.Generator().manual_seed(3)
+    a, b = (torch.randn(B, D, generator=g).to(torch.bfloat16) for _ in range(2))  # unrelated: a loss well above 0
+    exact = contrastive_loss(a.double(), b.double(), 0.02)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = contrastive_loss(a, b, 0.02)
+    assert float(exact) > 0.01 and abs(float(got) - float(exact)) < 1e-5 * float(exact)

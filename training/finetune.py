@@ -2,9 +2,11 @@
 """Fine-tune the event encoder f_E with L_pred from an event-CLIP checkpoint, or evaluate one without training.
 
 L_pred = mean(1 - cos(f_E(events), f_T(prompt of the label))); f_I and f_T stay frozen, the defaults are
-the official fine-tune hyperparameters (paper-method.md 1.6). The best epoch by validation top-1 is
-exported as OUT/best.safetensors, and OUT/eval.json compares, on one evaluation set, zero-shot and
-few-shot-prototype accuracy of the starting checkpoint with the fine-tuned one. Method and protocol:
+the official fine-tune hyperparameters (paper-method.md 1.6). The selected epoch (best validation top-1
+with a validation list, else the last epoch, as the official code) is exported as OUT/best.safetensors,
+and OUT/eval.json compares, on the test list (never used for selection), zero-shot and few-shot-prototype
+accuracy of the starting checkpoint with the fine-tuned one; every item is ranked among all the dataset's
+class prompts (the official protocol), with the N-way figure among the held-out classes beside it. Method and protocol:
 event_clip_ros.train.finetune. Runs as a plain process or under torchrun (DDP; rank 0 evaluates and writes).
 """
 
@@ -57,6 +59,8 @@ examples:
       --lists-dir Event_Modality_Application/configs --path-prefix /mnt/Data_3/event /data/event
   # zero-shot and 5-shot prototypes of a checkpoint, no training (OUT/eval.json)
   python training/finetune.py --checkpoint vitb.pt --data n-imagenet --shots 5 --lists-dir ... --eval-only
+  # zero-shot only on your copies of N-Cars / DVS-Gesture / N-Caltech101 (no training list needed)
+  python training/finetune.py --checkpoint vitb.pt --preset n-cars --shots 0 --root /data/N-Cars --eval-only
   # all data on 4 GPUs, resumable
   torchrun --nproc_per_node 4 training/finetune.py --checkpoint vitb.pt --data n-imagenet --shots all \\
       --train-list my_train_list_all_cls.txt --lists-dir ... --resume auto
@@ -69,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="starting checkpoint: our .safetensors or the paper's vitb.pt / vitl.pt")
     p.add_argument("--data", choices=DATA_KINDS, metavar="KIND",
                    help=f"dataset kind: {', '.join(DATA_KINDS)} (default: the preset's)")
-    p.add_argument("--shots", help="training items per class (1, 2, 5, ...) or 'all'")
+    p.add_argument("--shots", help="training items per class (1, 2, 5, ...), 'all', or 0 (zero-shot only, --eval-only)")
     p.add_argument("--classes", choices=("held-out", "all"),
                    help="candidate classes: the split's held-out ones (official k-shot protocol) or all "
                         "(default: held-out for k shots when the data has a class split, else all)")
@@ -81,11 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the newest training state in --out (auto) or from a training-state file")
     p.add_argument("--eval-only", action="store_true",
                    help="no training: zero-shot and few-shot-prototype accuracy of --checkpoint, in OUT/eval.json")
+    p.add_argument("--threads", help="torch CPU threads: a number, or auto (the cores the load average leaves free; "
+                                     "1 on a machine loaded beyond its cores) (runtime.threads)")
     files = p.add_argument_group("data files (real datasets)")
     files.add_argument("--train-list", help="training list (N-ImageNet: a .npz path per line; N-Caltech101 / N-MNIST: "
                                             "event<TAB>image per line)")
-    files.add_argument("--val-list", help="validation list (picks the best epoch)")
-    files.add_argument("--test-list", help="test list for eval.json (default: the validation list)")
+    files.add_argument("--val-list", help="validation list (picks the best epoch; must not share a file with the test "
+                                           "list); without one the last epoch is kept, as the official code does")
+    files.add_argument("--test-list", help="test list for eval.json (required; never used for selection)")
     files.add_argument("--labels", help="class file: Labels.json (N-ImageNet), EventBind's class JSON or a name list")
     files.add_argument("--lists-dir", help="folder relative list and label paths are taken from (e.g. the official configs/)")
     files.add_argument("--root", help="base of relative entries inside the list files")
@@ -120,7 +127,8 @@ def resolve_config(args: argparse.Namespace) -> FinetuneConfig:
     for key, value in (("checkpoint", args.checkpoint), ("data.kind", args.data), ("classes", args.classes),
                        ("data.train_list", args.train_list), ("data.val_list", args.val_list),
                        ("data.test_list", args.test_list), ("data.labels_file", args.labels),
-                       ("data.lists_dir", args.lists_dir), ("data.root", args.root), ("data.path_prefix", args.path_prefix)):
+                       ("data.lists_dir", args.lists_dir), ("data.root", args.root), ("data.path_prefix", args.path_prefix),
+                       ("runtime.threads", None if args.threads is None else yaml.safe_load(args.threads))):
         if value is not None:
             options.append((key, value))
     if args.shots is not None:
@@ -132,12 +140,17 @@ def resolve_config(args: argparse.Namespace) -> FinetuneConfig:
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The methods of an eval.json report, one line each."""
     lines = [f"{report['data']} {report['split']}: {report['eval_items']} items of {len(report['class_names'])} "
-             f"{report['classes']} classes, {report['shots']} shots; chance top-1 {report['chance_top1']:.3f}"]
+             f"{report['classes']} classes ranked among all {report['ranked_among']}, {report['shots']} shots; "
+             f"chance top-1 {report['chance_top1']:.3f}"
+             + (f" (N-way {report['chance_top1_nway']:.3f})" if "chance_top1_nway" in report else "")]
     for method in ("zero_shot", "few_shot", "fine_tuned"):
         if method in report:
             r = report[method]
+            nway = f"  (N-way top-1 {r['nway']['top1']:.4f})" if "nway" in r else ""
             lines.append(f"  {method:<10}  top-1 {r['top1']:.4f}  top-5 {r['top5']:.4f}  "
-                         f"mean per class {r['mean_per_class']:.4f}")
+                         f"mean per class {r['mean_per_class']:.4f}{nway}")
+    if "selection" in report:
+        lines.append(f"  selection: {report['selection']['statement']}")
     return lines
 
 

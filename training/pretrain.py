@@ -13,10 +13,14 @@ with --config. Run it as a plain process or under torchrun (DDP; rank 0 writes):
   torchrun --nproc_per_node 8 training/pretrain.py --preset vitb32-nimagenet --out runs/vitb32 \\
       --set data.train_list=... --set data.val_list=... --set data.labels_file=...
 
-Outputs in --out: best.safetensors (EventClip checkpoint at the best validation
-held-out top-1), final.safetensors, <name>_report.json/.md (held-out zero-shot
-accuracy of f_I, f_E before and after), metrics.jsonl/.csv, tensorboard/,
-checkpoints/ (resumable training states), config.yaml.
+Outputs in --out: best.safetensors (the selected EventClip checkpoint: best
+validation top-1 on held-out items of the seen classes, or the last epoch with
+runtime.selection=last or without a validation set; the test list never
+selects), final.safetensors, <name>_report.json/.md (zero-shot accuracy of f_I,
+f_E before and after; headline: held-out items ranked among all class prompts,
+the official protocol; N-way among the held-out prompts as a secondary column),
+metrics.jsonl/.csv, tensorboard/, checkpoints/ (resumable training states),
+config.yaml.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="stop event pre-training after N optimiser steps in total "
                         "(a checkpoint is written; continue with --resume auto)")
     parser.add_argument("--seed", type=int, help="runtime.seed")
+    parser.add_argument("--threads", help="torch CPU threads: a number, or auto (the cores the load average leaves "
+                        "free; 1 on a machine loaded beyond its cores) (runtime.threads)")
     parser.add_argument("--ablations", action="store_true",
                         help="also pre-train without L_zs and without L_kl (the paper's Figure 4) and report them")
     return parser.parse_args(argv)
@@ -78,6 +84,8 @@ def resolve_config(args: argparse.Namespace) -> PretrainConfig:
         overrides.append(f"optim.epochs={args.epochs}")
     if args.seed is not None:
         overrides.append(f"runtime.seed={args.seed}")
+    if args.threads is not None:
+        overrides.append(f"runtime.threads={args.threads}")
     return load_config(path, overrides)
 
 
@@ -106,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     if report is not None:
         for row in report["rows"]:
             m = row["metrics"]
-            print(f"{row['name']:<55} held-out top-1 {100 * m.get('unseen_top1', float('nan')):5.1f}  "
-                  f"among all {100 * m.get('unseen_vs_all_top1', float('nan')):5.1f}")
+            print(f"{row['name']:<60} held-out top-1 among all classes "
+                  f"{100 * m.get('unseen_vs_all_top1', float('nan')):5.1f}  "
+                  f"(N-way among held-out {100 * m.get('unseen_vs_unseen_top1', float('nan')):5.1f})")
         print(f"report: {out / (cfg.name + '_report.md')}  checkpoint: {out / 'best.safetensors'}")
     return 0
 

@@ -5,8 +5,19 @@ that takes event frames; f_I and f_T stay CLIP's and frozen, so event, image and
 text embeddings share one space (zero-shot labels, retrieval across modalities).
 
 An event frame (B, H, W) from :mod:`event_clip_ros.events.frames` is replicated
-to 3 channels and, when the checkpoint was trained with one, normalised by a
-per-channel mean/std (the official code applies none) before f_E.
+to 3 channels and normalised by the per-channel mean/std of the checkpoint's
+metadata (``event_mean`` / ``event_std``; null: none) before f_E, in one place,
+:meth:`EventClip.frames_to_input`, which the node, the CLI, evaluation and
+training all go through.
+
+Which statistics (:func:`event_input_stats`): f_E starts as a copy of f_I, which
+was trained on CLIP-normalised images, so a frame enters it as an image would.
+A "paper" frame lies in [0, 1) like an image's pixels, so it gets CLIP's image
+mean/std (an empty pixel becomes what a black pixel is for f_I). An "official"
+frame is already mapped to [-1, 1) by (v - 0.5) * 2, the released code's input
+normalisation (mean 0.5 / std 0.5, close to CLIP's 0.48 / 0.27, and what the
+released vitb.pt / vitl.pt were trained on), so it gets none. Checkpoints
+trained before this rule (``event_mean: null``) keep their raw input.
 """
 
 from __future__ import annotations
@@ -66,6 +77,20 @@ class ModelMeta:
         return cls(**known)
 
 
+def event_input_stats(representation: str, image_mean: Sequence[float], image_std: Sequence[float]
+                      ) -> tuple[list[float], list[float]]:
+    """The (mean, std) a frame of ``representation`` is normalised with before f_E (module docstring):
+    CLIP's image statistics for "paper" frames in [0, 1), identity for "official" frames (already in [-1, 1))."""
+    if representation == "official":
+        return [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    if representation == "paper":
+        mean, std = [float(v) for v in image_mean], [float(v) for v in image_std]
+        if len(mean) != 3 or len(std) != 3 or not all(v > 0 for v in std):
+            raise ValueError(f"need 3 image means and 3 positive stds, got {image_mean} / {image_std}")
+        return mean, std
+    raise ValueError(f"unknown frame representation {representation!r}")
+
+
 class EventClip(nn.Module):
     """f_E (``event_tower``, trainable) with CLIP (``clip``: f_I and f_T, frozen)."""
 
@@ -84,11 +109,23 @@ class EventClip(nn.Module):
         self.precision = "fp32"
 
     def _set_event_norm(self) -> None:
-        mean = self.meta.event_mean if self.meta.event_mean is not None else [0.0, 0.0, 0.0]
-        std = self.meta.event_std if self.meta.event_std is not None else [1.0, 1.0, 1.0]
+        mean = list(self.meta.event_mean) if self.meta.event_mean is not None else [0.0, 0.0, 0.0]
+        std = list(self.meta.event_std) if self.meta.event_std is not None else [1.0, 1.0, 1.0]
         self._normalise_events = mean != [0.0, 0.0, 0.0] or std != [1.0, 1.0, 1.0]
-        self.register_buffer("event_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("event_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        device = getattr(self, "device", torch.device("cpu"))
+        self.register_buffer("event_mean", torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("event_std", torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def set_event_input(self, frame: dict[str, Any], mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+        """Set the frame representation and the input normalisation f_E uses (recorded in the metadata, so a
+        checkpoint saved afterwards carries them)."""
+        self.meta.frame = dict(frame)
+        self.meta.event_mean = None if mean is None else [float(v) for v in mean]
+        self.meta.event_std = None if std is None else [float(v) for v in std]
+        self.meta.frame_config()  # validates the representation
+        self._set_event_norm()
 
     def train(self, mode: bool = True) -> "EventClip":
         super().train(mode)

@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 EXTENDS_KEY = "extends"  #: preset key naming the preset it extends
 
-DataKind = Literal["synthetic", "n-imagenet", "n-caltech101", "n-mnist"]
+DataKind = Literal["synthetic", "n-imagenet", "n-caltech101", "n-mnist", "n-cars", "dvs-gesture"]
 DATA_KINDS: tuple[str, ...] = get_args(DataKind)
 
 
@@ -81,9 +81,13 @@ class RuntimeSection:
 
     device: str = "auto"  #: auto | cpu | cuda (each torchrun rank takes cuda:LOCAL_RANK)
     precision: str = "fp32"  #: fp32 (official) | bf16 | fp16 | auto
-    threads: int | None = None  #: torch CPU threads (None: torch's default)
+    threads: int | Literal["auto"] | None = "auto"  #: torch CPU threads: auto (by cores and load, see threads.py),
+    #: a number, or None (torch's default: every core, whatever the load)
     workers: int = 0  #: DataLoader worker processes (0: load in the training process)
     seed: int = 0  #: weights' RNG streams, data order, training windows and augmentation
+    selection: Literal["auto", "validation", "last"] = "auto"  #: which state is kept as best.safetensors: the best
+    #: validation epoch, the last epoch (the official best.pt), or auto: validation when there is a validation set,
+    #: else the last epoch (said in the log and the report). The test data never selects.
     eval_every_epochs: int | None = 1  #: validate after every this many epochs (None: not at epoch ends)
     eval_batch_size: int = 64
     log_every_steps: int = 10
@@ -98,18 +102,21 @@ class RuntimeSection:
                 raise ValueError(f"{name} must be >= 1")
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
+        if isinstance(self.threads, int) and self.threads < 1:
+            raise ValueError("threads must be >= 1, 'auto' or null")
 
 
-def check_data_section(data: Any, files_hint: str, min_test_samples: int = 1) -> None:
-    """The checks every run's ``data`` section shares (ValueError): a real dataset (not ``synthetic``) names its
-    ``train_list``, ``val_list`` and ``labels_file`` (``files_hint``: how to give them), and the synthetic splits
-    have at least one item per class (the test split at least ``min_test_samples``)."""
+def check_data_section(data: Any, files_hint: str, required: tuple[str, ...] = ("train_list", "test_list", "labels_file"),
+                       min_test_samples: int = 1) -> None:
+    """The checks every run's ``data`` section shares (ValueError): a real dataset (not ``synthetic``) names the
+    files in ``required`` (``files_hint``: how to give them), and the synthetic splits have at least one training
+    item per class, ``min_test_samples`` test items and none or more validation items (0: no validation set)."""
     if data.kind != "synthetic":
-        missing = [n for n in ("train_list", "val_list", "labels_file") if getattr(data, n) is None]
+        missing = [n for n in required if getattr(data, n) is None]
         if missing:
             raise ValueError(f"data.kind {data.kind!r} needs {', '.join('data.' + m for m in missing)} "
                              f"({files_hint}; see training/configs/README.md)")
-    for name, minimum in (("train_samples_per_class", 1), ("val_samples_per_class", 1),
+    for name, minimum in (("train_samples_per_class", 1), ("val_samples_per_class", 0),
                           ("test_samples_per_class", min_test_samples)):
         if getattr(data, name) < minimum:
             raise ValueError(f"{name} must be >= {minimum}")

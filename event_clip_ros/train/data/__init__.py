@@ -8,6 +8,7 @@ module             what it holds
 ``glyphs``         glyph / shape rendering and descriptive captions
 ``saccades``       N-MNIST-like events of a static image (saccades, pixel model)
 ``paired``         N-ImageNet + ImageNet, N-Caltech101 / N-MNIST list datasets
+``labelled``       N-Cars, DVS128 Gesture, N-Caltech101 class folders (no images)
 ``recommended``    per-dataset official frame settings and augmentation
 ``augment``        official event augmentations and frame crop + flip
 ``splits``         held-out class splits by name, k-shot subsets
@@ -18,6 +19,8 @@ module             what it holds
 
 from .augment import EventAugmentConfig, FrameAugmentConfig, augment_events, augment_frames, random_window
 from .collate import collate_samples, seed_worker
+from .labelled import (DVSGesture, DVSGestureConfig, NCaltech101Folders, NCaltech101FoldersConfig, NCars,
+                       NCarsConfig)
 from .paired import ListPaired, ListPairedConfig, NImageNetConfig, NImageNetPaired
 from .recommended import dataset_defaults, recommended_frame_config
 from .sample import EventDataset, Sample
@@ -27,6 +30,7 @@ from .subset import EpochSubset
 from .synthetic import SyntheticConfig, SyntheticGlyphs
 
 __all__ = [
+    "DVSGesture", "DVSGestureConfig", "NCaltech101Folders", "NCaltech101FoldersConfig", "NCars", "NCarsConfig",
     "ClassSplit", "EpochSubset", "EventAugmentConfig", "EventDataset", "FrameAugmentConfig", "ListPaired",
     "ListPairedConfig", "NImageNetConfig", "NImageNetPaired", "SaccadeConfig", "Sample", "SyntheticConfig",
     "SyntheticGlyphs", "augment_events", "augment_frames", "collate_samples", "dataset_defaults", "kshot_indices",

@@ -53,10 +53,11 @@ def build_trainer(
     steps_per_epoch = Trainer.optimizer_steps_per_epoch(loader, optim.grad_accum_steps)
     scheduler = build_scheduler(optimizer, ScheduleConfig(optim.warmup_epochs, optim.min_lr_ratio), optim.epochs,
                                 steps_per_epoch)
+    loop.setdefault("eval_every_epochs", runtime.eval_every_epochs)
     cfg = TrainerConfig(output_dir=output_dir, epochs=optim.epochs, grad_accum_steps=optim.grad_accum_steps,
                         precision=runtime.precision, grad_clip_norm=optim.grad_clip_norm,
-                        log_every_steps=runtime.log_every_steps, eval_every_epochs=runtime.eval_every_epochs,
-                        keep_last=runtime.keep_last, progress=runtime.progress, tensorboard=runtime.tensorboard, **loop)
+                        log_every_steps=runtime.log_every_steps, keep_last=runtime.keep_last,
+                        progress=runtime.progress, tensorboard=runtime.tensorboard, **loop)
     log.info("training in %s: %d epochs of %d optimiser steps (global batch %d, peak LR %.3g)", output_dir,
              optim.epochs, steps_per_epoch, global_batch, scheduler.base_lrs[0])
     return Trainer(cfg, module=module, optimizer=optimizer, loader=loader, step_fn=step_fn, scheduler=scheduler,

@@ -101,7 +101,8 @@ def zero_shot_accuracy(
     count = emb.shape[0]
     if count == 0:
         return ZeroShotAccuracy(float("nan"), float("nan"), np.full(num_classes, np.nan), 0)
-    sims = F.normalize(emb.float(), dim=-1) @ F.normalize(weights, dim=-1).T
+    with torch.autocast(device_type=emb.device.type, enabled=False):  # cosines in fp32 under any autocast
+        sims = F.normalize(emb.float(), dim=-1) @ F.normalize(weights, dim=-1).T
     ranked = sims.topk(min(TOP_K, num_classes), dim=-1).indices
     hit1 = ranked[:, 0] == labels
     hit5 = (ranked == labels[:, None]).any(dim=-1)

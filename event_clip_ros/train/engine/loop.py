@@ -259,7 +259,7 @@ class Trainer:
     def _run_epoch(self, state: TrainState, target: int, logger: MetricsLogger, bar: tqdm) -> None:
         cfg, accum = self.cfg, self.cfg.grad_accum_steps
         usable = self.steps_per_epoch * accum
-        bar.set_description(f"epoch {state.epoch + 1}/{cfg.epochs}")
+        bar.set_description(f"epoch {state.epoch + 1}/{cfg.epochs} [{torch.get_num_threads()} threads]")
         self.module.train()
         if state.batch_in_epoch < usable:
             prepare_epoch(self.loader, state.epoch, state.batch_in_epoch)

@@ -14,24 +14,28 @@ Method (Jeong et al., arXiv 2412.03093; the official ``finetune.py`` and ``train
     data.
 
 Protocol
-    * Candidate classes (``classes``): ``"held-out"`` limits training items, evaluation items and the
-      labels a sample may get to the split's ``unseen`` classes (the official k-shot protocol: the 20 bird
-      classes of N-ImageNet, 20-way); ``"all"`` makes every class of the dataset a candidate and trains on
-      every class the training split holds. Default: held-out for k shots when the data has a class split
+    * Target classes (``classes``): ``"held-out"`` limits training and evaluation items to the split's
+      ``unseen`` classes (the official k-shot protocol: the 20 bird classes of N-ImageNet); ``"all"`` trains
+      and evaluates on every class. Default: held-out for k shots when the data has a class split
       (``data.split``), else all.
+    * Ranking (the headline): every item is ranked among **all** the dataset's class prompts, as the official
+      ``get_acc`` does (argmax over all 100 N-ImageNet prompts, also for the 20 held-out classes), so a
+      held-out item can be mistaken for a seen class. With held-out targets, ``nway`` reports the ranking
+      among the targets only (20-way on N-ImageNet): easier, and not comparable with the paper.
     * Shots (``shots``): ``k`` training items per class drawn by
       :func:`~event_clip_ros.train.data.kshot_indices` from ``kshot_seed`` (an official k-shot list holds
-      exactly ``k`` files per class and is taken whole), or ``"all"`` training items of those classes. The
-      subset is written to ``kshot.json`` and into the exported checkpoint's training record.
-    * Validation after every epoch on the ``val`` split: top-1, top-5 and mean per-class accuracy. The
-      first best top-1 is exported as ``best.safetensors`` (the official ``best.pt`` is rewritten every
-      epoch, so its "best" is the last).
-    * ``eval.json`` compares, on the same items and candidate classes of the ``test`` split (``val`` when
-      there is none: the official lists have no test split, so the official numbers are selected on the
-      split they report, too): ``zero_shot`` (the starting checkpoint), ``few_shot`` (the starting
-      checkpoint with :class:`~event_clip_ros.model.few_shot.FewShotClassifier` prototypes of the same
-      k-shot items, no training) and, after training, ``fine_tuned`` (``best.safetensors``); each with
-      top-1, top-5, mean per-class and per-class accuracy.
+      exactly ``k`` files per class and is taken whole), ``"all"`` training items of those classes, or ``0``
+      (zero-shot evaluation only, ``--eval-only``; no training list needed). The subset is written to
+      ``kshot.json`` and into the exported checkpoint's training record.
+    * Model selection (``runtime.selection``) never uses the test split: with a validation split (synthetic:
+      its own instances; real data: ``data.val_list``, which must not share a file with the test list) the
+      first best validation top-1 is exported as ``best.safetensors``; without one (the official lists have
+      none) the last epoch is, which is what the official ``best.pt`` is (it is rewritten every epoch).
+    * ``eval.json`` compares, on the same items of the ``test`` split (``data.test_list``, required):
+      ``zero_shot`` (the starting checkpoint), ``few_shot`` (the starting checkpoint with
+      :class:`~event_clip_ros.model.few_shot.FewShotClassifier` prototypes of the same k-shot items over the
+      text weights of all classes, no training) and, after training, ``fine_tuned`` (``best.safetensors``);
+      each with top-1, top-5, mean per-class and per-class accuracy, plus ``nway``.
 
 Frames and augmentation
     ``frame="dataset"`` (default) builds every compared method's frames with the dataset's official

@@ -1,6 +1,9 @@
 """Accuracy of the compared methods on the evaluation items: zero-shot, few-shot prototypes, fine-tuned.
 
-Every method ranks the candidate classes for each evaluation item: zero-shot by the cosine of the f_E
+Every method ranks **all** the dataset's classes for each evaluation item (the official ``get_acc``: the
+argmax over every class prompt, also for the held-out classes; the headline ``top1`` / ``top5``); when the
+targets are a subset (the held-out classes), ``nway`` gives the same ranking among the targets only
+(easier, not the paper's protocol). Zero-shot ranks by the cosine of the f_E
 embedding with the class-prompt embeddings (:func:`~event_clip_ros.train.engine.zero_shot_accuracy`),
 few-shot by the logits of a :class:`~event_clip_ros.model.few_shot.FewShotClassifier` whose prototypes
 are the f_E embeddings of the k-shot training items (no training). Reports hold top-1, top-5 (top-min(5, C)),
@@ -75,15 +78,23 @@ def few_shot_accuracy(model: EventClip, class_weights: torch.Tensor, candidates:
     return score_accuracy(torch.from_numpy(few.logits(eval_emb)), [position[y] for y in eval_labels.tolist()])
 
 
-def accuracy_report(acc: ZeroShotAccuracy, class_names: Sequence[str]) -> dict[str, Any]:
-    """JSON-ready: ``top1``, ``top5``, ``mean_per_class``, ``count`` and ``per_class`` {name: top-1 or null}."""
-    return {
+def accuracy_report(acc: ZeroShotAccuracy, class_names: Sequence[str], only: Sequence[int] | None = None,
+                    nway: ZeroShotAccuracy | None = None) -> dict[str, Any]:
+    """JSON-ready: ``top1``, ``top5``, ``mean_per_class``, ``count``, ``per_class`` {name: top-1 or null} (the
+    classes ``only`` when given: indices into ``class_names`` and ``acc.per_class``) and, with ``nway``, the
+    N-way figures among the targets only."""
+    rows = range(len(class_names)) if only is None else only
+    out: dict[str, Any] = {
         "top1": _finite_or_none(acc.top1),
         "top5": _finite_or_none(acc.top5),
         "mean_per_class": _finite_or_none(acc.mean_per_class),
         "count": acc.count,
-        "per_class": {name: _finite_or_none(float(v)) for name, v in zip(class_names, acc.per_class)},
+        "per_class": {class_names[i]: _finite_or_none(float(acc.per_class[i])) for i in rows},
     }
+    if nway is not None:
+        out["nway"] = {"classes": len(nway.per_class), "top1": _finite_or_none(nway.top1),
+                       "top5": _finite_or_none(nway.top5), "mean_per_class": _finite_or_none(nway.mean_per_class)}
+    return out
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -98,24 +109,43 @@ class MethodComparison:
         self.loading = dict(batch_size=batch_size, workers=workers, progress=progress)
 
     def zero_shot(self, model: EventClip, split: str = "eval", weights: torch.Tensor | None = None) -> ZeroShotAccuracy:
-        """Zero-shot accuracy on the evaluation items (``split="eval"``) or the validation items (``"val"``).
+        """Zero-shot accuracy among all classes on the test items (``split="eval"``) or the validation items (``"val"``).
 
         ``weights``: the class-prompt embeddings when already computed (f_T is frozen: they never change).
         """
+        return self._zero_shot(model, split, weights)[0]
+
+    def zero_shot_report(self, model: EventClip, weights: torch.Tensor | None = None) -> dict[str, Any]:
+        """eval.json's entry of ``model``'s zero-shot accuracy on the test items (headline and ``nway``)."""
+        acc, nway = self._zero_shot(model, "eval", weights)
+        return accuracy_report(acc, self.data.classes, self.data.targets, nway)
+
+    def _zero_shot(self, model: EventClip, split: str, weights: torch.Tensor | None
+                   ) -> tuple[ZeroShotAccuracy, ZeroShotAccuracy | None]:
         data = self.data
+        if split == "val" and data.val is None:
+            raise ValueError("this run has no validation split")
         dataset, indices = (data.eval_dataset, data.eval_indices) if split == "eval" else (data.val, data.val_indices)
         emb, labels = embed_items(model, dataset, indices, desc=f"embed {split}", **self.loading)
         weights = prompt_weights(model, data.prompts) if weights is None else weights
-        return zero_shot_accuracy(emb, weights, labels, classes=data.candidates)
+        nway = zero_shot_accuracy(emb, weights, labels, classes=data.targets) if data.nway else None
+        return zero_shot_accuracy(emb, weights, labels), nway
 
     def zero_and_few_shot(self, model: EventClip, alpha: float) -> dict[str, Any]:
-        """eval.json's ``zero_shot`` and ``few_shot`` entries for ``model`` (no training)."""
+        """eval.json's ``zero_shot`` and (with shots) ``few_shot`` entries for ``model`` (no training)."""
         data = self.data
         weights = prompt_weights(model, data.prompts)
         eval_emb, eval_labels = embed_items(model, data.eval_dataset, data.eval_indices, desc=f"embed {data.eval_split}",
                                             **self.loading)
+        everything = list(range(len(data.classes)))
+        zero = zero_shot_accuracy(eval_emb, weights, eval_labels)
+        zero_nway = zero_shot_accuracy(eval_emb, weights, eval_labels, classes=data.targets) if data.nway else None
+        out = {"zero_shot": accuracy_report(zero, data.classes, data.targets, zero_nway)}
+        if data.shots is None:
+            return out
         shot_emb, shot_labels = embed_items(model, data.shots, data.train_indices, desc="embed shots", **self.loading)
-        zero = zero_shot_accuracy(eval_emb, weights, eval_labels, classes=data.candidates)
-        few = few_shot_accuracy(model, weights, data.candidates, shot_emb, shot_labels, eval_emb, eval_labels, alpha)
-        return {"zero_shot": accuracy_report(zero, data.candidate_names),
-                "few_shot": {**accuracy_report(few, data.candidate_names), "alpha": alpha}}
+        few = few_shot_accuracy(model, weights, everything, shot_emb, shot_labels, eval_emb, eval_labels, alpha)
+        few_nway = (few_shot_accuracy(model, weights, data.targets, shot_emb, shot_labels, eval_emb, eval_labels, alpha)
+                    if data.nway else None)
+        out["few_shot"] = {**accuracy_report(few, data.classes, data.targets, few_nway), "alpha": alpha}
+        return out

@@ -6,10 +6,12 @@ Output folder ``out``:
 ``kshot.json``                  the training subset (shots, seed, items per class; k shots: indices, item names)
 ``checkpoints/``, ``metrics.*``, ``summary.json``, ``tensorboard/``   the training run (engine; val/top1,
                                 val/top5, val/mean_per_class per epoch, train/loss, train/lr)
-``best.safetensors``            f_E at the first best validation top-1, EventClip format; its training
-                                record holds this configuration, the subset and the best epoch
-``eval.json``                   zero_shot / few_shot (starting checkpoint) and fine_tuned (best) accuracy
-                                on the evaluation split (see the package docstring)
+``best.safetensors``            the selected f_E (``runtime.selection``): the first best validation top-1
+                                (among all classes) on the validation split, or the last epoch (the
+                                official best.pt; also without a validation split), EventClip format; its
+                                training record holds this configuration, the subset and the selection
+``eval.json``                   zero_shot / few_shot (starting checkpoint) and fine_tuned (selected) accuracy
+                                on the test split (see the package docstring); never used for selection
 
 Launched by torchrun every rank trains; rank 0 evaluates (validation included: its result is broadcast
 by the trainer) and writes.
@@ -38,8 +40,11 @@ from ..engine.atomic import atomic_write_text
 from ..engine.sampler import resumable_sampler
 from ..losses import prediction_loss
 from .config import FinetuneConfig
+from ..selection import Selection, resolve_selection
+from ..inputs import event_normalisation
+from ..threads import apply_threads
 from .data import FinetuneData, build_data, requested_batch_size
-from .evaluation import MethodComparison, accuracy_report, prompt_weights
+from .evaluation import MethodComparison, prompt_weights
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +76,11 @@ def load_model(cfg: FinetuneConfig, device: str | torch.device | None = None) ->
     model = load_any_checkpoint(cfg.checkpoint)
     if cfg.frame == "dataset":
         frame = recommended_frame_config(cfg.data.kind, model.meta.input_size)
-        model.meta.frame = {"representation": frame.representation, "clamp": frame.clamp, "keep_aspect": frame.keep_aspect}
+        new = {"representation": frame.representation, "clamp": frame.clamp, "keep_aspect": frame.keep_aspect}
+        if new["representation"] == model.meta.frame.get("representation"):  # f_E's input statistics stay
+            model.set_event_input(new, model.meta.event_mean, model.meta.event_std)
+        else:  # another representation: the statistics that go with it (model.event_clip.event_input_stats)
+            model.set_event_input(new, *event_normalisation(model, new["representation"]))
     model.clip.requires_grad_(False)
     model.event_tower.requires_grad_(True)
     return model.place(cfg.runtime.device if device is None else device, cfg.runtime.precision)
@@ -84,33 +93,40 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, resume: str | None = None
     state in ``out``, or fresh) or a training-state file.
     """
     out = Path(out)
+    if cfg.k == 0:
+        raise ValueError("shots=0 is zero-shot evaluation only: add --eval-only")
     if resume is None and CheckpointDir(out / "checkpoints").step_checkpoints():  # before anything in out is rewritten
         raise FileExistsError(f"{out} holds the training states of an earlier run")
     env = init_distributed(device=cfg.runtime.device)
     main = env.rank == 0
     try:
-        if cfg.runtime.threads is not None:
-            torch.set_num_threads(cfg.runtime.threads)
+        threads = apply_threads(cfg.runtime.threads, env)
         seed_everything(cfg.runtime.seed, env.rank)
         model = load_model(cfg, env.device)
         data = build_data(cfg, model.meta.input_size, env.world_size)
+        selection = resolve_selection(cfg.runtime.selection, "top1", data.val_source, int(data.val_indices.size))
         comparison = MethodComparison(data, batch_size=cfg.runtime.eval_batch_size, workers=cfg.runtime.workers,
                                       progress=cfg.runtime.progress and main)
-        record = _training_record(cfg, data, model)
+        record = _training_record(cfg, data, model, selection)
         if main:
             out.mkdir(parents=True, exist_ok=True)
             _write_config(out, cfg, resuming=resume is not None)
             _write_json(out / KSHOT_NAME, data.kshot_record(cfg))
             requested = requested_batch_size(cfg)
             capped = "" if data.batch_size == requested else f" (capped from {requested}: items per rank)"
-            log.info("%s: %d training items (%s shots, %s classes), batch %d per device%s; %d candidate classes; "
-                     "evaluation on %s (%d items)", cfg.data.kind, data.train_indices.size, cfg.shots, data.classes_mode,
-                     data.batch_size, capped, len(data.candidates), data.eval_split, data.eval_indices.size)
+            log.info("%s: %d training items (%s shots, %s classes), batch %d per device%s; %d target classes ranked "
+                     "among all %d; validation: %s; evaluation on %s (%d items); %s", cfg.data.kind,
+                     data.train_indices.size, cfg.shots, data.classes_mode, data.batch_size, capped, len(data.targets),
+                     len(data.classes), data.val_source or "none", data.eval_split, data.eval_indices.size,
+                     selection.statement())
             baseline = comparison.zero_and_few_shot(model, cfg.few_shot_alpha)
         barrier()
 
-        trainer = _trainer(cfg, out, resume, env, model, data, comparison, record)
+        trainer = _trainer(cfg, out, resume, env, model, data, comparison, record, selection)
         state = trainer.fit()
+        if main and selection.mode == "last":
+            best = {"selection": "last", "step": state.step, "epoch": state.epoch, "val": dict(trainer.last_eval)}
+            save_checkpoint(model, out / BEST_NAME, training={**record, "best": best})
         barrier()
         if not main:
             return None
@@ -118,8 +134,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, resume: str | None = None
         if not best_path.is_file():
             raise RuntimeError(f"no {BEST_NAME} in {out}: no validation gave a finite top-1")
         best = load_checkpoint(best_path).place(env.device, cfg.runtime.precision)
-        fine_tuned = accuracy_report(comparison.zero_shot(best), data.candidate_names)
-        report = {**_eval_header(cfg, data, model), **baseline,
+        fine_tuned = comparison.zero_shot_report(best)
+        report = {**_eval_header(cfg, data, model, selection), "threads": threads, **baseline,
                   "fine_tuned": {**fine_tuned, "checkpoint": str(best_path), "steps_trained": state.step,
                                  "best": best.meta.training["best"]}}
         _write_json(out / EVAL_NAME, report)
@@ -129,7 +145,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, resume: str | None = None
 
 
 def _trainer(cfg: FinetuneConfig, out: Path, resume: str | None, env: DistEnv, model: EventClip, data: FinetuneData,
-             comparison: MethodComparison, record: dict[str, Any]) -> Trainer:
+             comparison: MethodComparison, record: dict[str, Any], selection: Selection) -> Trainer:
     """The engine's trainer over the k-shot subset with L_pred, validating and exporting on rank 0."""
     o, rt = cfg.optim, cfg.runtime
     main = env.rank == 0
@@ -153,33 +169,36 @@ def _trainer(cfg: FinetuneConfig, out: Path, resume: str | None, env: DistEnv, m
         return comparison.zero_shot(model, "val", weights=text).as_metrics()
 
     def export_best(state: TrainState, metrics: Mapping[str, float]) -> None:
-        best = {"metric": "val/top1", "value": metrics["top1"], "step": state.step, "epoch": state.epoch, "val": dict(metrics)}
+        best = {"selection": "validation", "metric": "val/top1", "value": metrics["top1"], "step": state.step,
+                "epoch": state.epoch, "val": dict(metrics)}
         save_checkpoint(model, out / BEST_NAME, training={**record, "best": best})
 
+    has_val = data.val is not None
     return build_trainer(
-        o, rt, output_dir=out, module=EventEncoder(model), loader=loader, step_fn=step, dist_env=env, eval_fn=validate,
-        on_best=export_best, generators={"frame_crop": crop_gen}, best=BestPolicy("top1", "max"), resume=resume,
-        max_steps=rt.max_steps,
+        o, rt, output_dir=out, module=EventEncoder(model), loader=loader, step_fn=step, dist_env=env,
+        eval_fn=validate if has_val else None, on_best=export_best, generators={"frame_crop": crop_gen},
+        best=BestPolicy("top1", "max") if selection.mode == "validation" else None, resume=resume,
+        max_steps=rt.max_steps, eval_every_epochs=rt.eval_every_epochs if has_val else None,
     )
 
 
 def run_eval_only(cfg: FinetuneConfig, out: str | Path) -> dict[str, Any]:
     """Zero-shot and few-shot-prototype accuracy of ``cfg.checkpoint``, no training; writes ``eval.json``."""
     out = Path(out)
-    if cfg.runtime.threads is not None:
-        torch.set_num_threads(cfg.runtime.threads)
+    threads = apply_threads(cfg.runtime.threads)
     model = load_model(cfg)
     data = build_data(cfg, model.meta.input_size)
     comparison = MethodComparison(data, batch_size=cfg.runtime.eval_batch_size, workers=cfg.runtime.workers,
                                   progress=cfg.runtime.progress)
-    report = {**_eval_header(cfg, data, model), **comparison.zero_and_few_shot(model, cfg.few_shot_alpha)}
+    report = {**_eval_header(cfg, data, model), "threads": threads,
+              **comparison.zero_and_few_shot(model, cfg.few_shot_alpha)}
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / KSHOT_NAME, data.kshot_record(cfg))
     _write_json(out / EVAL_NAME, report)
     return report
 
 
-def _training_record(cfg: FinetuneConfig, data: FinetuneData, model: EventClip) -> dict[str, Any]:
+def _training_record(cfg: FinetuneConfig, data: FinetuneData, model: EventClip, selection: Selection) -> dict[str, Any]:
     """The exported checkpoint's training record (the ``best`` entry is added on export)."""
     return {
         "stage": "finetune",
@@ -187,25 +206,38 @@ def _training_record(cfg: FinetuneConfig, data: FinetuneData, model: EventClip) 
         "base_checkpoint": str(cfg.checkpoint),
         "base_training": model.meta.training,
         "config": cfg.to_dict(),
-        "classes": data.candidate_names,
+        "classes": data.target_names,
         "kshot": data.kshot_record(cfg),
+        "selection": selection.to_dict(),
     }
 
 
-def _eval_header(cfg: FinetuneConfig, data: FinetuneData, model: EventClip) -> dict[str, Any]:
-    return {
+def _eval_header(cfg: FinetuneConfig, data: FinetuneData, model: EventClip,
+                 selection: Selection | None = None) -> dict[str, Any]:
+    header = {
         "checkpoint": str(cfg.checkpoint),
         "data": cfg.data.kind,
         "split": data.eval_split,
         "shots": cfg.shots,
         "kshot_seed": cfg.kshot_seed if cfg.k else None,
         "classes": data.classes_mode,
-        "class_names": data.candidate_names,
-        "chance_top1": 1.0 / len(data.candidates),
+        "class_names": data.target_names,
+        "ranked_among": len(data.classes),
+        "protocol": (f"each test item of the {len(data.targets)} target classes is ranked among all {len(data.classes)} "
+                     "class prompts (top1 / top5, the official get_acc)"
+                     + ("; 'nway' ranks it among the targets only (easier, not the paper's protocol)" if data.nway else "")),
+        "chance_top1": 1.0 / len(data.classes),
         "eval_items": int(data.eval_indices.size),
         "train_items": int(data.train_indices.size),
+        "val_items": int(data.val_indices.size),
         "frame": dict(model.meta.frame),
+        "event_normalisation": {"mean": model.meta.event_mean, "std": model.meta.event_std},
     }
+    if data.nway:
+        header["chance_top1_nway"] = 1.0 / len(data.targets)
+    if selection is not None:
+        header["selection"] = selection.to_dict()
+    return header
 
 
 def _write_config(out: Path, cfg: FinetuneConfig, resuming: bool) -> None:

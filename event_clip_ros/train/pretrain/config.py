@@ -25,6 +25,11 @@ from ..config import (
 )
 from ..losses import PretrainLossConfig
 
+#: Validation metrics a pre-training run may select by: seen-class items among the seen prompts only.
+VALIDATION_METRICS = ("seen_vs_seen_top1", "seen_vs_seen_top5")
+#: Dataset kinds without paired images (evaluation and fine-tuning only).
+UNPAIRED_KINDS = ("n-cars", "dvs-gesture")
+
 __all__ = [
     "ConfigError", "DataKind", "DataSection", "FramesSection", "LossSection", "ModelSection", "OptimSection",
     "PretrainConfig", "PretrainRuntime", "TeacherConfig", "apply_override", "load_config",
@@ -50,8 +55,10 @@ class DataSection:
     num_events: int | None = None  #: events per window (None: the dataset's official number)
     # real datasets (event files and images on disk)
     train_list: str | None = path_field()  #: training list file
-    val_list: str | None = path_field()  #: validation list (model selection; also the report)
-    test_list: str | None = path_field()  #: report list (None: ``val_list``)
+    val_list: str | None = path_field()  #: validation list (model selection): only its seen-class items are used, and
+    #: it must not share a file with test_list; None: ``val_samples_per_class`` items per seen class are held out of
+    #: the training list
+    test_list: str | None = path_field()  #: the report's list (required; never used for model selection)
     labels_file: str | None = path_field()  #: class file: Labels.json / EventBind JSON
     root: str | None = path_field()  #: base of relative list entries
     path_prefix: tuple[str, str] | None = None  #: (old, new) rewrite of list entries' leading prefix
@@ -59,12 +66,16 @@ class DataSection:
     # synthetic glyphs (generated, no files)
     classes: str | list[str] = "glyphs"  #: class group (all, glyphs, digits, letters, shapes) or names
     train_samples_per_class: int = 100
-    val_samples_per_class: int = 20
+    val_samples_per_class: int = 20  #: validation items per seen class, held out of the training data (synthetic:
+    #: extra training instances; real data without val_list: drawn from the training list); 0: no validation set
     test_samples_per_class: int = 50
-    seed: int = 0  #: training instances (validation and test use seed + 1 and seed + 2)
+    seed: int = 0  #: training (and validation) instances; the test set uses seed + 2; real data: the validation draw
 
     def __post_init__(self) -> None:
         check_data_section(self, "the dataset's list and class files")
+        if self.kind in UNPAIRED_KINDS:
+            raise ValueError(f"data.kind {self.kind!r} has no paired images: pre-training needs them "
+                             "(evaluate on it with training/finetune.py)")
 
 
 @dataclass
@@ -76,6 +87,8 @@ class FramesSection:
     augment: bool = True  #: official RandomResizedCrop + horizontal flip of training frames
     crop_scale: tuple[float, float] = (0.45, 1.0)  #: area range of the crop (official crop_min 0.45)
     hflip_p: float = 0.5
+    normalize: Literal["auto", "clip", "none"] = "auto"  #: input statistics of f_E: auto = CLIP's image mean/std
+    #: for "paper" frames in [0, 1), none for "official" frames (already in [-1, 1)); see model.event_clip
 
 
 @dataclass
@@ -91,7 +104,8 @@ class PretrainRuntime(RuntimeSection):
 
     workers: int = 4  #: DataLoader worker processes (0: load in the training process)
     eval_every_steps: int | None = None  #: also validate every this many optimiser steps
-    best_metric: str = "unseen_top1"  #: validation metric that picks best.safetensors (higher is better)
+    best_metric: str = "seen_vs_seen_top1"  #: validation metric that picks best.safetensors (higher is better); the
+    #: validation set holds seen classes only, ranked among the seen prompts (runtime.selection: validation or last)
     checkpoint_every_steps: int | None = None  #: training states between epoch ends (always at epoch ends)
 
     def __post_init__(self) -> None:
@@ -158,9 +172,10 @@ class PretrainConfig(RunConfig):
             raise ValueError("a teacher (tiny CLIP trained here) needs data.kind 'synthetic': it is trained on glyph captions")
         if self.teacher is not None and self.model.checkpoint is not None:
             raise ValueError("give either a teacher or model.checkpoint, not both: both define f_I and f_T")
-        if self.data.split is None and self.runtime.best_metric.startswith("unseen"):
-            raise ValueError(f"runtime.best_metric {self.runtime.best_metric!r} needs held-out classes (data.split); "
-                             "without a split use seen_vs_all_top1")
+        if self.runtime.best_metric not in VALIDATION_METRICS:
+            raise ValueError(f"runtime.best_metric {self.runtime.best_metric!r} is not a validation metric "
+                             f"({', '.join(VALIDATION_METRICS)}): model selection sees only seen-class validation items, "
+                             "never the held-out classes or the test list")
 
 
 # ------------------------------------------------------------------------------------ loading

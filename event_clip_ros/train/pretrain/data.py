@@ -1,17 +1,27 @@
-"""The data of a pre-training run: the seen-class training set, validation and report sets, and batching.
+"""The data of a pre-training run: the seen-class training set, validation and test sets, and batching.
 
 Training uses only the seen classes' items (the held-out classes of the split
-never reach f_E during pre-training). Validation (model selection) and the
-report use separate sets without augmentation: for the synthetic glyphs, new
-instances of every class drawn with ``data.seed + 1`` and ``data.seed + 2``;
-for real data the validation list and the test list (default: the validation
-list again).
+never reach f_E during pre-training). Model selection and the report use
+separate sets, without augmentation:
+
+* validation (model selection): seen-class items only, held out of the
+  training data. Synthetic glyphs: ``val_samples_per_class`` extra instances of
+  each seen class drawn with the training seed (the training instances are the
+  same as without validation). Real data: the seen-class items of
+  ``data.val_list`` when given (it must not share a file with the test list),
+  else ``val_samples_per_class`` items per seen class drawn from the training
+  list with ``data.seed`` and removed from training. ``val_samples_per_class: 0``
+  and no ``val_list``: no validation set (the run keeps the last epoch).
+* test (the report only): new instances of every class (synthetic, ``seed + 2``)
+  or ``data.test_list``; never used for selection.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +44,9 @@ from ..data import (
 )
 from .config import DataSection
 
-VAL_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2
+TEST_SEED_OFFSET = 2
+
+log = logging.getLogger(__name__)
 
 
 def to_pil(image: np.ndarray) -> Image.Image:
@@ -65,13 +77,14 @@ class PairedCollate:
 class RunData:
     """Datasets, class names and prompts of a run."""
 
-    train: EpochSubset  #: seen-class training items
-    val: EventDataset  #: validation (model selection), all classes
+    train: EpochSubset  #: seen-class training items (validation items removed)
+    val: EpochSubset | None  #: validation (model selection): seen-class items only, without augmentation; None: none
     test: EventDataset  #: report set, all classes, with images
     classes: list[str]
     prompts: list[str]  #: one prompt per class, in class order (the dataset's official template)
     seen: list[int]
     unseen: list[int]
+    val_source: str | None = None  #: what the validation set is (for the report); None: no validation set
 
     def seen_prompts(self) -> list[str]:
         return [self.prompts[i] for i in self.seen]
@@ -80,6 +93,7 @@ class RunData:
 def build_run_data(data: DataSection, input_size: tuple[int, int]) -> RunData:
     """The datasets ``data`` describes; synthetic glyphs are drawn at the model's ``input_size``."""
     augment = dataset_defaults(data.kind).augment if data.event_augment else None
+    per_val = data.val_samples_per_class
     if data.kind == "synthetic":
         if input_size[0] != input_size[1]:
             raise ValueError(f"synthetic glyphs are square; the model input is {input_size[0]} x {input_size[1]}")
@@ -88,25 +102,96 @@ def build_run_data(data: DataSection, input_size: tuple[int, int]) -> RunData:
             return SyntheticGlyphs(SyntheticConfig(image_size=input_size[0], classes=data.classes, samples_per_class=per_class,
                                                    seed=seed, augment=augment if train else None, cache=True))
 
-        train = glyphs(data.train_samples_per_class, data.seed, True)
-        val = glyphs(data.val_samples_per_class, data.seed + VAL_SEED_OFFSET, False)
+        # instances 0 .. train-1 of each class train, the next val ones of the seen classes validate
+        pool = data.train_samples_per_class + per_val
+        train = glyphs(pool, data.seed, True)
+        plain = glyphs(pool, data.seed, False) if augment is not None else train
         test = glyphs(data.test_samples_per_class, data.seed + TEST_SEED_OFFSET, False)
+        instance = np.arange(len(train)) // len(train.classes)
+        seen, unseen = _seen_unseen(data, train.classes)
+        is_seen = np.isin(train.labels(), seen)
+        keep = np.flatnonzero(is_seen & (instance < data.train_samples_per_class))
+        val_idx = np.flatnonzero(is_seen & (instance >= data.train_samples_per_class))
+        val_source = (f"{per_val} new instances of each of the {len(seen)} seen classes (training seed {data.seed})"
+                      if val_idx.size else None)
+        val = EpochSubset(plain, val_idx) if val_idx.size else None
     else:
         train = _real(data, data.train_list, augment, with_images=True)
-        val = _real(data, data.val_list, None, with_images=False)
-        test = _real(data, data.test_list or data.val_list, None, with_images=True)
-    for name, ds in (("validation", val), ("test", test)):
-        if ds.classes != train.classes:
-            raise ValueError(f"the {name} set's classes differ from the training set's")
-    if data.split is None:
-        seen, unseen = list(range(len(train.classes))), []
-    else:
-        seen, unseen = ClassSplit.from_yaml(data.split).indices(train.classes)
-    keep = np.flatnonzero(np.isin(train.labels(), seen))
+        test = _real(data, data.test_list, None, with_images=True)
+        seen, unseen = _seen_unseen(data, train.classes)
+        seen_items = np.flatnonzero(np.isin(train.labels(), seen))
+        if data.val_list is not None:
+            listed = _real(data, data.val_list, None, with_images=False)
+            _same_classes(listed, train, "validation")
+            val_idx = np.flatnonzero(np.isin(listed.labels(), seen))
+            dropped = len(listed) - val_idx.size
+            if dropped:
+                log.warning("%s: left out %d validation items of held-out classes (selection sees seen classes only)",
+                            data.val_list, dropped)
+            _refuse_shared_files(listed, val_idx, test, "validation list", "test list")
+            val = EpochSubset(listed, val_idx) if val_idx.size else None
+            keep = seen_items
+            val_source = f"the seen-class items of {data.val_list}" if val_idx.size else None
+        else:
+            val_idx = holdout_indices(train.labels(), seen, per_val, data.seed) if per_val else np.empty(0, np.int64)
+            keep = np.setdiff1d(seen_items, val_idx)
+            val = EpochSubset(_real(data, data.train_list, None, with_images=False), val_idx) if val_idx.size else None
+            val_source = (f"up to {per_val} items per seen class drawn from {data.train_list} (seed {data.seed}) and "
+                          "removed from training" if val_idx.size else None)
+            if val is not None:
+                _refuse_shared_files(val.dataset, val_idx, test, "validation items", "test list")
+        shared = _shared_files(train, keep, test)
+        if shared:
+            log.warning("%d training files are also in the test list %s (e.g. %s)", len(shared), data.test_list, shared[0])
+    _same_classes(test, train, "test")
     if keep.size == 0:
         raise ValueError("the training set has no items of the seen classes")
     return RunData(train=EpochSubset(train, keep), val=val, test=test, classes=list(train.classes),
-                   prompts=list(train.prompts()), seen=seen, unseen=unseen)
+                   prompts=list(train.prompts()), seen=seen, unseen=unseen, val_source=val_source)
+
+
+def holdout_indices(labels: np.ndarray, classes: Sequence[int], per_class: int, seed: int) -> np.ndarray:
+    """Up to ``per_class`` items of each of ``classes`` drawn with ``seed``, sorted; a class keeps at least one
+    item for training (a class of n items gives min(per_class, n - 1))."""
+    rng = np.random.default_rng([seed, 0x5E1EC7])
+    labels = np.asarray(labels)
+    picked = []
+    for c in classes:
+        items = np.flatnonzero(labels == c)
+        take = min(per_class, max(items.size - 1, 0))
+        if take:
+            picked.append(rng.choice(items, size=take, replace=False))
+    return np.sort(np.concatenate(picked)) if picked else np.empty(0, np.int64)
+
+
+def _seen_unseen(data: DataSection, classes: Sequence[str]) -> tuple[list[int], list[int]]:
+    if data.split is None:
+        return list(range(len(classes))), []
+    return ClassSplit.from_yaml(data.split).indices(classes)
+
+
+def _same_classes(ds: EventDataset, train: EventDataset, name: str) -> None:
+    if ds.classes != train.classes:
+        raise ValueError(f"the {name} set's classes differ from the training set's")
+
+
+def _files(ds: EventDataset, indices: Sequence[int] | np.ndarray | None = None) -> list[str]:
+    entries = getattr(ds, "entries", None)
+    if entries is None:
+        return []
+    rows = range(len(entries)) if indices is None else indices
+    return [str(Path(entries[int(i)].events).resolve()) for i in rows]
+
+
+def _shared_files(ds: EventDataset, indices: np.ndarray, test: EventDataset) -> list[str]:
+    return sorted(set(_files(ds, indices)) & set(_files(test)))
+
+
+def _refuse_shared_files(ds: EventDataset, indices: np.ndarray, test: EventDataset, name: str, test_name: str) -> None:
+    shared = _shared_files(ds, indices, test)
+    if shared:
+        raise ValueError(f"the {name} and the {test_name} share {len(shared)} files (e.g. {shared[0]}): model selection "
+                         "must not see test items; give a validation list apart from the test list, or none")
 
 
 def _real(data: DataSection, list_file: str, augment, with_images: bool) -> EventDataset:

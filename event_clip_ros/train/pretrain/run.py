@@ -5,11 +5,14 @@ Output folder ``out``:
 ``config.yaml``                 the resolved configuration
 ``teacher/``                    toy preset: the teacher's training run and ``teacher.safetensors``
 ``checkpoints/``, ``metrics.*``, ``summary.json``, ``tensorboard/``   the event pre-training run (engine)
-``best.safetensors``            f_E at the best validation ``runtime.best_metric``, EventClip format
+``best.safetensors``            the selected f_E (``runtime.selection``): the best validation
+                                ``runtime.best_metric`` on seen-class validation items, or the last epoch
+                                (the official best.pt; also when there is no validation set), EventClip format
 ``final.safetensors``           f_E at the end of this invocation
 ``ablations/<name>/``           with ``ablations``: the same per loss ablation (L_zs off, L_kl off)
 ``<name>_report.json`` / ``.md`` zero-shot accuracy on the test set: f_I on the paired images (the upper
-                                bound), f_E before pre-training, f_E best and final (and ablations)
+                                bound), f_E before pre-training, f_E selected and final (and ablations);
+                                headline: held-out items among all class prompts (the official get_acc)
 
 Launched by torchrun every rank trains; rank 0 evaluates and writes. ``resume="auto"``
 continues every stage from its newest checkpoint (a finished stage is kept as is).
@@ -33,12 +36,15 @@ from ...model.event_clip import EventClip
 from ...model.factory import ModelSpec, create_event_clip
 from ..data import FrameAugmentConfig
 from ..distributed import DistEnv, barrier, cleanup, init_distributed
+from ..inputs import event_normalisation
 from ..engine import BestPolicy, TrainState, build_loader, build_trainer, seed_everything
 from ..engine.atomic import atomic_write_text
 from ..engine.sampler import resumable_sampler
 from .config import PretrainConfig
 from .data import PairedCollate, RunData, build_run_data
-from .evaluation import ZeroShotProbe, chance_metrics
+from ..selection import Selection, resolve_selection
+from ..threads import apply_threads
+from .evaluation import HEADLINE_METRIC, ValidationProbe, ZeroShotProbe, chance_metrics
 from .report import deviations, write_report
 from .step import PretrainModule, PretrainStep, prompt_embeddings
 from .teacher import ensure_teacher
@@ -70,6 +76,7 @@ class EventRun:
     out_dir: Path
     state: TrainState
     total_steps: int
+    selection: Selection
 
     @property
     def completed(self) -> bool:
@@ -87,8 +94,7 @@ def run(cfg: PretrainConfig, options: RunOptions) -> dict[str, Any] | None:
 
 def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, Any] | None:
     started = time.monotonic()
-    if cfg.runtime.threads is not None:
-        torch.set_num_threads(cfg.runtime.threads)
+    threads = apply_threads(cfg.runtime.threads, env)
     out = options.out_dir
     main = env.rank == 0
     if main:
@@ -98,8 +104,8 @@ def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, An
 
     model = base_model(cfg, teacher, env)
     data = build_run_data(cfg.data, model.meta.input_size)
-    log.info("%d classes (%d held out); %d training items of the seen classes", len(data.classes), len(data.unseen),
-             len(data.train))
+    log.info("%d classes (%d held out); %d training items of the seen classes; validation: %s; test: %d items",
+             len(data.classes), len(data.unseen), len(data.train), data.val_source or "none", len(data.test))
     test = ZeroShotProbe(data.test, data.prompts, data.seen, data.unseen, cfg.runtime.eval_batch_size, cfg.runtime.workers)
     rows: list[dict[str, Any]] = []
     if main:
@@ -118,21 +124,30 @@ def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, An
         return None
     for label, result in runs.items():
         best = result.out_dir / BEST_FILE
-        if best.is_file():
+        if result.selection.mode == "validation" and best.is_file():
             metrics = test.events(load_checkpoint(best).place(env.device, cfg.runtime.precision))
-            rows.append(_row(f"f_E after, {label}, best (step {result.state.best_step})", "events", metrics))
+            rows.append(_row(f"f_E after, {label}, selected by validation (step {result.state.best_step})", "events",
+                             metrics))
         final = load_checkpoint(result.out_dir / FINAL_FILE).place(env.device, cfg.runtime.precision)
-        rows.append(_row(f"f_E after, {label}, final (step {result.state.step})", "events", test.events(final)))
+        kept = ", selected" if result.selection.mode == "last" else ""
+        rows.append(_row(f"f_E after, {label}, last epoch{kept} (step {result.state.step})", "events", test.events(final)))
+    selection = runs["full loss"].selection
     report = {
         "name": cfg.name,
         "completed": all(r.completed for r in runs.values()),
         "wall_s": time.monotonic() - started,
         "device": str(env.device),
         "world_size": env.world_size,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "classes": {"count": len(data.classes), "seen": [data.classes[i] for i in data.seen],
                     "unseen": [data.classes[i] for i in data.unseen]},
         "test_items": len(data.test),
+        "headline": HEADLINE_METRIC,
+        "protocol": ("held-out items ranked among all class prompts (headline, the official get_acc); the N-way "
+                     "figure among the held-out prompts only is secondary"),
+        "validation_items": 0 if data.val is None else len(data.val),
+        "selection": selection.to_dict(),
+        "event_normalisation": {"frame": dict(model.meta.frame), "mean": model.meta.event_mean, "std": model.meta.event_std},
         "teacher": (load_checkpoint(teacher).meta.training or {}).get("val") if teacher is not None else None,
         "chance": chance_metrics(len(data.classes), data.seen, data.unseen),
         "rows": rows,
@@ -158,7 +173,8 @@ def base_model(cfg: PretrainConfig, teacher: Path | None, env: DistEnv) -> Event
     model = create_event_clip(spec)
     frame = {"representation": cfg.frames.representation, "clamp": cfg.frames.clamp, "keep_aspect": False}
     source = f"toy teacher {teacher.name}" if teacher is not None else model.meta.pretrained
-    model.meta = dataclasses.replace(model.meta, frame=frame, pretrained=source)
+    model.meta = dataclasses.replace(model.meta, pretrained=source)
+    model.set_event_input(frame, *event_normalisation(model, cfg.frames.representation, cfg.frames.normalize))
     return model
 
 
@@ -177,25 +193,32 @@ def train_event_encoder(cfg: PretrainConfig, model: EventClip, data: RunData, ou
         text = prompt_embeddings(model, data.prompts if cfg.loss.zs_prompts == "all" else data.seen_prompts())
     frame_augment = FrameAugmentConfig(scale=cfg.frames.crop_scale, hflip_p=cfg.frames.hflip_p) if cfg.frames.augment else None
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence([rt.seed, env.rank, 1]).generate_state(1)[0]))
-    val = ZeroShotProbe(data.val, data.prompts, data.seen, data.unseen, rt.eval_batch_size, rt.workers)
+    selection = resolve_selection(rt.selection, rt.best_metric, data.val_source,
+                                  0 if data.val is None else len(data.val))
+    val = None if data.val is None else ValidationProbe(data.val, data.prompts, data.seen, rt.eval_batch_size, rt.workers)
 
     def evaluate() -> dict[str, float]:
         return val.events(model) if env.rank == 0 else {}
 
     def export(path: Path, state: TrainState, metrics: dict[str, float]) -> None:
-        record = {**cfg.to_dict(), "export": {"file": path.name, "step": state.step, "epoch": state.epoch, "val": metrics}}
+        record = {**cfg.to_dict(), "export": {"file": path.name, "step": state.step, "epoch": state.epoch, "val": metrics,
+                                              "selection": selection.to_dict()}}
         save_checkpoint(model, path, training=record)
 
     trainer = build_trainer(
         opt, rt, output_dir=out_dir, module=module, loader=loader, dist_env=env,
-        step_fn=PretrainStep(model, text, frame_augment, generator), eval_fn=evaluate,
+        step_fn=PretrainStep(model, text, frame_augment, generator), eval_fn=None if val is None else evaluate,
         on_best=lambda state, metrics: export(out_dir / BEST_FILE, state, dict(metrics)),
-        generators={"frame_augment": generator}, best=BestPolicy(rt.best_metric, "max"), resume=options.resume,
-        max_steps=options.max_steps, eval_every_steps=rt.eval_every_steps,
+        generators={"frame_augment": generator},
+        best=BestPolicy(rt.best_metric, "max") if selection.mode == "validation" else None, resume=options.resume,
+        max_steps=options.max_steps, eval_every_steps=rt.eval_every_steps if val is not None else None,
         checkpoint_every_steps=rt.checkpoint_every_steps,
+        eval_every_epochs=rt.eval_every_epochs if val is not None else None,
     )
     state = trainer.fit()
     if env.rank == 0:
         export(out_dir / FINAL_FILE, state, trainer.last_eval)
+        if selection.mode == "last":
+            export(out_dir / BEST_FILE, state, trainer.last_eval)
     barrier()
-    return EventRun(out_dir, state, trainer.total_steps)
+    return EventRun(out_dir, state, trainer.total_steps, selection)

@@ -106,7 +106,9 @@ class TeacherStep:
 
     def __call__(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         img, txt, scale = module(batch["pixels"].to(self.device), batch["tokens"].to(self.device))
-        return self.loss(gather_with_grad(img), gather_with_grad(txt), scale), {"logit_scale": scale.detach()}
+        with torch.autocast(device_type=self.device.type, enabled=False):  # logits x 100 in fp32 under any autocast
+            loss = self.loss(gather_with_grad(img.float()), gather_with_grad(txt.float()), scale.float())
+        return loss, {"logit_scale": scale.detach()}
 
 
 def teacher_classes(cfg: PretrainConfig) -> list[str]:
@@ -216,6 +218,7 @@ class _TeacherEval:
         finally:
             self.clip.train(was_training)
         out = {"image_top1": zero_shot_accuracy(img, txt, self.labels).top1}
-        if self.unseen:
-            out["unseen_image_top1"] = zero_shot_accuracy(img, txt, self.labels, classes=self.unseen).top1
+        if self.unseen:  # held-out images among all prompts (the headline protocol)
+            held_out = torch.isin(self.labels, torch.as_tensor(self.unseen))
+            out["unseen_image_top1"] = zero_shot_accuracy(img[held_out.to(img.device)], txt, self.labels[held_out]).top1
         return out

@@ -20,6 +20,9 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
+    # open_clip configurations of the project's architectures (EventCLIP-Tiny, EventCLIP-Toy48): a copying
+    # install (colcon build, pip install .) needs them beside the code.
+    package_data={f"{PACKAGE}.model": ["model_configs/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -21,6 +21,7 @@ from .common import (
     MAX_INT64,
     batch_arg,
     count_arg,
+    float_range,
     int_range,
     ms_arg,
     number_arg,
@@ -158,7 +159,7 @@ def cmd_to_bag(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from ..ros.replay import replay_bag
 
-    return replay_bag(args.bag, topics=args.topic, rate=args.rate, loop=args.loop)
+    return replay_bag(args.bag, topics=args.topic, rate=args.rate, loop=args.loop, wait_s=args.wait_s)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -240,6 +241,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topic", action="append", help="topic to play (repeat; default: all topics)")
     p.add_argument("--rate", type=positive_float(MAX_RATE), default=1.0, help="speed factor (default 1)")
     p.add_argument("--loop", action="store_true", help="play again from the start until Ctrl-C")
+    p.add_argument("--wait-s", type=float_range(0.0, MAX_WAIT_S), default=30.0,
+                   help="wait this long for a subscriber and until every subscription has matched, so that no "
+                        "message is lost; exit 1 when nothing subscribes (default 30; 0: publish at once)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("record", help="record topics into a bag through raw subscriptions (rclpy)")

@@ -27,6 +27,7 @@ class LatestOnlyWorker(Generic[T]):
         self._cond = threading.Condition()
         self._item: T | None = None
         self._stopping = False
+        self._drain = False
         self._thread: threading.Thread | None = None
         self.submitted = 0  #: items offered
         self.handled = 0  #: items handled (including those whose handler raised)
@@ -55,11 +56,16 @@ class LatestOnlyWorker(Generic[T]):
             self._item = item
             self._cond.notify()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Finish the item being handled, drop the waiting one (counted), end the thread."""
+    def stop(self, timeout_s: float = 10.0, drain: bool = False) -> None:
+        """Finish the item being handled and end the thread.
+
+        The waiting item is dropped (counted), or with ``drain`` handled first (a clean
+        shutdown publishes the last results).
+        """
         with self._cond:
             self._stopping = True
-            if self._item is not None:
+            self._drain = drain
+            if self._item is not None and not drain:
                 self.dropped += 1
                 self._item = None
             self._cond.notify()
@@ -74,7 +80,7 @@ class LatestOnlyWorker(Generic[T]):
             with self._cond:
                 while self._item is None and not self._stopping:
                     self._cond.wait()
-                if self._stopping:
+                if self._stopping and not (self._drain and self._item is not None):
                     return
                 item, self._item = self._item, None
             try:

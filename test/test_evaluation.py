@@ -312,6 +312,9 @@ def test_cli_evaluate(glyph_bag, tmp_path, capsys):
     first = json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]
     second = json.loads((tmp_path / "out2" / "metrics.json").read_text())["metrics"]
     assert first["classification"]["confusion"] == second["classification"]["confusion"]
+    # the architecture that ran (the checkpoint's), not the 'model' setting it overrides
+    settings = json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]
+    assert settings["model"] == "EventCLIP-Toy48"
     capsys.readouterr()
     assert cli_main(["evaluate", str(glyph_bag), "--ground-truth", "topic:/nope", "--out", str(tmp_path / "o3"),
                      "--config", str(params)]) == 2

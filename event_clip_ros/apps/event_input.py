@@ -103,10 +103,6 @@ class EventInput:
         self._last_t_us: int | None = None
         self.restarts = 0  #: stream restarts that closed the open windows and relearned the clock offset
 
-    @property
-    def window_config(self) -> WindowConfig:
-        return self.windower.config
-
     def feed_cdr(self, raw: Payload) -> list[PendingWindow]:
         """Decode one serialised message (in stream order); return the windows it completes."""
         try:

@@ -1,7 +1,7 @@
-"""Windows of a recording, batched and embedded: the one path from a file to embeddings.
+"""Windows of a recording, batched and embedded: the path from a file to embeddings.
 
-The CLI, bag evaluation and training read recordings through these helpers, so a
-window and its embedding are the same whichever tool produced them.
+The ``classify``, ``anomaly`` and ``retrieve`` commands read recordings through these
+helpers (bag evaluation goes through the node's own Detector instead).
 """
 
 from __future__ import annotations

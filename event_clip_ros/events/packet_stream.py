@@ -1,9 +1,9 @@
 """Event streams: one ROS event topic turned into event arrays, message by message.
 
 A stream is fed the messages of one topic in arrival (or bag log-time) order
-and returns the events of each. The ROS node (raw subscription) and the
-rosbag2 reader both use ``feed_cdr(raw)``, so live, replayed and offline
-decoding give the same events.
+and returns the events of each. The node's input (raw subscription, through
+:class:`~event_clip_ros.apps.event_input.EventInput`) and the bag readers use the
+same streams, so live, replayed and offline decoding give the same events.
 
 * :class:`EventPacketStream` (``event_camera_msgs/msg/EventPacket``): encoded
   payloads whose decoder state (time base, row, partial words) carries over

@@ -144,8 +144,14 @@ def score_and_write(bag: BagTopics, setup: EvaluationSetup, detector: Detector, 
                   "window_hop_us": window.hop_us, "min_events": window.min_events, "top_k": config.top_k,
                   "score_threshold": config.score_threshold, "anomaly_threshold": config.anomaly.threshold,
                   "templates": list(config.templates), "checkpoint": config.model.checkpoint,
-                  "model": config.model.arch, "batch_size": setup.batch_size,
+                  "model": loaded_arch(detector) or config.model.arch, "batch_size": setup.batch_size,
                   "max_problem_rate": setup.max_problem_rate},
     )
     write_evaluation(out_dir, run, evaluation)
     return run, evaluation
+
+
+def loaded_arch(detector: Detector) -> str | None:
+    """The architecture of the model the detector ran (a checkpoint's, not the ``model`` setting it overrides)."""
+    model = detector.model
+    return None if model is None else (model.meta.arch or "custom")

@@ -4,6 +4,7 @@
 module             what it holds
 =================  ==========================================================
 ``event_clip``     :class:`EventClip` (f_E, f_I, f_T), :class:`ModelMeta`
+``assembly``       registered architectures, configs, wrapping an open_clip model
 ``factory``        :func:`create_event_clip` from a :class:`ModelSpec`
 ``checkpoint``     our .safetensors format; import of the paper's vitb.pt / vitl.pt
 ``prompts``        prompt templates and label lists

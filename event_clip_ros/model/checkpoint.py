@@ -47,7 +47,7 @@ from torch import nn
 from ..train.engine.atomic import atomic_write_file
 from ..train.engine.checkpointing import refused_global, torch_load_reason
 from .event_clip import FORMAT_VERSION, EventClip, ModelMeta
-from .factory import assemble, model_config
+from .assembly import assemble, model_config
 from .finite import describe_nonfinite, nonfinite_tensors
 
 log = logging.getLogger(__name__)

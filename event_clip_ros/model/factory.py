@@ -12,22 +12,24 @@ teacher becomes a usable stand-in for CLIP within the toy preset's time budget).
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import open_clip
 import torch
 
+from .assembly import assemble, make_image_preprocess, make_tokenizer, model_config
+from .checkpoint import load_any_checkpoint
 from .event_clip import EventClip, ModelMeta
 from .finite import describe_nonfinite, nonfinite_tensors
 
-MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
-open_clip.add_model_config(MODEL_CONFIG_DIR)
+__all__ = [
+    "ModelSpec", "PretrainedUnavailableError", "assemble", "create_event_clip", "make_image_preprocess",
+    "make_tokenizer", "model_config",
+]
 
 
 class PretrainedUnavailableError(OSError):
@@ -44,35 +46,6 @@ class ModelSpec:
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     precision: str = "auto"  #: auto | fp32 | fp16 | bf16
     cache_dir: str | None = None  #: open_clip download cache (default ~/.cache/huggingface)
-
-
-def model_config(arch: str) -> dict[str, Any]:
-    """The open_clip config of a registered architecture (a copy)."""
-    cfg = open_clip.get_model_config(arch)
-    if cfg is None:
-        raise ValueError(f"unknown open_clip architecture {arch!r}; known: {', '.join(open_clip.list_models())}")
-    return copy.deepcopy(cfg)
-
-
-def make_tokenizer(meta: ModelMeta):
-    """The text tokenizer of the model (open_clip's for a named arch, else CLIP's BPE)."""
-    if meta.arch is not None:
-        return open_clip.get_tokenizer(meta.arch)
-    ctx = meta.model_cfg["text_cfg"].get("context_length", 77)
-    return open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
-
-
-def make_image_preprocess(clip: torch.nn.Module):
-    """CLIP's evaluation transform for images (resize, centre crop, mean/std)."""
-    pp = open_clip.get_model_preprocess_cfg(clip)
-    return open_clip.image_transform(
-        pp["size"], is_train=False, mean=pp["mean"], std=pp["std"], resize_mode=pp.get("resize_mode"), interpolation=pp.get("interpolation")
-    )
-
-
-def assemble(clip: torch.nn.Module, meta: ModelMeta, event_tower: torch.nn.Module | None = None) -> EventClip:
-    """Wrap an open_clip model and its metadata as an EventClip (f_E copied from f_I when not given)."""
-    return EventClip(clip, meta, make_tokenizer(meta), make_image_preprocess(clip), event_tower)
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout_s: float = 3.0) -> bool:
@@ -130,8 +103,6 @@ def _create_clip(arch: str, pretrained: str | None, cache_dir: str | None) -> to
 def create_event_clip(spec: ModelSpec = ModelSpec()) -> EventClip:
     """Build the model described by ``spec``, placed on its device, in eval mode."""
     if spec.checkpoint is not None:
-        from .checkpoint import load_any_checkpoint
-
         model = load_any_checkpoint(spec.checkpoint)
     else:
         cfg = model_config(spec.arch)  # unknown architectures fail here, with the list of known ones

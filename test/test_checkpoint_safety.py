@@ -50,7 +50,7 @@ from event_clip_ros.model.checkpoint import (
 from event_clip_ros.model.event_clip import EventClip
 from event_clip_ros.model.factory import model_config
 from event_clip_ros.model.finite import FiniteEmbeddings, split_finite
-from event_clip_ros.train.engine.atomic import atomic_write, atomic_write_bytes, remove_stale_temporaries
+from event_clip_ros.atomic_files import atomic_write, atomic_write_bytes, remove_stale_temporaries
 from event_clip_ros.train.engine.checkpointing import CheckpointDir, CheckpointLoadError, read_training_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -19,12 +19,16 @@ import pytest
 import torch
 
 from event_clip_ros.apps.detector import Detector, DetectorConfig
-from event_clip_ros.apps.detector_params import config_from_parameters, normalise_input_type, normalise_msgtype
+from event_clip_ros.apps.detector_params import (
+    config_from_parameters,
+    normalise_input_type,
+    normalise_msgtype,
+)
 from event_clip_ros.apps.event_input import IMAGE_MSGTYPE, decode_image
+from event_clip_ros.apps.video_anomaly import embed_event_frames, model_extraction
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.checkpoint import save_checkpoint
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
-from event_clip_ros.video.anomaly import embed_event_frames, model_extraction
 from event_clip_ros.video.extraction import ExtractionConfig, extract_event_frames
 from event_clip_ros.video.reader import VideoFrame
 
@@ -183,8 +187,9 @@ def test_parameters_select_image_input_and_the_extraction():
 
 # ---------------------------------------------------------------------- real DDS
 def image_msg(image: np.ndarray, stamp: int, encoding: str = "rgb8"):
-    from event_clip_ros.ros.messages import header
     from sensor_msgs.msg import Image
+
+    from event_clip_ros.ros.messages import header
 
     data = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if encoding == "rgb8" else image
     return Image(header=header(stamp, "cam"), height=image.shape[0], width=image.shape[1], encoding=encoding,

@@ -288,7 +288,7 @@ def test_crash_while_writing_keeps_saved_index(tmp_path, model, filled, monkeypa
     def disk_full(f):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(retrieval, "_flush_to_disk", disk_full)
+    monkeypatch.setattr(retrieval, "fsync_file_object", disk_full)
     with pytest.raises(OSError, match="No space"):
         bigger.save(path)
     assert_intact(path, filled)

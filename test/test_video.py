@@ -12,19 +12,27 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from video_scenes import FPS, H, W, as_frames, scene, write_video
 
+from event_clip_ros.apps.video_anomaly import (
+    SegmentScore,
+    fit_reference,
+    frame_scores,
+    score_video,
+)
 from event_clip_ros.cli import video_cmds
 from event_clip_ros.events.readers import open_events
 from event_clip_ros.events.simulate import SimulatorConfig
 from event_clip_ros.events.types import SensorSize, concat_events
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.anomaly import ReferenceScorerConfig
-from event_clip_ros.video.anomaly import SegmentScore, fit_reference, frame_scores, score_video
-from event_clip_ros.video.extraction import ExtractionConfig, FrameDiffExtractor, extract_event_frames
+from event_clip_ros.video.extraction import (
+    ExtractionConfig,
+    FrameDiffExtractor,
+    extract_event_frames,
+)
 from event_clip_ros.video.reader import VideoFileError, VideoFrame, VideoReader
 from event_clip_ros.video.to_events import EVT3_MAX_SIDE, video_events, write_video_evt3
-
-from video_scenes import FPS, H, W, as_frames, scene, write_video
 
 torch.set_num_threads(1)
 

@@ -15,17 +15,32 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from video_scenes import FPS, H, W, as_frames, scene, write_video
 
 from event_clip_ros.apps.evaluation.metrics import average_precision, roc_auc
-from event_clip_ros.apps.evaluation.report import METRICS_FILE, PR_PNG, REPORT_FILE, ROC_PNG, WINDOWS_FILE
+from event_clip_ros.apps.evaluation.report import (
+    METRICS_FILE,
+    PR_PNG,
+    REPORT_FILE,
+    ROC_PNG,
+    WINDOWS_FILE,
+)
 from event_clip_ros.apps.evaluation.truth import GroundTruthError
+from event_clip_ros.apps.evaluation.ucf import (
+    ScoredVideo,
+    evaluate_videos,
+    find_annotated_videos,
+    frame_truth,
+    video_truth,
+)
+from event_clip_ros.apps.video_anomaly import SegmentScore
 from event_clip_ros.cli import video_cmds
-from event_clip_ros.video.anomaly import SegmentScore
 from event_clip_ros.video.crops import crop_origins, ten_crop
-from event_clip_ros.video.extraction import ExtractionConfig, extract_event_frames, normalise_counts
-from event_clip_ros.video.ucf import ScoredVideo, evaluate_videos, find_annotated_videos, frame_truth, video_truth
-
-from video_scenes import FPS, H, W, as_frames, scene, write_video
+from event_clip_ros.video.extraction import (
+    ExtractionConfig,
+    extract_event_frames,
+    normalise_counts,
+)
 
 torch.set_num_threads(1)
 
@@ -217,9 +232,13 @@ def test_cli_ucf_single_video_and_bad_inputs(ucf_folder, tmp_path, capsys):
 
 
 def test_ten_crop_segment_score_is_the_mean_of_its_views():
+    from event_clip_ros.apps.video_anomaly import (
+        fit_reference,
+        model_extraction,
+        score_video,
+    )
     from event_clip_ros.model import ModelSpec, create_event_clip
     from event_clip_ros.model.anomaly import ReferenceScorerConfig
-    from event_clip_ros.video.anomaly import fit_reference, model_extraction, score_video
 
     torch.manual_seed(0)
     model = create_event_clip(ModelSpec(arch="EventCLIP-Tiny", pretrained=None, device="cpu"))

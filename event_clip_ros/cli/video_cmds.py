@@ -140,7 +140,7 @@ def _anomaly_extraction(model: "EventClip", args: argparse.Namespace) -> "Extrac
 
 def _reference_scorer(model: "EventClip", args: argparse.Namespace, config: "ExtractionConfig") -> "AnomalyScorer":
     from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
-    from ..video.anomaly import embed_video
+    from ..apps.video_anomaly import embed_video
 
     if len(args.reference) == 1 and Path(args.reference[0]).suffix == ".npz":
         scorer = ReferenceAnomalyScorer.load(args.reference[0], device=model.device)
@@ -179,7 +179,7 @@ def cmd_video_anomaly(args: argparse.Namespace) -> int:
 def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "ExtractionConfig", args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..video.anomaly import frame_scores, score_video
+    from ..apps.video_anomaly import frame_scores, score_video
 
     video = args.video[0]
     segments = []
@@ -211,7 +211,7 @@ def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "Extra
 
 def _annotated_videos(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     """(the VIDEO arguments, then the listed videos found in --videos-dir; problems), each with an annotation line."""
-    from ..video.ucf import find_annotated_videos, video_truth
+    from ..apps.evaluation.ucf import find_annotated_videos, video_truth
 
     videos = [Path(v) for v in args.video]
     problems: list[str] = []
@@ -233,9 +233,9 @@ def _evaluate_ucf(model: "EventClip", scorer: "AnomalyScorer", config: "Extracti
     import time
 
     from ..apps.evaluation.report import RunInfo, write_evaluation
-    from ..video.anomaly import score_video
+    from ..apps.video_anomaly import score_video
     from ..video.reader import VideoFileError
-    from ..video.ucf import ScoredVideo, evaluate_videos, video_truth
+    from ..apps.evaluation.ucf import ScoredVideo, evaluate_videos, video_truth
 
     started = time.perf_counter()
     scored: list[ScoredVideo] = []

@@ -44,11 +44,11 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, CustomTextCLIP
 from open_clip.transform import PreprocessCfg
 from torch import nn
 
-from ..train.engine.atomic import atomic_write_file
-from ..train.engine.checkpointing import refused_global, torch_load_reason
+from ..atomic_files import atomic_write_file
 from .event_clip import FORMAT_VERSION, EventClip, ModelMeta
 from .assembly import assemble, model_config
 from .finite import describe_nonfinite, nonfinite_tensors
+from .torch_load import refused_global, torch_load_reason
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class CheckpointError(ValueError):
 # ---------------------------------------------------------------------------------------- our format
 def save_checkpoint(model: EventClip, path: str | os.PathLike, training: dict[str, Any] | None = None,
                     storage_dtype: torch.dtype | None = None) -> Path:
-    """Write ``model`` to one ``.safetensors`` file atomically (:func:`~event_clip_ros.train.engine.atomic.atomic_write_file`:
+    """Write ``model`` to one ``.safetensors`` file atomically (:func:`~event_clip_ros.atomic_files.atomic_write_file`:
     temporary file, fsync, rename; a temporary left by an interrupted save is removed by the next save).
 
     Tensors are stored in their own dtype (fp32 as built), or with ``storage_dtype`` (e.g.

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 import torch
 
+from ..atomic_files import atomic_replace_dir, fsync_dir, fsync_file_object
 from ..events.types import SensorSize
 from ..events.windows import Window
 
@@ -379,7 +380,7 @@ class EmbeddingIndex:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _replace_dir(tmp, path)
+        atomic_replace_dir(tmp, path, PREVIOUS_SUFFIX)
         return path
 
     @classmethod
@@ -491,11 +492,11 @@ class EmbeddingIndex:
             np.lib.format.write_array_header_1_0(f, {"descr": np.dtype("<f4").str, "fortran_order": False, "shape": (n, d)})
             for _, block in self._blocks(max(1, (64 << 20) // (4 * d))):
                 f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
-            _flush_to_disk(f)
+            fsync_file_object(f)
         with open(directory / RECORDS_FILE, "w", encoding="utf-8") as f:
             for r in self._records:
                 f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-            _flush_to_disk(f)
+            fsync_file_object(f)
         header = {
             "format": INDEX_FORMAT,
             "format_version": INDEX_FORMAT_VERSION,
@@ -506,8 +507,8 @@ class EmbeddingIndex:
         with open(directory / INDEX_FILE, "w", encoding="utf-8") as f:
             json.dump(header, f, indent=2)
             f.write("\n")
-            _flush_to_disk(f)
-        _fsync_dir(directory)
+            fsync_file_object(f)
+        fsync_dir(directory)
 
 
 # ------------------------------------------------------------------- helpers
@@ -598,47 +599,3 @@ def _read_records(file: Path) -> list[Record]:
     except OSError as exc:
         raise IndexFormatError(f"cannot read {file}: {exc}") from exc
     return records
-
-
-def _flush_to_disk(f) -> None:
-    f.flush()
-    os.fsync(f.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a directory's entries (the names created or renamed in it)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move the complete index directory ``new`` to ``target``, keeping the old one until it is there.
-
-    ``target`` is first moved aside to ``<target>.previous``; if moving ``new``
-    in then fails, it is moved back. A ``.previous`` left by a process that died
-    between the two renames is what :meth:`EmbeddingIndex.load` falls back to;
-    it is removed once a new index is in place.
-    """
-    previous = target.with_name(target.name + PREVIOUS_SUFFIX)
-    if target.exists() and previous.exists():
-        shutil.rmtree(previous)  # left over after an interrupted clean-up; target is complete
-    if target.exists():
-        os.rename(target, previous)
-        try:
-            os.rename(new, target)
-        except BaseException:
-            os.rename(previous, target)
-            shutil.rmtree(new, ignore_errors=True)
-            raise
-    else:
-        try:
-            os.rename(new, target)
-        except BaseException:
-            shutil.rmtree(new, ignore_errors=True)
-            raise
-    _fsync_dir(target.parent)
-    if previous.exists():
-        shutil.rmtree(previous)

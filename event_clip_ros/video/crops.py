@@ -5,7 +5,7 @@ The centre and the four corners of the map, each as is and mirrored left-right
 224x224 crops. The crops are cut from the per-pixel sums *before* the clamp
 and the normalisation, so each view is normalised by its own peak, as if the
 crop had been the whole frame. A segment's anomaly score is then the mean of
-its views' scores (:func:`event_clip_ros.video.anomaly.score_video`).
+its views' scores (:func:`event_clip_ros.apps.video_anomaly.score_video`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...train.engine.atomic import atomic_write_bytes, atomic_write_text
+from ...atomic_files import atomic_write_bytes, atomic_write_text
 from .metrics import AnomalyMetrics, ClassificationMetrics
 from .scoring import Evaluation
 

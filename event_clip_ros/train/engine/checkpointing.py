@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,7 +41,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .atomic import atomic_write, remove_stale_temporaries
+from ...atomic_files import atomic_write, remove_stale_temporaries
+from ...model.torch_load import refused_global, torch_load_reason
 from .rng import Generators, RngStateError, capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,6 @@ FORMAT = "event_clip_ros.train_state"
 FORMAT_VERSION = 1
 
 
-_WEIGHTS_ONLY_FAILED = "Weights only load failed"  # how torch.load(weights_only=True) starts a refusal
-_UNPICKLER_PREFIX = "WeightsUnpickler error:"
-_TORCH_ADVICE = (_WEIGHTS_ONLY_FAILED, "(1)", "(2)", "Please file an issue", "Check the documentation")
-_REFUSED_GLOBAL = re.compile(r"GLOBAL ([A-Za-z_][\w.]*)")  # "Unsupported global: GLOBAL x.y ...", "unsupported GLOBAL x.y whose ..."
 
 
 class CheckpointLoadError(ValueError):
@@ -204,30 +200,6 @@ def read_training_state(path: str | os.PathLike) -> dict[str, Any]:
         version = payload.get("format_version")
         raise CheckpointLoadError(f"{path}: training-state format version {version}, this code reads {FORMAT_VERSION}")
     return payload
-
-
-def torch_load_reason(err: BaseException) -> str:
-    """The informative line of a ``torch.load`` error.
-
-    weights_only refusals bury it among torch's advice, which suggests loading with
-    ``weights_only=False`` (running code from the file): that advice is never shown.
-    """
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    if _WEIGHTS_ONLY_FAILED not in str(err):
-        return lines[0] if lines else type(err).__name__
-    for line in lines:
-        reason = line.partition(_UNPICKLER_PREFIX)[2].strip() if _UNPICKLER_PREFIX in line else line
-        if reason and not reason.startswith(_TORCH_ADVICE):
-            return reason
-    return "refused by the weights_only unpickler"
-
-
-def refused_global(err: BaseException) -> str | None:
-    """The class or function a pickle needed that torch's weights_only unpickler refused to import, else None."""
-    if not isinstance(err, pickle.UnpicklingError) or _WEIGHTS_ONLY_FAILED not in str(err):
-        return None
-    found = _REFUSED_GLOBAL.search(str(err))
-    return found.group(1) if found else None
 
 
 def load_training_state(

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_write_text
+from ...atomic_files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

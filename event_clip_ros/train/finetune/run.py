@@ -36,7 +36,7 @@ from ...model.event_clip import EventClip
 from ..data import EpochSubset, FrameAugmentConfig, augment_frames, collate_samples, recommended_frame_config
 from ..distributed import DistEnv, barrier, cleanup, init_distributed
 from ..engine import BestPolicy, CheckpointDir, Trainer, TrainState, build_loader, build_trainer, seed_everything
-from ..engine.atomic import atomic_write_text
+from ...atomic_files import atomic_write_text
 from ..engine.sampler import resumable_sampler
 from ..losses import prediction_loss
 from .config import FinetuneConfig

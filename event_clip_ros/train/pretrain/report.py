@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ..engine.atomic import atomic_write_bytes, atomic_write_text
+from ...atomic_files import atomic_write_bytes, atomic_write_text
 from ..losses import RELEASED_TAU_I
 from .config import PretrainConfig
 

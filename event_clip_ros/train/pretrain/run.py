@@ -38,7 +38,7 @@ from ..data import FrameAugmentConfig
 from ..distributed import DistEnv, barrier, cleanup, init_distributed
 from ..inputs import event_normalisation
 from ..engine import BestPolicy, TrainState, build_loader, build_trainer, seed_everything
-from ..engine.atomic import atomic_write_text
+from ...atomic_files import atomic_write_text
 from ..engine.sampler import resumable_sampler
 from .config import PretrainConfig
 from .data import PairedCollate, RunData, build_run_data

@@ -26,8 +26,8 @@ import torch
 
 from ..model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, ReferenceScorerConfig
 from ..model.event_clip import EventClip
-from .extraction import EventFrame, ExtractionConfig, extract_event_frames
-from .reader import VideoFrame
+from ..video.extraction import EventFrame, ExtractionConfig, extract_event_frames
+from ..video.reader import VideoFrame
 
 
 @dataclass(frozen=True)

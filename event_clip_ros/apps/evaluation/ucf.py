@@ -19,14 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..apps.detector import ANOMALY as ANOMALY_LABEL
-from ..apps.detector import NORMAL as NORMAL_LABEL
-from ..apps.detector import DetectionResult
-from ..apps.evaluation.metrics import anomaly_metrics
-from ..apps.evaluation.scoring import Evaluation, Scored
-from ..apps.evaluation.truth import ANOMALOUS, NORMAL, GroundTruthError, TimeRanges, anomaly_truth, load_ucf_annotations
-from ..model.zero_shot import LabelScore
-from .anomaly import SegmentScore, frame_scores
+from ...model.zero_shot import LabelScore
+from ..detector import ANOMALY as ANOMALY_LABEL
+from ..detector import NORMAL as NORMAL_LABEL
+from ..detector import DetectionResult
+from ..video_anomaly import SegmentScore, frame_scores
+from .metrics import anomaly_metrics
+from .scoring import Evaluation, Scored
+from .truth import (
+    ANOMALOUS,
+    NORMAL,
+    GroundTruthError,
+    TimeRanges,
+    anomaly_truth,
+    load_ucf_annotations,
+)
 
 
 def annotated_names(annotations: str | Path) -> list[str]:

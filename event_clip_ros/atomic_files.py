@@ -1,7 +1,8 @@
 """Crash-safe file replacement: write a temporary file, fsync it, rename it over the target.
 
 This is the one atomic-write mechanism of the project (training states, model
-checkpoints, reports). Temporary files are named ``.{target}.{pid}.{token}.tmp``
+checkpoints, reports, the retrieval index's directory); a base module that every
+layer may use. Temporary files are named ``.{target}.{pid}.{token}.tmp``
 in the target's directory: the writer's process id makes the temporary of an
 interrupted write (a kill, a crash, a power loss) recognisable, so the next
 write to the same target (:func:`atomic_write_file`) and a training resume
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 import uuid
 from collections.abc import Callable
@@ -66,7 +68,7 @@ def atomic_write_file(path: str | os.PathLike, write_to: Callable[[Path], None])
     finally:
         with _in_flight_lock:
             _in_flight.discard(tmp)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -162,7 +164,7 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Persist a rename (POSIX); a no-op where directories cannot be opened (Windows)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -174,3 +176,39 @@ def _fsync_dir(directory: Path) -> None:
         pass  # some file systems refuse fsync on directories; the rename itself is still atomic
     finally:
         os.close(fd)
+
+
+def fsync_file_object(f: BinaryIO) -> None:
+    """Flush an open file and persist its content."""
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def atomic_replace_dir(new: Path, target: Path, previous_suffix: str = ".previous") -> None:
+    """Move the complete directory ``new`` to ``target``, keeping the old one until it is there.
+
+    ``target`` is first moved aside to ``<target><previous_suffix>``; if moving ``new``
+    in then fails, it is moved back. A previous directory left by a process that died
+    between the two renames is what a reader may fall back to; it is removed once the
+    new directory is in place.
+    """
+    previous = target.with_name(target.name + previous_suffix)
+    if target.exists() and previous.exists():
+        shutil.rmtree(previous)  # left over after an interrupted clean-up; target is complete
+    if target.exists():
+        os.rename(target, previous)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(previous, target)
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+    else:
+        try:
+            os.rename(new, target)
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+    fsync_dir(target.parent)
+    if previous.exists():
+        shutil.rmtree(previous)

@@ -140,7 +140,7 @@ def check_stream(stream: EventStream, messages: list[bytes], label: str, tally: 
         tally.inputs += 1
         start = time.perf_counter()
         try:
-            events = stream.feed_cdr(raw)
+            events = stream.decode_cdr(raw).events
         except Exception as exc:  # noqa: BLE001 - a crash is what the fuzz looks for
             tally.crashes.append(f"{label} message {k}: {type(exc).__name__}: {exc}")
             return

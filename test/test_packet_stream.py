@@ -45,7 +45,7 @@ def packet(payload: bytes, seq: int, encoding: str = "evt3", time_base_ns: int =
 
 
 def feed_all(stream, raws) -> np.ndarray:
-    return concat_events([stream.feed_cdr(raw) for raw in raws])
+    return concat_events([stream.decode_cdr(raw).events for raw in raws])
 
 
 def test_evt3_stream_decodes_across_arbitrary_packet_cuts():
@@ -110,13 +110,13 @@ def test_encoding_and_size_switch_start_a_new_decoder():
     (tb, mono_payload), = mono_packets(b, 1)
     stream = EventPacketStream()
     out_a = feed_all(stream, [packet(p, seq) for seq, p in enumerate(evt3_packets(a, 3))])
-    out_b = stream.feed_cdr(packet(mono_payload, 3, "mono", tb))
+    out_b = stream.decode_cdr(packet(mono_payload, 3, "mono", tb)).events
     np.testing.assert_array_equal(out_a, a)
     np.testing.assert_array_equal(out_b, b)
     assert stream.encoding == "mono" and stream.stats.time_resets == 1
     # the sensor shrinks: a new decoder that drops (and counts) what lies outside
     small = SensorSize(320, 240)
-    out_c = stream.feed_cdr(packet(encode_evt3(a), 4, width=small.width, height=small.height))
+    out_c = stream.decode_cdr(packet(encode_evt3(a), 4, width=small.width, height=small.height)).events
     inside = (a["x"] < small.width) & (a["y"] < small.height)
     np.testing.assert_array_equal(out_c, a[inside])
     assert stream.size == small and stream.encoding == "evt3"
@@ -128,13 +128,13 @@ def test_encoding_and_size_switch_start_a_new_decoder():
 def test_unknown_encoding_and_bad_geometry_are_counted_not_raised():
     events = sensor_events(500, seed=7)
     stream = EventPacketStream()
-    assert stream.feed_cdr(packet(b"\x00" * 16, 0, "evt4")).size == 0
-    assert stream.feed_cdr(packet(b"\x00" * 16, 1, "evt4")).size == 0
+    assert stream.decode_cdr(packet(b"\x00" * 16, 0, "evt4")).events.size == 0
+    assert stream.decode_cdr(packet(b"\x00" * 16, 1, "evt4")).events.size == 0
     assert stream.stats.bad_packets == 2 and stream.size is None
     assert "evt4" in stream.last_error
-    assert stream.feed_cdr(packet(b"", 2, width=0)).size == 0
+    assert stream.decode_cdr(packet(b"", 2, width=0)).events.size == 0
     assert stream.stats.bad_packets == 3
-    np.testing.assert_array_equal(stream.feed_cdr(packet(encode_evt3(events), 3)), events)
+    np.testing.assert_array_equal(stream.decode_cdr(packet(encode_evt3(events), 3)).events, events)
     assert stream.stats.packets == 4 and stream.size == SensorSize(WIDTH, HEIGHT)
 
 
@@ -142,9 +142,9 @@ def test_unparsable_cdr_is_a_bad_packet():
     events = sensor_events(300, seed=8)
     raws = [packet(p, seq) for seq, p in enumerate(evt3_packets(events, 2))]
     stream = EventPacketStream()
-    assert stream.feed_cdr(raws[0][:20]).size == 0
+    assert stream.decode_cdr(raws[0][:20]).events.size == 0
     assert "truncated" in stream.last_error
-    assert stream.feed_cdr(b"garbage").size == 0
+    assert stream.decode_cdr(b"garbage").events.size == 0
     np.testing.assert_array_equal(feed_all(stream, raws), events)
     assert stream.stats.bad_packets == 2 and stream.stats.packets == 4
 
@@ -154,12 +154,12 @@ def test_decoder_counters_accumulate_across_decoders():
     small = SensorSize(400, 300)  # over 90% outside would make a mono packet garbage
     expected_oob = int(((events["x"] >= small.width) | (events["y"] >= small.height)).sum())
     stream = EventPacketStream()
-    stream.feed_cdr(packet(encode_evt3(events), 0, width=small.width, height=small.height))
+    stream.decode_cdr(packet(encode_evt3(events), 0, width=small.width, height=small.height)).events
     later = events.copy()
     later["t"] += int(events["t"][-1] - events["t"][0]) + 1
     for seq, part in ((1, events), (2, later)):
         (tb, payload), = mono_packets(part, 1)
-        stream.feed_cdr(packet(payload, seq, "mono", tb, width=small.width, height=small.height))
+        stream.decode_cdr(packet(payload, seq, "mono", tb, width=small.width, height=small.height)).events
     assert stream.stats.out_of_bounds == 3 * expected_oob
     assert stream.stats.events == 3 * (events.size - expected_oob)
 
@@ -172,7 +172,7 @@ def test_event_array_stream():
     np.testing.assert_array_equal(out, events)
     assert stream.size == SensorSize(WIDTH, HEIGHT) and stream.encoding is None
     # events outside the message's geometry are dropped and counted
-    small = stream.feed_cdr(encode_event_array(parts[0], 320, 240))
+    small = stream.decode_cdr(encode_event_array(parts[0], 320, 240)).events
     inside = (parts[0]["x"] < 320) & (parts[0]["y"] < 240)
     np.testing.assert_array_equal(small, parts[0][inside])
     assert stream.stats.out_of_bounds == int((~inside).sum())
@@ -180,15 +180,15 @@ def test_event_array_stream():
     assert stream.stats.time_resets == 1  # the size change
     # time going back between messages (bag loop) is a restart once two messages agree on it;
     # the first is dropped and counted, the second passes
-    stream.feed_cdr(encode_event_array(parts[3], 320, 240))
+    stream.decode_cdr(encode_event_array(parts[3], 320, 240)).events
     dropped = stream.stats.time_dropped
-    assert stream.feed_cdr(encode_event_array(parts[0], 320, 240)).size == 0
+    assert stream.decode_cdr(encode_event_array(parts[0], 320, 240)).events.size == 0
     assert stream.stats.time_resets == 1 and stream.stats.time_dropped > dropped
-    assert stream.feed_cdr(encode_event_array(parts[1], 320, 240)).size > 0
+    assert stream.decode_cdr(encode_event_array(parts[1], 320, 240)).events.size > 0
     assert stream.stats.time_resets == 2
     # bad CDR and impossible geometry: counted, no events
-    assert stream.feed_cdr(b"\x00\x01\x00\x00\x01").size == 0
-    assert stream.feed_cdr(encode_event_array(parts[0], 0, 240)).size == 0
+    assert stream.decode_cdr(b"\x00\x01\x00\x00\x01").events.size == 0
+    assert stream.decode_cdr(encode_event_array(parts[0], 0, 240)).events.size == 0
     assert stream.stats.bad_packets == 2
     assert stream.stats.packets == 10
 
@@ -205,3 +205,19 @@ def test_make_stream(msgtype):
 def test_make_stream_rejects_other_types():
     with pytest.raises(ValueError, match="dvs_msgs/msg/EventArray"):
         make_stream("sensor_msgs/msg/Image")
+
+
+def test_decoded_message_says_what_the_stamp_belongs_to_and_when_the_stream_restarted():
+    events = sensor_events(600, seed=12, t0_us=5_000_000)
+    parts = np.array_split(events, 3)
+    stream = EventPacketStream()
+    first = stream.decode_cdr(packet(encode_evt3(parts[0]), 0))
+    assert first.reference_us == int(parts[0]["t"][0]) and not first.restarted  # evt3: the first event
+    assert first.stamp_ns == 1_700_000_000 * 10**9 and first.size == SensorSize(WIDTH, HEIGHT)
+    (tb, payload), = mono_packets(parts[1], 1)
+    switched = stream.decode_cdr(packet(payload, 1, "mono", tb))
+    assert switched.restarted and switched.reference_us == tb // 1000  # mono: time_base
+    again = stream.decode_cdr(packet(payload, 0, "mono", tb))  # seq back: a restart
+    assert again.restarted and again.events.size == parts[1].size
+    bad = stream.decode_cdr(b"\x00\x01\x00\x00")
+    assert bad.events.size == 0 and not bad.restarted and stream.stats.bad_packets == 1

@@ -167,7 +167,7 @@ def test_evt3_packets_between_processes_decode_to_the_source_events(ros, tmp_pat
 
     assert all(isinstance(raw, bytes) for raw in received)
     stream = EventPacketStream()
-    decoded = concat_events([stream.feed_cdr(raw) for raw in received])
+    decoded = concat_events([stream.decode_cdr(raw).events for raw in received])
     np.testing.assert_array_equal(decoded, events)
     assert (stream.encoding, stream.size.width, stream.size.height) == ("evt3", WIDTH, HEIGHT)
     assert stream.stats.packets == N_PACKETS

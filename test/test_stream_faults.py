@@ -188,9 +188,9 @@ def test_garbage_payload_is_dropped_whole_and_decoding_resumes():
     raws = evt3_packets(events, 12)
     garbage = np.random.default_rng(6).integers(0, 256, len(raws[5]), dtype=np.uint8).tobytes()
     stream = EventPacketStream()
-    out = [stream.feed_cdr(packet(p, seq)) for seq, p in enumerate(raws[:5])]
-    assert stream.feed_cdr(packet(garbage, 5)).size == 0  # dropped whole, not decoded into events
-    out += [stream.feed_cdr(packet(p, seq)) for seq, p in enumerate(raws[6:], start=6)]
+    out = [stream.decode_cdr(packet(p, seq)).events for seq, p in enumerate(raws[:5])]
+    assert stream.decode_cdr(packet(garbage, 5)).events.size == 0  # dropped whole, not decoded into events
+    out += [stream.decode_cdr(packet(p, seq)).events for seq, p in enumerate(raws[6:], start=6)]
     got = concat_events(out)
     expected = concat_events(np.array_split(events, 12)[:5] + np.array_split(events, 12)[6:])
     np.testing.assert_array_equal(got, expected)
@@ -206,7 +206,7 @@ def test_garbage_time_base_packet_is_dropped_and_a_real_restart_is_followed(enco
 
     def feed(part, seq, time_base_ns=None):
         tb = int(part["t"][0]) * 1000 if time_base_ns is None else time_base_ns
-        return stream.feed_cdr(packet(encode(part, tb), seq, encoding, tb))
+        return stream.decode_cdr(packet(encode(part, tb), seq, encoding, tb)).events
 
     got = [feed(p, i) for i, p in enumerate(parts[:4])]
     # a garbage time_base 915 s ahead (the issue saw results stamped 14.7 h in the future)
@@ -230,11 +230,11 @@ def test_garbage_seq_is_not_counted_as_lost_packets():
     raws = evt3_packets(events, 6)
     stream = EventPacketStream()
     for seq, p in zip([0, 1, 2**63 + 12345, 3, 4, 5], raws):
-        stream.feed_cdr(packet(p, seq))
+        stream.decode_cdr(packet(p, seq)).events
     assert stream.stats.lost_packets == 0
     assert stream.stats.seq_resets == 1
     # a real gap is still counted
-    stream.feed_cdr(packet(encode_evt3(events[-1:], prev_t_us=int(events["t"][-1])), 9))
+    stream.decode_cdr(packet(encode_evt3(events[-1:], prev_t_us=int(events["t"][-1])), 9)).events
     assert stream.stats.lost_packets == 3
 
 
@@ -247,13 +247,13 @@ def test_event_arrays_drop_negative_and_backward_times(msgtype):
     bad["t"][200] = bad["t"][150]  # one event back in time
     bad["t"][300] -= 1_000_000  # far back
     stream = EventArrayStream(msgtype)
-    out = stream.feed_cdr(encode_event_array(bad, WIDTH, HEIGHT))
+    out = stream.decode_cdr(encode_event_array(bad, WIDTH, HEIGHT)).events
     assert np.all(out["t"] >= 0) and np.all(np.diff(out["t"]) >= 0)
     assert out.size == events.size - 3
     assert stream.stats.time_dropped == 3 and stream.stats.time_errors == 2
     # the next message goes on from the last good time
     nxt = random_events(100, seed=10, t0_us=int(events["t"][-1]) + 1, span_us=10_000)
-    np.testing.assert_array_equal(stream.feed_cdr(encode_event_array(nxt, WIDTH, HEIGHT)), nxt)
+    np.testing.assert_array_equal(stream.decode_cdr(encode_event_array(nxt, WIDTH, HEIGHT)).events, nxt)
 
 
 def _swap_records(payload: bytes, i: int, j: int, record_bytes: int = 8) -> bytes:
@@ -304,7 +304,7 @@ def test_sensor_sizes_beyond_the_encoding_are_refused(encoding, size):
     with pytest.raises(ValueError, match="beyond"):
         make_decoder(encoding, SensorSize(*size))
     stream = EventPacketStream()
-    assert stream.feed_cdr(packet(b"\x00" * 16, 0, encoding, size=size)).size == 0
+    assert stream.decode_cdr(packet(b"\x00" * 16, 0, encoding, size=size)).events.size == 0
     assert stream.stats.bad_packets == 1 and "beyond" in (stream.last_error or "")
 
 
@@ -312,9 +312,9 @@ def test_size_limit_is_configurable():
     limits = StreamLimits(max_width=1024, max_height=1024)
     stream = EventArrayStream(limits=limits)
     ev = random_events(10, seed=12)
-    assert stream.feed_cdr(encode_event_array(ev, 2000, 1000)).size == 0
+    assert stream.decode_cdr(encode_event_array(ev, 2000, 1000)).events.size == 0
     assert stream.stats.bad_packets == 1
-    assert stream.feed_cdr(encode_event_array(ev, WIDTH, HEIGHT)).size == 10
+    assert stream.decode_cdr(encode_event_array(ev, WIDTH, HEIGHT)).events.size == 10
     make_decoder("evt3", SensorSize(2048, 2048))  # the encoding's own limit is the ceiling
     with pytest.raises(ValueError):
         StreamLimits(max_jump_us=0)

@@ -46,11 +46,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..events.decoders import DECODERS
-from ..events.decoders.base import Payload, TimeBaseDecoder, as_uint8
+from ..events.decoders.base import Payload, as_uint8
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
-from ..events.packet_stream import EventPacketStream, make_stream
-from ..events.ros_cdr import CdrError, parse_event_array, parse_event_packet
+from ..events.packet_stream import make_stream
 from ..events.types import EVENT_DTYPE, SensorSize, empty_events
 from ..events.windows import Window, WindowConfig, Windower
 from ..video.extraction import EventFrame, ExtractionConfig, FrameDiffExtractor
@@ -82,20 +80,12 @@ class PendingWindow:
         return int(self.window.events.shape[0])
 
 
-def _timed_from_time_base(encoding: str | None) -> bool:
-    """Whether an EventPacket encoding's event times count from ``time_base`` (header stamp = time_base)."""
-    cls = DECODERS.get(encoding or "")
-    return cls is not None and issubclass(cls, TimeBaseDecoder)
-
-
 class EventInput:
     """Decode one topic's messages in order and cut windows on sensor time (see module doc)."""
 
     def __init__(self, msgtype: str, window: WindowConfig, limits: StreamLimits = DEFAULT_LIMITS) -> None:
         self.msgtype = msgtype
         self.stream = make_stream(msgtype, limits)  # ValueError for an unsupported type
-        self._is_packet = isinstance(self.stream, EventPacketStream)
-        self._parse = parse_event_packet if self._is_packet else parse_event_array
         self.windower = Windower(window)
         self._size: SensorSize | None = None
         self._frame_id = ""
@@ -105,22 +95,12 @@ class EventInput:
 
     def feed_cdr(self, raw: Payload) -> list[PendingWindow]:
         """Decode one serialised message (in stream order); return the windows it completes."""
-        try:
-            msg = self._parse(raw)
-        except CdrError:
-            self.stream.feed_cdr(raw)  # the stream counts and logs the unparsable message
-            return []
-        resets_before = self.stream.stats.time_resets
-        events = self.stream.feed(msg)
-        out = self._restart() if self.stream.stats.time_resets != resets_before else []
-        if events.shape[0] == 0:
+        msg = self.stream.decode_cdr(raw)
+        out = self._restart() if msg.restarted else []
+        if msg.events.shape[0] == 0:
             return out
-        if self._is_packet and _timed_from_time_base(msg.encoding):
-            reference_us = msg.time_base_ns // _NS_PER_US
-        else:
-            reference_us = int(events["t"][0])
-        out += self._push(events, self.stream.size, msg.stamp_ns - reference_us * _NS_PER_US, msg.frame_id)
-        return out
+        assert msg.size is not None
+        return out + self._push(msg.events, msg.size, msg.stamp_ns - msg.reference_us * _NS_PER_US, msg.frame_id)
 
     def feed_events(
         self, events: np.ndarray, size: SensorSize, stamp_ns: int | None = None, frame_id: str = ""

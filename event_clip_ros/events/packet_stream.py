@@ -29,6 +29,7 @@ kind, and give an empty array.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -60,6 +61,20 @@ _DECODER_COUNTERS = tuple(name for name in DecodeStats().as_dict() if name != "p
 MsgT = TypeVar("MsgT", EventPacketMsg, EventArrayMsg)
 
 
+@dataclass(frozen=True)
+class DecodedMessage:
+    """One message of a stream, decoded: its events and what maps their sensor time to ROS time."""
+
+    events: np.ndarray  #: :data:`EVENT_DTYPE`, plausible, in time order (empty for a skipped message)
+    size: SensorSize | None  #: the sensor geometry of the stream (None before a good message)
+    stamp_ns: int  #: the message's header.stamp (ns; 0 for an unparsable message)
+    reference_us: int  #: the sensor time (us) that header.stamp belongs to (time_base or first event)
+    frame_id: str
+    #: the stream restarted before these events (seq went back, a confirmed time jump, a new
+    #: encoding or size): windows and the sensor-to-ROS clock offset start afresh
+    restarted: bool
+
+
 class EventStream(ABC, Generic[MsgT]):
     """Events of one ROS topic, decoded message by message in order."""
 
@@ -74,14 +89,22 @@ class EventStream(ABC, Generic[MsgT]):
         #: why the last skipped message was skipped (for diagnostics and error messages)
         self.last_error: str | None = None
 
-    def feed_cdr(self, raw: Payload) -> np.ndarray:
-        """Decode one serialised message; an unparsable one is counted and gives no events."""
+    def decode_cdr(self, raw: Payload) -> DecodedMessage:
+        """Decode one serialised message, in stream order; an unparsable one is counted and gives no events."""
         try:
             msg = self._parse(raw)
         except CdrError as err:
             self.stats.packets += 1
-            return self._bad_packet("cdr", f"unparsable message ({err})")
-        return self.feed(msg)
+            return DecodedMessage(self._bad_packet("cdr", f"unparsable message ({err})"), self.size, 0, 0, "", False)
+        resets = self.stats.time_resets
+        events = self.feed(msg)
+        reference_us = self._reference_us(msg, events)
+        return DecodedMessage(events, self.size, msg.stamp_ns, reference_us, msg.frame_id,
+                              self.stats.time_resets != resets)
+
+    def _reference_us(self, msg: MsgT, events: np.ndarray) -> int:
+        """The sensor time the header stamp of ``msg`` belongs to: its first event's (0 without events)."""
+        return int(events["t"][0]) if events.shape[0] else 0
 
     @staticmethod
     @abstractmethod
@@ -139,6 +162,13 @@ class EventPacketStream(EventStream[EventPacketMsg]):
         if self._decoder is not None:
             self._decoder.reset()
         self._last_seq = None
+
+    def _reference_us(self, msg: EventPacketMsg, events: np.ndarray) -> int:
+        """Encodings timed from ``time_base`` (mono, libcaer, libcaer_cmp) stamp the time base; evt3
+        (time_base unused) stamps its first event."""
+        if self._decoder is not None and self._decoder.stamps_time_base:
+            return msg.time_base_ns // 1000
+        return super()._reference_us(msg, events)
 
     def _open(self, fmt: tuple[str, int, int]) -> None:
         """Start a new decoder for a new (encoding, width, height), or note why there is none."""

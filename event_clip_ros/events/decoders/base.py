@@ -86,6 +86,9 @@ class Decoder(ABC):
     max_height: ClassVar[int] = 65535
     #: Whether the words carry their own clock and the kernel judges its jumps (EVT 2.0 / 3.0).
     judges_jumps: ClassVar[bool] = False
+    #: Whether event times count from EventPacket.time_base, which the header stamp then belongs
+    #: to (else the stamp belongs to the packet's first event).
+    stamps_time_base: ClassVar[bool] = False
     #: Whether events outside the sensor are evidence of garbage (:data:`OUTSIDE_GARBAGE_FRACTION`):
     #: so in encodings of one record per event, not in word streams, which a reader may crop.
     out_of_bounds_is_error: ClassVar[bool] = False
@@ -215,6 +218,7 @@ class TimeBaseDecoder(Decoder):
     """
 
     record_dtype: ClassVar[np.dtype]
+    stamps_time_base = True
 
     def decode(self, payload: Payload, time_base_ns: int = 0, alloc: Allocator = empty_events) -> np.ndarray:
         time_base_ns = checked_time_base(self.stats, self.encoding, time_base_ns)

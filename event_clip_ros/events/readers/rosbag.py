@@ -72,7 +72,7 @@ class RosbagReader(EventReader):
             probe = make_stream(self.msgtype)
             damage: list[str] = []
             for raw in _topic_messages(bag, self.topic, probe.stats, damage):
-                probe.feed_cdr(raw)
+                probe.decode_cdr(raw)
                 if probe.size is not None:
                     break
         if probe.size is None:
@@ -91,7 +91,7 @@ class RosbagReader(EventReader):
         n_pending = 0
         with open_bag(self.path) as bag:
             for raw in _topic_messages(bag, self.topic, stream.stats):
-                decoded = stream.feed_cdr(raw)  # counted in stream.stats.events
+                decoded = stream.decode_cdr(raw).events  # counted in stream.stats.events
                 events = guard(self._fit(stream, decoded))
                 stream.stats.events -= decoded.shape[0] - events.shape[0]  # count what is yielded
                 if not events.size:

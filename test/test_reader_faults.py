@@ -44,8 +44,9 @@ GLYPHS = REPO / "data" / "samples" / "glyphs.raw"
 GLYPH_TRUTH = REPO / "data" / "samples" / "glyphs.labels.csv"
 TOY = REPO / "models" / "event_clip_toy48.safetensors"
 GLYPH_CLASSES = "digit 2,digit 4,digit 7,letter b,letter e,letter h,letter k,letter n,letter s,letter w"
-#: Seconds any reader may take on one damaged copy of a sample (each takes well under 0.1 s).
-TIME_BOUND_S = 2.0
+#: Seconds any reader may take on one damaged copy of a sample: each takes well under 0.1 s on an
+#: idle machine; the bound tells a hang from a loaded CI box (2.3 s was seen there under load).
+TIME_BOUND_S = 8.0
 
 
 def real(name: str) -> Path:

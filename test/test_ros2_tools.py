@@ -250,7 +250,11 @@ class NodeWatcher:
         return self.diagnostics[-1].get(key, "") if self.diagnostics else ""
 
     def wait(self, condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-        self.ros.spin_until(condition, what, timeout_s=timeout_s)
+        try:
+            self.ros.spin_until(condition, what, timeout_s=timeout_s)
+        except AssertionError as exc:
+            seen = {k: self.value(k) for k in ("packets", "lost_packets", "windows", "dropped_windows", "decode_errors")}
+            raise AssertionError(f"{exc}; seen {len(self.results)} results, diagnostics {seen}") from None
 
 
 # ------------------------------------------------------------------ tests
@@ -291,7 +295,7 @@ def test_ros2_launch_replay_cli_tools_and_ctrl_c(ros, glyph_bag, params_file, of
         # A bag played into /<ns>/events with event-clip replay: every packet arrives, and the node's
         # Classifications equal the offline evaluation window by window.
         bag = open_bag_topics(glyph_bag)
-        replay = subprocess.run([sys.executable, "-m", "event_clip_ros.cli", "replay", str(glyph_bag), "--rate", "2",
+        replay = subprocess.run([sys.executable, "-m", "event_clip_ros.cli", "replay", str(glyph_bag), "--rate", "1",
                                  "--topic", bag.event_topic, "--wait-s", "60"],
                                 cwd=REPO, env=tools_env(), capture_output=True, text=True, timeout=120)
         assert replay.returncode == 0, replay.stdout + replay.stderr
@@ -299,7 +303,7 @@ def test_ros2_launch_replay_cli_tools_and_ctrl_c(ros, glyph_bag, params_file, of
         expected = [w.result for w in offline.windows]
         assert len(expected) == 9
         node.wait(lambda: len(node.results) >= len(expected) and node.value("packets") == str(bag.message_count),
-                  f"{len(expected)} results and {bag.message_count} packets counted")
+                  f"{len(expected)} results and {bag.message_count} packets counted", timeout_s=180.0)
         assert node.value("lost_packets") == "0" and node.value("dropped_windows") == "0"
         assert len(node.results) == len(expected)
         for msg, r in zip(node.results, expected):

@@ -293,6 +293,7 @@ def kill_when(child: subprocess.Popen, marker: str) -> None:
     assert child.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_a_killed_export_leaves_a_temporary_that_the_next_export_removes(tmp_path, capsys):
     source = save_checkpoint(tiny_model(1), tmp_path / "source.safetensors")
     target = tmp_path / "out" / "tiny.safetensors"

@@ -15,6 +15,9 @@ from event_clip_ros.events.readers import open_events
 from event_clip_ros.model.checkpoint import load_checkpoint
 from event_clip_ros.ros.demo import DEFAULT_CHECKPOINT, DEFAULT_LABELS, DEFAULT_RECORDING, ground_truth
 
+pytestmark = pytest.mark.slow  # the quick tier (scripts/test.sh --quick) leaves it out
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

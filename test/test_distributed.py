@@ -23,6 +23,7 @@ import torch
 
 from event_clip_ros.train import distributed as du
 from event_clip_ros.train.losses import (
+
     ZS_LOGIT_SCALE_INIT,
     PretrainLoss,
     PretrainLossConfig,
@@ -30,6 +31,8 @@ from event_clip_ros.train.losses import (
     relation_kl_loss,
     zero_shot_distill_loss,
 )
+
+pytestmark = pytest.mark.slow  # the quick tier (scripts/test.sh --quick) leaves it out
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2

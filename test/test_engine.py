@@ -378,6 +378,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
         read_training_state(path)
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_write_leaves_the_previous_checkpoint_and_a_removable_temporary(tmp_path):
     child = start_child("kill-mid-write", str(tmp_path))
     try:
@@ -396,6 +397,7 @@ def test_sigkill_during_a_write_leaves_the_previous_checkpoint_and_a_removable_t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000001.pt"]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_is_bit_identical(tmp_path):
     straight = make_trainer(tmp_path / "straight")
     final = straight.fit()
@@ -484,6 +486,7 @@ def test_best_checkpoint_holds_the_best_validation_not_the_last(tmp_path, mode, 
     assert [summary[k] for k in ("best_metric", "best_mode", "best_step", "best_value")] == ["score", mode, best_step, best_value]
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_ranks_keeps_ranks_in_sync_and_resumes_bit_identically(tmp_path):
     init_file = tmp_path / "pg_init"
     children = [start_child("ddp", str(tmp_path), str(rank), "2", str(init_file)) for rank in range(2)]

@@ -251,6 +251,7 @@ def test_list_dataset_layout(workdir, checkpoint, caplog):
 
 
 # ------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_torchrun_two_processes(workdir, checkpoint, split):
     """DDP on CPU (gloo): the 20 shots are shared by two ranks, rank 0 validates and writes."""
     out = workdir / "ddp"
@@ -265,6 +266,7 @@ def test_torchrun_two_processes(workdir, checkpoint, split):
     assert result.stdout.count("wrote ") == 1  # only rank 0 reports
 
 
+@pytest.mark.slow
 def test_help_runs_as_a_script():
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

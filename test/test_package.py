@@ -83,6 +83,7 @@ def test_setup_cfg_installs_executables_where_ros2_run_looks():
     assert cfg["install"]["install_scripts"] == f"$base/lib/{PACKAGE}"
 
 
+@pytest.mark.slow
 def test_colcon_build(tmp_path):
     colcon = shutil.which("colcon", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     assert colcon, "colcon is missing: run scripts/setup_env.sh (requirements-dev.txt installs it)"

@@ -21,6 +21,9 @@ from event_clip_ros.train.pretrain import ConfigError, load_config
 from event_clip_ros.train.pretrain.config import apply_override
 from script_loader import load_script
 
+pytestmark = pytest.mark.slow  # the quick tier (scripts/test.sh --quick) leaves it out
+
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "pretrain.py"
 

@@ -399,6 +399,7 @@ def _cli(capsys, *args: str) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_ros1_bag_through_inspect_classify_evaluate_and_to_bag(glyph_bags, tmp_path, capsys):
     """The four commands give on the ROS 1 bag what they give on the same messages in a rosbag2 bag."""
     ros1, ros2 = glyph_bags["ros1"], glyph_bags["ros2"]

@@ -35,6 +35,9 @@ from event_clip_ros.apps.evaluation.bag_input import open_bag_topics
 from event_clip_ros.apps.evaluation.truth import load_truth_csv
 from event_clip_ros.ros.worker import LatestOnlyWorker
 
+pytestmark = pytest.mark.slow  # the quick tier (scripts/test.sh --quick) leaves it out
+
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "event_clip_ros"
 GLYPHS = REPO / "data" / "samples" / "glyphs.raw"

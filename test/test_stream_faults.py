@@ -67,6 +67,7 @@ def test_issue_example_bit_10_of_one_time_high_shifts_nothing():
     assert stats.time_errors == 1 and stats.time_resets == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("packet_words", [2048, 32768])
 def test_every_time_high_bit_flip_leaves_the_following_packets_unchanged(packet_words):
     """Each bit of each TIME_HIGH word of the real recording, flipped one at a time: every event

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import RESULTS_DIR, write_results
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
 from event_clip_ros.apps.detector import DetectorConfig
@@ -29,8 +30,6 @@ from event_clip_ros.events.windows import WindowConfig, iter_windows
 from event_clip_ros.events.writers import write_raw_evt3
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
-
-from results_file import RESULTS_DIR, write_results
 
 SIZE = SensorSize(640, 480)
 LABELS = ("disc", "bar", "square", "person", "car")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from results_file import bench_parser, best_rate, write_results
 
 from event_clip_ros.events.decoders import make_decoder
 from event_clip_ros.events.encoders import encode_evt3, encode_mono
@@ -27,8 +28,6 @@ from event_clip_ros.events.readers import open_events
 from event_clip_ros.events.simulate import SimulatorConfig, frames_to_events, moving_shapes
 from event_clip_ros.events.types import SensorSize, concat_events
 from event_clip_ros.events.windows import WindowConfig, Windower
-
-from results_file import bench_parser, best_rate, write_results
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evt3_gen41_1280x720.raw"
 

@@ -19,13 +19,12 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from results_file import bench_parser, write_results
 
 from event_clip_ros.events.frames import build_frames_torch
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.device import autocast
-
-from results_file import bench_parser, write_results
 
 SIZE = SensorSize(1280, 720)
 
@@ -35,7 +34,14 @@ def windows(n: int, events_per_window: int, seed: int = 0) -> list[np.ndarray]:
     out = []
     for _ in range(n):
         t = np.sort(rng.integers(0, 10_000, events_per_window))
-        out.append(make_events(t, rng.integers(0, SIZE.width, events_per_window), rng.integers(0, SIZE.height, events_per_window), rng.integers(0, 2, events_per_window)))
+        out.append(
+            make_events(
+                t,
+                rng.integers(0, SIZE.width, events_per_window),
+                rng.integers(0, SIZE.height, events_per_window),
+                rng.integers(0, 2, events_per_window),
+            )
+        )
     return out
 
 
@@ -81,9 +87,16 @@ def compare(arch: str, device: str, precision: str, batch: int, events_per_windo
         t["events"] += timed(ours_events, model.device, repeats)
     b, f, e = (statistics.median(t[k]) for k in ("bare", "frames", "events"))
     return {
-        "arch": arch, "device": str(model.device), "precision": model.precision, "batch": batch,
-        "events_per_window": events_per_window, "bare_ms": b * 1e3, "ours_ms": f * 1e3, "overhead": f / b - 1,
-        "from_events_ms": e * 1e3, "from_events_windows_per_s": batch / e,
+        "arch": arch,
+        "device": str(model.device),
+        "precision": model.precision,
+        "batch": batch,
+        "events_per_window": events_per_window,
+        "bare_ms": b * 1e3,
+        "ours_ms": f * 1e3,
+        "overhead": f / b - 1,
+        "from_events_ms": e * 1e3,
+        "from_events_windows_per_s": batch / e,
     }
 
 
@@ -105,11 +118,15 @@ def main() -> None:
     else:
         print("no CUDA GPU here: ViT-B/32 fp16/bf16 GPU latency not measured")
 
-    print(f"\n{'arch':<16} {'device':<7} {'prec':<5} {'batch':>5} {'bare ms':>9} {'ours ms':>9} {'overhead':>9}"
-          f" {'from events ms':>15} {'windows/s':>10}")
+    print(
+        f"\n{'arch':<16} {'device':<7} {'prec':<5} {'batch':>5} {'bare ms':>9} {'ours ms':>9} {'overhead':>9}"
+        f" {'from events ms':>15} {'windows/s':>10}"
+    )
     for r in rows:
-        print(f"{r['arch']:<16} {r['device']:<7} {r['precision']:<5} {r['batch']:>5} {r['bare_ms']:9.2f} {r['ours_ms']:9.2f} "
-              f"{r['overhead'] * 100:8.1f}% {r['from_events_ms']:15.2f} {r['from_events_windows_per_s']:10.1f}")
+        print(
+            f"{r['arch']:<16} {r['device']:<7} {r['precision']:<5} {r['batch']:>5} {r['bare_ms']:9.2f} {r['ours_ms']:9.2f} "
+            f"{r['overhead'] * 100:8.1f}% {r['from_events_ms']:15.2f} {r['from_events_windows_per_s']:10.1f}"
+        )
     print(f"(from events: {args.events_per_window} events per {SIZE.width}x{SIZE.height} window, frames built on the model device)")
     worst = max(r["overhead"] for r in rows)
     print(f"goal overhead <= 10%: worst {worst * 100:.1f}% {'OK' if worst <= 0.10 else 'MISSED'}")

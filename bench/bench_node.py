@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import bench_parser, write_results
 
 from event_clip_ros.events.encoders import encode_evt3
 from event_clip_ros.events.ros_cdr import encode_event_packet
@@ -38,8 +39,6 @@ from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.checkpoint import save_checkpoint
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
-
-from results_file import bench_parser, write_results
 
 SIZE = SensorSize(640, 480)
 #: a rate's packets are encoded before its start: this long (s) plus this much per Mev/s after the previous rate ends

@@ -16,20 +16,27 @@ import time
 
 import numpy as np
 import torch
+from results_file import bench_parser, write_results
 
 from event_clip_ros.events.frames import build_frames_torch
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.train.losses import PretrainLoss, PretrainLossConfig
 
-from results_file import bench_parser, write_results
-
 SIZE = SensorSize(128, 96)
 
 
 def batch(n: int, events: int, image_size: int, seed: int = 0) -> tuple[list[np.ndarray], torch.Tensor]:
     rng = np.random.default_rng(seed)
-    ev = [make_events(np.sort(rng.integers(0, 100_000, events)), rng.integers(0, SIZE.width, events), rng.integers(0, SIZE.height, events), rng.integers(0, 2, events)) for _ in range(n)]
+    ev = [
+        make_events(
+            np.sort(rng.integers(0, 100_000, events)),
+            rng.integers(0, SIZE.width, events),
+            rng.integers(0, SIZE.height, events),
+            rng.integers(0, 2, events),
+        )
+        for _ in range(n)
+    ]
     images = torch.randn(n, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
     return ev, images
 
@@ -79,8 +86,16 @@ def compare(arch: str, batch_size: int, events: int, repeats: int) -> dict:
         r_bare.append(steps_per_s(bare, repeats))
         r_ours.append(steps_per_s(ours, repeats))
     b, o = max(r_bare), max(r_ours)
-    return {"arch": arch, "device": str(model.device), "batch": batch_size, "events_per_sample": events,
-            "bare_steps_per_s": b, "ours_steps_per_s": o, "ours_samples_per_s": o * batch_size, "ratio": o / b}
+    return {
+        "arch": arch,
+        "device": str(model.device),
+        "batch": batch_size,
+        "events_per_sample": events,
+        "bare_steps_per_s": b,
+        "ours_steps_per_s": o,
+        "ours_samples_per_s": o * batch_size,
+        "ratio": o / b,
+    }
 
 
 def main() -> None:
@@ -93,8 +108,10 @@ def main() -> None:
     rows = [compare(a, args.batch if a != "ViT-B-32" else min(args.batch, 8), args.events, args.repeats) for a in args.archs.split(",")]
     print(f"\n{'arch':<16} {'device':<7} {'batch':>5} {'bare step/s':>12} {'ours step/s':>12} {'samples/s':>10} {'ours/bare':>10}")
     for r in rows:
-        print(f"{r['arch']:<16} {r['device']:<7} {r['batch']:>5} {r['bare_steps_per_s']:12.2f} {r['ours_steps_per_s']:12.2f} "
-              f"{r['ours_samples_per_s']:10.1f} {r['ratio']:10.2f}")
+        print(
+            f"{r['arch']:<16} {r['device']:<7} {r['batch']:>5} {r['bare_steps_per_s']:12.2f} {r['ours_steps_per_s']:12.2f} "
+            f"{r['ours_samples_per_s']:10.1f} {r['ratio']:10.2f}"
+        )
     print("(ours adds the frozen f_I forward on the images, the frame building and the three losses)")
     write_results(rows, args.out)
 

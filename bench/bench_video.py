@@ -22,14 +22,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from results_file import bench_parser, best_rate, write_results
 
 from event_clip_ros.events.simulate import SimulatorConfig
 from event_clip_ros.events.types import SensorSize
 from event_clip_ros.video.extraction import ExtractionConfig, extract_event_frames
 from event_clip_ros.video.reader import VideoReader
 from event_clip_ros.video.to_events import video_events
-
-from results_file import bench_parser, best_rate, write_results
 
 
 def synth_video(path: Path, n_frames: int, size: tuple[int, int], fps: float, seed: int = 0) -> Path:

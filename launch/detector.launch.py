@@ -27,11 +27,12 @@ import signal
 import threading
 
 import launch.logging
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 PACKAGE = "event_clip_ros"
 EXECUTABLE = "detector"

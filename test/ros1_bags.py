@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rosbags.rosbag1 import Writer
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from event_clip_ros.events.ros_cdr import MSG_DEFINITIONS
 

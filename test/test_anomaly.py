@@ -10,6 +10,7 @@ import torch
 
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig, TextAnomalyScorer
+
 from shape_scenes import SENSOR, shape_window
 
 

@@ -36,6 +36,7 @@ import safetensors.torch
 import torch
 
 from event_clip_ros.apps.detector import AnomalyConfig, Detector, DetectorConfig
+from event_clip_ros.atomic_files import atomic_write, atomic_write_bytes, remove_stale_temporaries
 from event_clip_ros.cli import main
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.events.windows import WindowConfig
@@ -50,7 +51,6 @@ from event_clip_ros.model.checkpoint import (
 from event_clip_ros.model.event_clip import EventClip
 from event_clip_ros.model.factory import model_config
 from event_clip_ros.model.finite import FiniteEmbeddings, split_finite
-from event_clip_ros.atomic_files import atomic_write, atomic_write_bytes, remove_stale_temporaries
 from event_clip_ros.train.engine.checkpointing import CheckpointDir, CheckpointLoadError, read_training_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

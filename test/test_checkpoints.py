@@ -107,7 +107,9 @@ TRAINING = {"lr": 5e-6, "epochs": 3, "losses": ["ct", "kl", "zs"], "shots": None
 def tiny() -> EventClip:
     model = tiny_event_clip(0, **ROUND_TRIP_META)
     # a non-default image preprocessing must survive the round trip too
-    open_clip.set_model_preprocess_cfg(model.clip, {**open_clip.get_model_preprocess_cfg(model.clip), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)})
+    open_clip.set_model_preprocess_cfg(
+        model.clip, {**open_clip.get_model_preprocess_cfg(model.clip), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    )
     model.image_preprocess = assemble(model.clip, model.meta, model.event_tower).image_preprocess
     return model
 
@@ -264,7 +266,9 @@ def test_metadata_that_does_not_match_the_tensors(saved, tmp_path):
     cfg = model_config(TINY)
     cfg["vision_cfg"]["layers"] = 3
     path = rewrite(saved, tmp_path / "layers.safetensors", metadata=edit_meta(model_cfg=cfg))
-    with pytest.raises(CheckpointError, match=r"do not fit the model its metadata describes.*missing \(\d+\): clip\.visual\.transformer\.resblocks\.2\."):
+    with pytest.raises(
+        CheckpointError, match=r"do not fit the model its metadata describes.*missing \(\d+\): clip\.visual\.transformer\.resblocks\.2\."
+    ):
         load_checkpoint(path)
     cfg = model_config(TINY)
     cfg["embed_dim"] = 32
@@ -337,7 +341,9 @@ def frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def reference_embeddings(towers: dict[str, torch.nn.Module], model: EventClip, text_tower: str = "encoder_k", image_tower: str = "encoder_q"):
+def reference_embeddings(
+    towers: dict[str, torch.nn.Module], model: EventClip, text_tower: str = "encoder_k", image_tower: str = "encoder_q"
+):
     """Embeddings computed directly with open_clip from the source towers.
 
     The text and image references run frozen, like f_T and f_I in the model: PyTorch picks
@@ -492,7 +498,10 @@ def test_torch_file_with_wrong_shapes(official, tmp_path):
     narrow = model_config(TINY)
     narrow["vision_cfg"]["width"] = 64  # encoder_q's image tower no longer fits encoder_k's architecture
     bad = dict(towers, encoder_q=openai_clip(20, narrow))
-    with pytest.raises(CheckpointError, match=r"encoder_q image\) do not fit the inferred architecture: shape file vs model .*visual\.class_embedding \(64,\) vs \(128,\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"encoder_q image\) do not fit the inferred architecture: shape file vs model .*visual\.class_embedding \(64,\) vs \(128,\)",
+    ):
         import_official_checkpoint(write_official(tmp_path / "narrow.pt", bad))
 
 

@@ -68,7 +68,22 @@ def test_classify_text_output(files, capsys):
 def test_few_shot_from_recordings_and_saved_prototypes_agree(files, capsys, tmp_path):
     proto = tmp_path / "shots.npz"
     common = ["classify", str(files / "a.raw"), "--labels", "a,b", "--json", *model_args(files)]
-    assert main([*common, "--shot", f"a={files / 'a.raw'}", "--shot", f"b={files / 'b.raw'}", "--shots-per-class", "3", "--save-few-shot", str(proto)]) == 0
+    assert (
+        main(
+            [
+                *common,
+                "--shot",
+                f"a={files / 'a.raw'}",
+                "--shot",
+                f"b={files / 'b.raw'}",
+                "--shots-per-class",
+                "3",
+                "--save-few-shot",
+                str(proto),
+            ]
+        )
+        == 0
+    )
     fitted = _json_lines(capsys.readouterr().out)
     assert main([*common, "--few-shot", str(proto)]) == 0
     loaded = _json_lines(capsys.readouterr().out)
@@ -84,7 +99,16 @@ def test_anomaly_text_and_reference(files, capsys, tmp_path):
     assert rows and all(0.0 <= r["score"] <= 1.0 and r["anomaly"] == (r["score"] > 0.5) for r in rows)
 
     bank = tmp_path / "bank.npz"
-    args = ["anomaly", str(files / "b.raw"), "--reference", str(files / "a.raw"), "--save-reference", str(bank), "--json", *model_args(files)]
+    args = [
+        "anomaly",
+        str(files / "b.raw"),
+        "--reference",
+        str(files / "a.raw"),
+        "--save-reference",
+        str(bank),
+        "--json",
+        *model_args(files),
+    ]
     assert main(args) == 0
     built = _json_lines(capsys.readouterr().out)
     assert main(["anomaly", str(files / "b.raw"), "--reference", str(bank), "--json", *model_args(files)]) == 0
@@ -93,7 +117,16 @@ def test_anomaly_text_and_reference(files, capsys, tmp_path):
 
 
 def test_anomaly_reference_too_short_is_a_clear_error(files, capsys):
-    args = ["anomaly", str(files / "b.raw"), "--reference", str(files / "a.raw"), "--window-ms", "500", "--checkpoint", str(files / "tiny.safetensors")]
+    args = [
+        "anomaly",
+        str(files / "b.raw"),
+        "--reference",
+        str(files / "a.raw"),
+        "--window-ms",
+        "500",
+        "--checkpoint",
+        str(files / "tiny.safetensors"),
+    ]
     assert main(args) == 2
     assert "at least 2" in capsys.readouterr().err
 
@@ -115,14 +148,33 @@ def test_retrieve_build_append_and_query_all_directions(files, capsys, tmp_path)
     assert len(scores) == 3 and scores == sorted(scores, reverse=True)
     assert all(h["modality"] == "event" and h["key"] == str(files / "a.raw") for h in res["hits"])
 
-    assert main(["retrieve", "query", str(index), "--image", str(image), "--modality", "event", "--k", "1", "--json", *model_args(files)]) == 0
+    assert (
+        main(["retrieve", "query", str(index), "--image", str(image), "--modality", "event", "--k", "1", "--json", *model_args(files)]) == 0
+    )
     assert _json_lines(capsys.readouterr().out)[0]["hits"][0]["modality"] == "event"
 
     assert main(["retrieve", "query", str(index), "--events", str(files / "a.raw"), "--k", "1", "--json", *model_args(files)]) == 0
     rows = _json_lines(capsys.readouterr().out)
     assert len(rows) >= 7 and all(r["hits"][0]["modality"] == "text" for r in rows)
 
-    assert main(["retrieve", "query", str(index), "--events", str(files / "a.raw"), "--modality", "event", "--k", "1", "--json", *model_args(files)]) == 0
+    assert (
+        main(
+            [
+                "retrieve",
+                "query",
+                str(index),
+                "--events",
+                str(files / "a.raw"),
+                "--modality",
+                "event",
+                "--k",
+                "1",
+                "--json",
+                *model_args(files),
+            ]
+        )
+        == 0
+    )
     rows = _json_lines(capsys.readouterr().out)
     # each window finds itself: the index holds exactly these windows
     assert all(r["hits"][0]["score"] > 0.9999 and f"[{r['hits'][0]['t_start_us']}," in r["query"] for r in rows)

@@ -13,9 +13,17 @@ import torch
 from event_clip_ros.events.types import SensorSize
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.checkpoint import save_checkpoint
-from event_clip_ros.train.data import (DVSGesture, DVSGestureConfig, NCaltech101Folders, NCaltech101FoldersConfig, NCars,
-                                       NCarsConfig, recommended_frame_config)
+from event_clip_ros.train.data import (
+    DVSGesture,
+    DVSGestureConfig,
+    NCaltech101Folders,
+    NCaltech101FoldersConfig,
+    NCars,
+    NCarsConfig,
+    recommended_frame_config,
+)
 from event_clip_ros.train.data.labelled import DVS_GESTURE_CLASSES, caltech_class_name
+
 from event_files import random_events, write_aedat31, write_atis_bin, write_dat
 from script_loader import load_script
 

@@ -257,7 +257,8 @@ def test_shipped_config_file_declares_every_parameter():
 
 def test_detector_loads_a_checkpoint_and_releases_it(model, tmp_path):
     save_checkpoint(model, tmp_path / "tiny.safetensors")
-    det = Detector(DetectorConfig(labels=LABELS, window=WINDOW, model=ModelSpec(checkpoint=str(tmp_path / "tiny.safetensors"), device="cpu")))
+    spec = ModelSpec(checkpoint=str(tmp_path / "tiny.safetensors"), device="cpu")
+    det = Detector(DetectorConfig(labels=LABELS, window=WINDOW, model=spec))
     assert not det.loaded
     det.load()
     results = run(det, evt3_packets(scene(), 5))
@@ -335,8 +336,15 @@ def test_garbage_packet_gives_no_future_windows_and_health_names_decode_errors(m
     events = scene()
     packets = evt3_packets(events, 20)
     rng = np.random.default_rng(3)
-    garbage = encode_event_packet(rng.integers(0, 256, 4000, dtype=np.uint8).tobytes(), encoding="evt3",
-                                  width=SIZE.width, height=SIZE.height, seq=10, stamp_ns=STAMP0_NS, frame_id="cam")
+    garbage = encode_event_packet(
+        rng.integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+        encoding="evt3",
+        width=SIZE.width,
+        height=SIZE.height,
+        seq=10,
+        stamp_ns=STAMP0_NS,
+        frame_id="cam",
+    )
     det = detector(model)
     clean = run(detector(model), packets)
     results = run(det, packets[:10] + [garbage] + packets[10:])
@@ -347,8 +355,7 @@ def test_garbage_packet_gives_no_future_windows_and_health_names_decode_errors(m
     assert {(r.t_start_us, r.labels[0].label) for r in clean} >= {(r.t_start_us, r.labels[0].label) for r in results}
     counters = det.counters()
     assert counters["decode_errors"] >= 1 and counters["bad_packets"] == 1 and counters["stream_restarts"] == 0
-    health = assess(True, None, {**{k: 0 for k in counters}, "events": 10, "packets": 21, "bad_packets": 1,
-                                 "decode_errors": 1})
+    health = assess(True, None, {**{k: 0 for k in counters}, "events": 10, "packets": 21, "bad_packets": 1, "decode_errors": 1})
     assert health.level == "warn" and health.message.startswith("1 decode errors")
     all_bad = assess(True, None, {"events": 0, "packets": 20, "bad_packets": 20, "decode_errors": 20})
     assert all_bad.level == "error" and "undecodable" in all_bad.message
@@ -360,8 +367,17 @@ def test_garbage_time_base_gives_no_future_windows(model):
     for i, chunk in enumerate(np.array_split(events, 10)):
         tb = int(chunk["t"][0]) * 1000
         sent = tb + (915_000_000_000 if i == 4 else 0)  # one time_base 915 s ahead
-        packets.append(encode_event_packet(encode_mono(chunk, tb), encoding="mono", width=SIZE.width,
-                                           height=SIZE.height, seq=i, time_base_ns=sent, stamp_ns=STAMP0_NS + i))
+        packets.append(
+            encode_event_packet(
+                encode_mono(chunk, tb),
+                encoding="mono",
+                width=SIZE.width,
+                height=SIZE.height,
+                seq=i,
+                time_base_ns=sent,
+                stamp_ns=STAMP0_NS + i,
+            )
+        )
     det = detector(model)
     results = run(det, packets)
     assert results and all(r.t_end_us <= int(events["t"][-1]) + WINDOW.duration_us for r in results)
@@ -385,8 +401,9 @@ def test_frame_is_bounded_whatever_the_claimed_sensor_size(model):
 
 
 def test_stream_limits_come_from_parameters():
-    config, _ = config_from_parameters({"labels": ["a"], "max_time_jump_ms": 250.0, "max_sensor_size": 1024,
-                                        "pretrained": "none", "model": "EventCLIP-Tiny"})
+    config, _ = config_from_parameters(
+        {"labels": ["a"], "max_time_jump_ms": 250.0, "max_sensor_size": 1024, "pretrained": "none", "model": "EventCLIP-Tiny"}
+    )
     assert (config.stream_limits.max_jump_us, config.stream_limits.max_width) == (250_000, 1024)
     det = Detector(config)
     assert det.input.stream.limits is config.stream_limits

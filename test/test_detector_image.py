@@ -218,9 +218,9 @@ def test_node_on_images_publishes_the_offline_results_window_by_window(ros, chec
     assert len(expected) == 4
     for i, (image, stamp) in enumerate(zip(frames, stamps(len(frames)))):
         client.pub.publish(image_msg(image, stamp))  # lockstep: keep-last-5 best effort must not overflow
-        client.wait_diagnostics(lambda v: int(v["images"]) - int(v["bad_images"]) > i, f"image {i} received")
+        client.wait_diagnostics(lambda v, i=i: int(v["images"]) - int(v["bad_images"]) > i, f"image {i} received")
         if (i + 1) % STACK == 0:
-            ros.spin_until(lambda: len(client.results) >= (i + 1) // STACK, "a result", timeout_s=30, watch=client.proc)
+            ros.spin_until(lambda i=i: len(client.results) >= (i + 1) // STACK, "a result", timeout_s=30, watch=client.proc)
     assert len(client.results) == len(expected)
     for msg, (last, top) in zip(client.results, expected):
         assert [h.class_id for h in msg.results] == [s.label for s in top]

@@ -23,7 +23,6 @@ import torch
 
 from event_clip_ros.train import distributed as du
 from event_clip_ros.train.losses import (
-
     ZS_LOGIT_SCALE_INIT,
     PretrainLoss,
     PretrainLossConfig,

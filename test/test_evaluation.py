@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cdr_helpers import event_typestore
 from rosbags.rosbag2 import Reader, Writer
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
-from event_clip_ros.apps.detector import Detector, DetectionResult, DetectorConfig
+from event_clip_ros.apps.detector import DetectionResult, Detector, DetectorConfig
 from event_clip_ros.apps.evaluation.bag_input import open_bag_topics
 from event_clip_ros.apps.evaluation.health import input_problems, worse_status
 from event_clip_ros.apps.evaluation.metrics import (
@@ -46,6 +45,8 @@ from event_clip_ros.events.windows import WindowConfig
 from event_clip_ros.model import ModelSpec
 from event_clip_ros.model.checkpoint import load_checkpoint
 from event_clip_ros.model.zero_shot import LabelScore
+
+from cdr_helpers import event_typestore
 
 REPO = Path(__file__).resolve().parents[1]
 GLYPHS = REPO / "data" / "samples" / "glyphs.raw"

@@ -11,6 +11,7 @@ import torch
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.few_shot import FewShotClassifier
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
+
 from shape_scenes import SENSOR, SHAPES, shape_window
 
 

@@ -25,6 +25,7 @@ from event_clip_ros.train.config import ConfigError
 from event_clip_ros.train.data.glyphs import class_prompt
 from event_clip_ros.train.finetune import FinetuneConfig, build_data, load_config, load_preset, parse_override
 from event_clip_ros.train.finetune.evaluation import MethodComparison
+
 from event_files import random_events, write_atis_bin
 from script_loader import load_script
 

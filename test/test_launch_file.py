@@ -67,8 +67,9 @@ def load_launch_module():
 
 def launch_context(module, **arguments: str):
     """A LaunchContext with the declared defaults, then ``arguments`` (as ros2 launch sets them)."""
-    from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument
+
+    from launch import LaunchContext
 
     context = LaunchContext()
     for entity in module.generate_launch_description().entities:

@@ -156,7 +156,8 @@ def test_relation_kl_at_released_tau_0_01_is_finite_where_the_official_overflows
     official = official_sinkhorn(scores)
     assert not torch.isfinite(official).all()
     official_loss = torch.nn.KLDivLoss(reduction="batchmean")(
-        torch.log_softmax(torch.nn.functional.normalize(img_fi, dim=1) @ torch.nn.functional.normalize(evt, dim=1).T / 0.01, dim=1), official
+        torch.log_softmax(torch.nn.functional.normalize(img_fi, dim=1) @ torch.nn.functional.normalize(evt, dim=1).T / 0.01, dim=1),
+        official,
     )
     assert torch.isnan(official_loss)
 
@@ -335,8 +336,7 @@ def test_losses_and_logits_are_float32_under_bf16_autocast(monkeypatch) -> None:
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(F, name, spy)
-    img_fi, img_ref, evt, text, labels = (t.to(torch.bfloat16) if t.is_floating_point() else t
-                                          for t in _batch(dtype=torch.float32))
+    img_fi, img_ref, evt, text, labels = (t.to(torch.bfloat16) if t.is_floating_point() else t for t in _batch(dtype=torch.float32))
     cases = {
         "ct": lambda: contrastive_loss(img_fi, evt, 0.02),
         "kl": lambda: relation_kl_loss(img_fi, img_ref, evt, 0.01),

@@ -24,8 +24,9 @@ EXEC_DEPENDS = {
 @pytest.fixture(scope="module")
 def distribution():
     """The setuptools Distribution setup.py describes (run from the repo root, nothing built)."""
-    import setuptools  # noqa: F401  (makes distutils the one setuptools ships)
     from distutils.core import run_setup
+
+    import setuptools  # noqa: F401  (makes distutils the one setuptools ships)
 
     cwd = os.getcwd()
     os.chdir(REPO_ROOT)

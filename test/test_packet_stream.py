@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cdr_helpers import evt3_packets
 from event_clip_ros.events.encoders import encode_evt3, encode_mono
 from event_clip_ros.events.packet_stream import (
     SUPPORTED_MSGTYPES,
@@ -15,6 +14,8 @@ from event_clip_ros.events.packet_stream import (
 )
 from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet, parse_event_packet
 from event_clip_ros.events.types import SensorSize, concat_events, make_events
+
+from cdr_helpers import evt3_packets
 
 WIDTH, HEIGHT = 640, 480
 
@@ -154,12 +155,12 @@ def test_decoder_counters_accumulate_across_decoders():
     small = SensorSize(400, 300)  # over 90% outside would make a mono packet garbage
     expected_oob = int(((events["x"] >= small.width) | (events["y"] >= small.height)).sum())
     stream = EventPacketStream()
-    stream.decode_cdr(packet(encode_evt3(events), 0, width=small.width, height=small.height)).events
+    stream.decode_cdr(packet(encode_evt3(events), 0, width=small.width, height=small.height))
     later = events.copy()
     later["t"] += int(events["t"][-1] - events["t"][0]) + 1
     for seq, part in ((1, events), (2, later)):
         (tb, payload), = mono_packets(part, 1)
-        stream.decode_cdr(packet(payload, seq, "mono", tb, width=small.width, height=small.height)).events
+        stream.decode_cdr(packet(payload, seq, "mono", tb, width=small.width, height=small.height))
     assert stream.stats.out_of_bounds == 3 * expected_oob
     assert stream.stats.events == 3 * (events.size - expected_oob)
 
@@ -180,7 +181,7 @@ def test_event_array_stream():
     assert stream.stats.time_resets == 1  # the size change
     # time going back between messages (bag loop) is a restart once two messages agree on it;
     # the first is dropped and counted, the second passes
-    stream.decode_cdr(encode_event_array(parts[3], 320, 240)).events
+    stream.decode_cdr(encode_event_array(parts[3], 320, 240))
     dropped = stream.stats.time_dropped
     assert stream.decode_cdr(encode_event_array(parts[0], 320, 240)).events.size == 0
     assert stream.stats.time_resets == 1 and stream.stats.time_dropped > dropped

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from event_clip_ros.train.pretrain import ConfigError, load_config
 from event_clip_ros.train.pretrain.config import apply_override
+
 from script_loader import load_script
 
 pytestmark = pytest.mark.slow  # the quick tier (scripts/test.sh --quick) leaves it out

@@ -26,6 +26,7 @@ from event_clip_ros.train.pretrain.evaluation import HEADLINE_METRIC, held_out_m
 from event_clip_ros.train.pretrain.report import markdown
 from event_clip_ros.train.pretrain.run import RunOptions
 from event_clip_ros.train.selection import resolve_selection
+
 from event_files import random_events, write_atis_bin
 
 # ------------------------------------------------------------------------------------ a tiny 5-class space

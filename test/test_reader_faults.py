@@ -23,9 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from cdr_helpers import event_typestore
-from reader_fuzz import check_file, mutated_copies
-from ros1_bags import write_ros1_bag
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
@@ -36,6 +33,10 @@ from event_clip_ros.events.readers.base import EventFileError
 from event_clip_ros.events.readers.percent_header import read_percent_header
 from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet
 from event_clip_ros.events.types import concat_events
+
+from cdr_helpers import event_typestore
+from reader_fuzz import check_file, mutated_copies
+from ros1_bags import write_ros1_bag
 
 TEST_DIR = Path(__file__).resolve().parent
 REPO = TEST_DIR.parent
@@ -156,9 +157,9 @@ def test_aedat4_reads_exactly_what_dv_processing_reads():
 @pytest.mark.parametrize("compression", ["NONE", "LZ4", "LZ4_HIGH", "ZSTD", "ZSTD_HIGH"])
 def test_aedat4_every_compression_dv_writes_reads_back_and_reads_cut(tmp_path, compression):
     dv = pytest.importorskip("dv_processing")
-    from event_files import random_events
-
     from event_clip_ros.events.types import SensorSize
+
+    from event_files import random_events
 
     events = random_events(3000, SensorSize(96, 64), seed=3, t0=1_700_000_000_000_000)
     path = tmp_path / "rec.aedat4"
@@ -362,9 +363,10 @@ def test_ros1_bags_read_exactly_the_recorded_events(tmp_path, dvs_source):
 @pytest.mark.parametrize("msgtype", ["dvs_msgs/msg/EventArray", "prophesee_event_msgs/msg/EventArray"])
 def test_ros1_event_arrays_convert_to_the_bytes_rosbags_gives(dvs_source, msgtype):
     from rosbags.typesys import Stores
-    from ros1_bags import cdr_to_ros1, typestore
 
     from event_clip_ros.events.readers.bag_ros1 import event_array_to_cdr
+
+    from ros1_bags import cdr_to_ros1, typestore
 
     _, raws = dvs_source
     for raw in raws[:5]:
@@ -379,6 +381,7 @@ def glyph_bags(tmp_path_factory) -> dict[str, Path]:
     """The glyph sample as a rosbag2 bag with its label topic, and the same messages as a ROS 1 bag."""
     from rosbags.rosbag1 import Writer as Ros1Writer
     from rosbags.typesys import Stores
+
     from ros1_bags import cdr_to_ros1, typestore
 
     root = tmp_path_factory.mktemp("glyph_bags")
@@ -467,9 +470,9 @@ def test_fuzz_damaged_copies_of_real_recordings(tmp_path, name):
 @pytest.mark.parametrize("kind", ["aedat31", "nimagenet"])
 def test_fuzz_damaged_copies_of_synthetic_recordings(tmp_path, kind):
     """The readers without a real sample here: AEDAT 3.1 and N-ImageNet files written by the tests' helpers."""
-    from event_files import random_events, write_aedat31, write_nimagenet
-
     from event_clip_ros.events.types import SensorSize
+
+    from event_files import random_events, write_aedat31, write_nimagenet
 
     events = random_events(3000, SensorSize(128, 128), seed=5)
     source = (write_aedat31(tmp_path / "rec.aedat", events, packet_events=300) if kind == "aedat31"

@@ -7,18 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from event_files import (
-    aedat31_packet,
-    encode_evt2,
-    percent_header,
-    random_events,
-    write_aedat4,
-    write_aedat31,
-    write_atis_bin,
-    write_dat,
-    write_nimagenet,
-    write_raw,
-)
 
 from event_clip_ros.events.decoders.evt2 import Evt2Decoder
 from event_clip_ros.events.readers import (
@@ -35,6 +23,19 @@ from event_clip_ros.events.readers import (
 )
 from event_clip_ros.events.readers.streaming import TimeUnwrapper, rechunk, split_chunks
 from event_clip_ros.events.types import EVENT_DTYPE, DecodeStats, SensorSize, concat_events, make_events
+
+from event_files import (
+    aedat31_packet,
+    encode_evt2,
+    percent_header,
+    random_events,
+    write_aedat4,
+    write_aedat31,
+    write_atis_bin,
+    write_dat,
+    write_nimagenet,
+    write_raw,
+)
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -66,8 +66,8 @@ def test_live_results_equal_offline_window_by_window(ros, glyph_bag, tmp_path):
 
 
 def test_replay_loops_the_bag_byte_for_byte_and_record_writes_it(ros, glyph_bag, tmp_path):
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from event_camera_msgs.msg import EventPacket
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
     def padded(raw: bytes) -> bytes:  # Fast DDS pads serialised messages to 4 bytes

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cdr_helpers import event_typestore
 
 from event_clip_ros.events.ros_cdr import (
     EVENT_ARRAY_TYPES,
@@ -17,6 +16,8 @@ from event_clip_ros.events.ros_cdr import (
     parse_event_packet,
 )
 from event_clip_ros.events.types import EVENT_DTYPE, make_events
+
+from cdr_helpers import event_typestore
 
 FRAME_IDS = ["", "a", "ab", "abc", "abcd", "camera_optical_frame"]
 

@@ -213,7 +213,7 @@ class DetectorClient:
         """Publish each packet, then wait until the results it completes have arrived."""
         for raw, count in zip(packets, expected_counts):
             self.pub.publish(raw)
-            self.ros.spin_until(lambda: len(self.results) >= count, f"{count} results", timeout_s=30, watch=self.proc)
+            self.ros.spin_until(lambda count=count: len(self.results) >= count, f"{count} results", timeout_s=30, watch=self.proc)
 
     def stop(self) -> str:
         """SIGINT, as Ctrl-C: the node must shut down cleanly with exit status 0."""

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cdr_helpers import event_typestore
 from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer
 
 from event_clip_ros.events.encoders import encode_evt3, encode_mono
@@ -16,6 +15,8 @@ from event_clip_ros.events.readers.base import EventFileError
 from event_clip_ros.events.readers.rosbag import EventTopic, RosbagReader, list_event_topics
 from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet
 from event_clip_ros.events.types import DecodeStats, SensorSize, concat_events, make_events
+
+from cdr_helpers import event_typestore
 
 EVT3_SIZE = SensorSize(1280, 720)
 MONO_SIZE = SensorSize(640, 480)

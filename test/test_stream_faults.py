@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cdr_helpers import evt3_packets
 from event_clip_ros.events.decoders import Evt3Decoder, make_decoder
 from event_clip_ros.events.decoders.evt2 import Evt2Decoder
 from event_clip_ros.events.encoders import encode_evt3, encode_libcaer, encode_libcaer_cmp, encode_mono
@@ -21,6 +20,8 @@ from event_clip_ros.events.readers.percent_header import read_percent_header
 from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet
 from event_clip_ros.events.time_guard import TimeGuard
 from event_clip_ros.events.types import DecodeStats, SensorSize, concat_events, make_events
+
+from cdr_helpers import evt3_packets
 
 REAL_EVT3 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "evt3_gen41_1280x720.raw"
 GEN4 = SensorSize(1280, 720)
@@ -231,11 +232,11 @@ def test_garbage_seq_is_not_counted_as_lost_packets():
     raws = evt3_packets(events, 6)
     stream = EventPacketStream()
     for seq, p in zip([0, 1, 2**63 + 12345, 3, 4, 5], raws):
-        stream.decode_cdr(packet(p, seq)).events
+        stream.decode_cdr(packet(p, seq))
     assert stream.stats.lost_packets == 0
     assert stream.stats.seq_resets == 1
     # a real gap is still counted
-    stream.decode_cdr(packet(encode_evt3(events[-1:], prev_t_us=int(events["t"][-1])), 9)).events
+    stream.decode_cdr(packet(encode_evt3(events[-1:], prev_t_us=int(events["t"][-1])), 9))
     assert stream.stats.lost_packets == 3
 
 

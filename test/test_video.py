@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from video_scenes import FPS, H, W, as_frames, scene, write_video
 
 from event_clip_ros.apps.video_anomaly import (
     SegmentScore,
@@ -33,6 +32,8 @@ from event_clip_ros.video.extraction import (
 )
 from event_clip_ros.video.reader import VideoFileError, VideoFrame, VideoReader
 from event_clip_ros.video.to_events import EVT3_MAX_SIDE, video_events, write_video_evt3
+
+from video_scenes import FPS, H, W, as_frames, scene, write_video
 
 torch.set_num_threads(1)
 

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from video_scenes import FPS, H, W, as_frames, scene, write_video
 
 from event_clip_ros.apps.evaluation.metrics import average_precision, roc_auc
 from event_clip_ros.apps.evaluation.report import (
@@ -41,6 +40,8 @@ from event_clip_ros.video.extraction import (
     extract_event_frames,
     normalise_counts,
 )
+
+from video_scenes import FPS, H, W, as_frames, scene, write_video
 
 torch.set_num_threads(1)
 
@@ -127,7 +128,11 @@ def test_evaluation_concatenates_the_frames_of_all_videos(tmp_path):
     assert frame.accuracy == pytest.approx(8 / 13)
     assert [w.truth for w in evaluation.windows] == ["normal", "anomaly", "normal"]
     assert [w.correct for w in evaluation.windows] == [True, True, False]
-    assert [(w.result.frame_id, w.result.t_end_us) for w in evaluation.windows] == [("a.mp4", 160_000), ("a.mp4", 320_000), ("b.mp4", 160_000)]
+    assert [(w.result.frame_id, w.result.t_end_us) for w in evaluation.windows] == [
+        ("a.mp4", 160_000),
+        ("a.mp4", 320_000),
+        ("b.mp4", 160_000),
+    ]
     assert evaluation.window_anomaly.roc_auc == pytest.approx(0.5)
     assert [(s.name, s.frames, s.anomalous_frames, s.roc_auc) for s in summaries] == [("a.mp4", 8, 4, 1.0), ("b.mp4", 5, 0, None)]
 
@@ -164,9 +169,11 @@ def ucf_folder(tmp_path_factory) -> tuple[Path, Path, Path]:
     write_video(videos / "Fight001_x264.mkv", scene(96, seed=3, anomaly=range(48, 96)))
     write_video(videos / "Normal_Videos_002_x264.mkv", scene(48, seed=4))
     ann = root / "Temporal_Anomaly_Annotation.txt"
-    ann.write_text("Fight001_x264.mp4  Fighting  48  95  -1  -1\n"
-                   "Normal_Videos_002_x264.mp4  Normal  -1  -1  -1  -1\n"
-                   "Robbery009_x264.mp4  Robbery  10  20  -1  -1\n")
+    ann.write_text(
+        "Fight001_x264.mp4  Fighting  48  95  -1  -1\n"
+        "Normal_Videos_002_x264.mp4  Normal  -1  -1  -1  -1\n"
+        "Robbery009_x264.mp4  Robbery  10  20  -1  -1\n"
+    )
     reference = write_video(root / "normal_ref.mkv", scene(160, seed=1))
     return videos, ann, reference
 
@@ -177,8 +184,26 @@ def test_cli_ucf_protocol_writes_the_bag_report(ucf_folder, tmp_path, capsys, te
     torch.manual_seed(0)
     out = tmp_path / "eval"
     crop = ["--ten-crop", "--crop-size", "80x60"] if ten else []
-    assert run_cli(["video-anomaly", "--videos-dir", str(videos), "--annotations", str(ann), "--out", str(out),
-                    "--reference", str(reference), "--k", "3", *crop, *MODEL_ARGS]) == 0
+    assert (
+        run_cli(
+            [
+                "video-anomaly",
+                "--videos-dir",
+                str(videos),
+                "--annotations",
+                str(ann),
+                "--out",
+                str(out),
+                "--reference",
+                str(reference),
+                "--k",
+                "3",
+                *crop,
+                *MODEL_ARGS,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {REPORT_FILE, METRICS_FILE, WINDOWS_FILE, ROC_PNG, PR_PNG}
     metrics = json.loads((out / METRICS_FILE).read_text())
@@ -206,8 +231,10 @@ def test_cli_ucf_single_video_and_bad_inputs(ucf_folder, tmp_path, capsys):
     videos, ann, reference = ucf_folder
     torch.manual_seed(0)
     out = tmp_path / "one"
-    assert run_cli(["video-anomaly", str(videos / "Fight001_x264.mkv"), "--annotations", str(ann), "--out", str(out),
-                    "--json", *MODEL_ARGS]) == 0  # text prompts
+    assert (
+        run_cli(["video-anomaly", str(videos / "Fight001_x264.mkv"), "--annotations", str(ann), "--out", str(out), "--json", *MODEL_ARGS])
+        == 0
+    )  # text prompts
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["metrics"]["anomaly_frame"]["samples"] == 96 and result["problems"] == []
     assert json.loads((out / METRICS_FILE).read_text())["status"] == "complete"
@@ -215,15 +242,39 @@ def test_cli_ucf_single_video_and_bad_inputs(ucf_folder, tmp_path, capsys):
     broken.write_bytes(b"\0" * 100)
     ann2 = tmp_path / "ann2.txt"
     ann2.write_text(ann.read_text() + "broken.mp4 Abuse 1 5 -1 -1\n")
-    assert run_cli(["video-anomaly", str(broken), str(videos / "Fight001_x264.mkv"), "--annotations", str(ann2),
-                    "--out", str(tmp_path / "two"), "--json", *MODEL_ARGS]) == 0  # the unreadable video: a listed skip
+    assert (
+        run_cli(
+            [
+                "video-anomaly",
+                str(broken),
+                str(videos / "Fight001_x264.mkv"),
+                "--annotations",
+                str(ann2),
+                "--out",
+                str(tmp_path / "two"),
+                "--json",
+                *MODEL_ARGS,
+            ]
+        )
+        == 0
+    )  # the unreadable video: a listed skip
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [v["name"] for v in result["videos"]] == ["Fight001_x264.mkv"] and "broken.mp4" in result["problems"][0]
     assert json.loads((tmp_path / "two" / METRICS_FILE).read_text())["status"] == "incomplete"
     stray = write_video(tmp_path / "stray.mkv", scene(8, seed=9))
     with pytest.raises(GroundTruthError, match="no annotation line for 'stray'"):
-        run_cli(["video-anomaly", str(videos / "Fight001_x264.mkv"), str(stray), "--annotations", str(ann),
-                 "--out", str(tmp_path / "x"), *MODEL_ARGS])
+        run_cli(
+            [
+                "video-anomaly",
+                str(videos / "Fight001_x264.mkv"),
+                str(stray),
+                "--annotations",
+                str(ann),
+                "--out",
+                str(tmp_path / "x"),
+                *MODEL_ARGS,
+            ]
+        )
     assert not (tmp_path / "x").exists()  # checked before any scoring
     with pytest.raises(SystemExit, match="exactly one VIDEO"):
         run_cli(["video-anomaly", str(stray), str(stray), *MODEL_ARGS])

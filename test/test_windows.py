@@ -281,7 +281,7 @@ def test_config_constructors_and_validation():
     with pytest.raises(ValueError):
         WindowConfig.by_duration_ms(0.0001)
     with pytest.raises(ValueError):
-        WindowConfig(event_count=5).step_us
+        _ = WindowConfig(event_count=5).step_us
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from event_clip_ros.model.prompts import (
     validate_templates,
 )
 from event_clip_ros.model.zero_shot import LabelScore, ZeroShotClassifier
+
 from shape_scenes import SENSOR, shape_window
 
 

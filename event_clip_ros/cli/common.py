@@ -136,7 +136,8 @@ def print_problems(stats: dict[str, int], file=sys.stderr) -> None:
 
 
 def add_input_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="recording: Prophesee RAW (EVT3/EVT2) or DAT, AEDAT4, AEDAT 3.1, N-MNIST .bin, N-ImageNet .npz, rosbag2 (dir, .mcap, .db3)")
+    p.add_argument("path", help="recording: Prophesee RAW (EVT3/EVT2) or DAT, AEDAT4, AEDAT 3.1, N-MNIST .bin, N-ImageNet .npz, "
+                                "rosbag2 (dir, .mcap, .db3)")
     p.add_argument("--topic", help="event topic in a rosbag (default: the only event topic)")
     p.add_argument("--sensor-size", type=size_arg, metavar="WxH", help="override the sensor size read from the file")
 

@@ -87,9 +87,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Exit 0: complete, or degraded (a WARNING line) without --strict; 1: degraded with --strict, incomplete,
     interrupted or no window with ground truth; 2: an error (main)."""
     from ..apps.detector_params import config_from_parameters
+    from ..apps.evaluation.bag_input import open_bag_topics
     from ..apps.evaluation.offline import EvaluationSetup, evaluate_bag
     from ..apps.evaluation.sources import load_ground_truth
-    from ..apps.evaluation.bag_input import open_bag_topics
 
     values = detector_parameters(args)
     bag = open_bag_topics(args.bag, args.topic)

@@ -147,7 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="write the frames of a recording as PNG")
     add_input_args(p)
     add_window_args(p, default_ms=50.0)
-    p.add_argument("--representation", choices=("paper", "official"), default="paper", help="frame normalisation (default paper: counts / (max + 1))")
+    p.add_argument("--representation", choices=("paper", "official"), default="paper", help="frame normalisation (default paper: "
+                                                                                            "counts / (max + 1))")
     p.add_argument("--clamp", type=positive_float(MAX_CLAMP), help="cap per-pixel counts before normalising")
     p.add_argument("--frame-size", type=size_arg, metavar="WxH", help="frame size (default: the sensor size)")
     p.add_argument("--keep-aspect", action="store_true", help="letterbox instead of stretching to --frame-size")
@@ -166,6 +167,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration-ms", type=ms_arg, default=500.0, help="length of the shapes scene (default 500)")
     p.add_argument("--frame-interval-us", type=int_range(1, 1_000_000), default=1000, help="scene sampling interval (default 1000)")
     p.add_argument("--contrast", type=positive_float(MAX_CONTRAST), default=0.2, help="log-intensity contrast threshold (default 0.2)")
-    p.add_argument("--noise-hz", type=float_range(0.0, MAX_NOISE_HZ), default=0.5, help="background noise events per pixel per second (default 0.5)")
+    p.add_argument("--noise-hz", type=float_range(0.0, MAX_NOISE_HZ), default=0.5, help="background noise events per pixel per "
+                                                                                        "second (default 0.5)")
     p.add_argument("--seed", type=seed_arg, help=f"random seed (default: 0 for shapes, {GLYPH_SCENE_SEED} for glyphs)")
     p.set_defaults(func=cmd_simulate)

@@ -40,9 +40,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--checkpoint", help="our .safetensors checkpoint or the paper's vitb.pt / vitl.pt (overrides --model/--pretrained)")
     g.add_argument("--model", default="ViT-B-32", help="open_clip architecture (default ViT-B-32; ViT-L-14 as in the paper)")
-    g.add_argument("--pretrained", default="openai", help="open_clip pretrained tag, a local CLIP weights file, or 'none' (random weights: outputs are meaningless)")
+    g.add_argument("--pretrained", default="openai", help="open_clip pretrained tag, a local CLIP weights file, or 'none' (random "
+                                                          "weights: outputs are meaningless)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
-    g.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="autocast precision (auto: bf16/fp16 on GPU, fp32 on CPU)")
+    g.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="autocast precision (auto: "
+                                                                                                 "bf16/fp16 on GPU, fp32 on CPU)")
     g.add_argument("--batch-size", type=batch_arg, default=32, help="windows per forward pass (default 32)")
 
 
@@ -52,7 +54,9 @@ def model_from_args(args: argparse.Namespace) -> "EventClip":
     pretrained = None if args.pretrained.lower() == "none" else args.pretrained
     if pretrained is None and not args.checkpoint:
         log.warning("random weights (--pretrained none): the outputs are meaningless")
-    return create_event_clip(ModelSpec(arch=args.model, pretrained=pretrained, checkpoint=args.checkpoint, device=args.device, precision=args.precision))
+    return create_event_clip(
+        ModelSpec(arch=args.model, pretrained=pretrained, checkpoint=args.checkpoint, device=args.device, precision=args.precision)
+    )
 
 
 def reader_windows(reader: "EventReader", args: argparse.Namespace, desc: str) -> Iterator["Window"]:
@@ -156,12 +160,12 @@ def _reference_scorer(model: "EventClip", args: argparse.Namespace):
     with open_events(ref, topic=args.topic, size=args.sensor_size) as reader:
         for _, emb in embedded_windows(model, reader, args, "reference"):
             scorer.update(emb)
-    return checked_reference_bank(scorer, f"{ref}: {len(scorer)} reference window(s) with at least {args.min_events} events",
-                                  "windows", args.save_reference)
+    return checked_reference_bank(
+        scorer, f"{ref}: {len(scorer)} reference window(s) with at least {args.min_events} events", "windows", args.save_reference
+    )
 
 
-def checked_reference_bank(scorer: "ReferenceAnomalyScorer", too_few: str, unit: str,
-                           save_path: str | None) -> "ReferenceAnomalyScorer":
+def checked_reference_bank(scorer: "ReferenceAnomalyScorer", too_few: str, unit: str, save_path: str | None) -> "ReferenceAnomalyScorer":
     """A filled reference bank: ValueError(``too_few`` ...) with fewer than 2 items; saved to ``save_path`` when given."""
     if len(scorer) < 2:
         raise ValueError(f"{too_few}; at least 2 are needed")
@@ -276,8 +280,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     model = load_any_checkpoint(args.checkpoint)
     out = save_checkpoint(model, args.out, storage_dtype=torch.float16 if args.fp16 else None)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {'fp16' if args.fp16 else 'as loaded'}; "
-          f"{model.meta.arch or 'custom'} architecture)")
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {'fp16' if args.fp16 else 'as loaded'}; "
+        f"{model.meta.arch or 'custom'} architecture)"
+    )
     return 0
 
 
@@ -303,12 +309,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--labels", help="comma-separated class names")
     g.add_argument("--labels-file", help="file with one class name per line")
-    p.add_argument("--prompts", default="event", help="prompt templates: a set name (event, n-imagenet, n-caltech101, n-mnist) or a file, one template with {} per line (default event)")
+    p.add_argument(
+        "--prompts",
+        default="event",
+        help="prompt templates: a set name (event, n-imagenet, n-caltech101, n-mnist) or "
+        "a file, one template with {} per line (default event)",
+    )
     p.add_argument("--top-k", type=int_range(1, MAX_TOP_K), default=5, help="labels printed per window (default 5)")
-    p.add_argument("--json", action="store_true", help="one JSON object per window: t_start_us, t_end_us, events, labels [{label, score}] best first")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per window: t_start_us, t_end_us, events, labels [{label, score}] best first"
+    )
     f = p.add_argument_group("few-shot (prototypes of labelled windows blended with the text classifier)")
-    f.add_argument("--shot", type=_shot_arg, action="append", metavar="LABEL=RECORDING", help="windows of RECORDING are shots of LABEL (repeat per label; at least two labels)")
-    f.add_argument("--shots-per-class", type=int_range(1, MAX_SHOTS), default=5, help="windows taken from each --shot recording (default 5)")
+    f.add_argument(
+        "--shot",
+        type=_shot_arg,
+        action="append",
+        metavar="LABEL=RECORDING",
+        help="windows of RECORDING are shots of LABEL (repeat per label; at least two labels)",
+    )
+    f.add_argument(
+        "--shots-per-class", type=int_range(1, MAX_SHOTS), default=5, help="windows taken from each --shot recording (default 5)"
+    )
     f.add_argument("--few-shot", metavar="FILE", help="load saved prototypes (.npz from --save-few-shot)")
     f.add_argument("--save-few-shot", metavar="FILE", help="save the prototypes to this .npz")
     f.add_argument("--alpha", type=unit_arg, default=0.5, help="weight of the prototypes against the text, in [0, 1] (default 0.5)")
@@ -318,7 +339,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("anomaly", help="anomaly score in [0, 1] for each window of a recording")
     add_input_args(p)
-    p.add_argument("--reference", help="normal behaviour: a recording (its windows form the reference bank) or a saved bank .npz; without it, text prompts score P(abnormal)")
+    p.add_argument(
+        "--reference",
+        help="normal behaviour: a recording (its windows form the reference bank) or a saved bank .npz; "
+        "without it, text prompts score P(abnormal)",
+    )
     add_scorer_args(p, "windows")
     p.add_argument("--json", action="store_true", help="one JSON object per window: t_start_us, t_end_us, events, score, anomaly")
     add_window_args(p, default_ms=50.0)
@@ -353,4 +378,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_window_args(q, default_ms=50.0)
     add_model_args(q)
     q.set_defaults(func=cmd_retrieve_query)
-

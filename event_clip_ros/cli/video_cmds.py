@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import tempfile
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,8 +47,10 @@ def add_extraction_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("event frames (the paper's frame-difference extraction)")
     g.add_argument("--diff-threshold", type=int_range(0, 255), default=10, help="gray-level difference a pixel must exceed (default 10)")
     g.add_argument("--stack", type=int_range(2, MAX_STACK), default=16, help="frames per event frame (default 16)")
-    g.add_argument("--clamp", type=float_range(0.0, MAX_CLAMP), default=10.0, help="cap on the per-pixel sum before normalising; 0 = none (default 10)")
-    g.add_argument("--on-value", type=int_range(1, 255), default=1, help="value of a changed pixel: 1 counts changes (default), 255 reproduces the README snippet")
+    g.add_argument("--clamp", type=float_range(0.0, MAX_CLAMP), default=10.0, help="cap on the per-pixel sum before normalising; 0 "
+                                                                                   "= none (default 10)")
+    g.add_argument("--on-value", type=int_range(1, 255), default=1, help="value of a changed pixel: 1 counts changes (default), "
+                                                                         "255 reproduces the README snippet")
 
 
 def extraction_from_args(args: argparse.Namespace) -> "ExtractionConfig":
@@ -139,22 +141,24 @@ def _anomaly_extraction(model: "EventClip", args: argparse.Namespace) -> "Extrac
 
 
 def _reference_scorer(model: "EventClip", args: argparse.Namespace, config: "ExtractionConfig") -> "AnomalyScorer":
-    from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
     from ..apps.video_anomaly import embed_video
+    from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
 
     if len(args.reference) == 1 and Path(args.reference[0]).suffix == ".npz":
         scorer = ReferenceAnomalyScorer.load(args.reference[0], device=model.device)
         if args.threshold is not None:
             scorer.threshold = args.threshold
         return scorer
-    bank_config = ReferenceScorerConfig(k=args.k, capacity=args.capacity, **({} if args.threshold is None else {"threshold": args.threshold}))
+    threshold = {} if args.threshold is None else {"threshold": args.threshold}
+    bank_config = ReferenceScorerConfig(k=args.k, capacity=args.capacity, **threshold)
     scorer = ReferenceAnomalyScorer(bank_config, device=model.device)
     for path in args.reference:
         with open_video(path, args) as reader:
             for _, emb in embed_video(model, video_frames(reader, args, f"reference {Path(path).name}"), config, args.batch_size):
                 scorer.update(emb.reshape(-1, emb.shape[-1]))
-    return checked_reference_bank(scorer, f"the reference videos gave {len(scorer)} segment view(s) of {args.stack} frames",
-                                  "segments", args.save_reference)
+    return checked_reference_bank(
+        scorer, f"the reference videos gave {len(scorer)} segment view(s) of {args.stack} frames", "segments", args.save_reference
+    )
 
 
 def cmd_video_anomaly(args: argparse.Namespace) -> int:
@@ -190,11 +194,22 @@ def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "Extra
             segments.append(seg)
             flagged = bool(scorer.decide(np.array([seg.score]))[0])
             if args.json:
-                print(json.dumps({"segment": seg.index, "first_frame": seg.first_frame, "n_frames": seg.n_frames,
-                                  "t_start_us": seg.t_start_us, "t_end_us": seg.t_end_us,
-                                  "score": round(seg.score, 6), "anomaly": flagged}))
+                print(
+                    json.dumps(
+                        {
+                            "segment": seg.index,
+                            "first_frame": seg.first_frame,
+                            "n_frames": seg.n_frames,
+                            "t_start_us": seg.t_start_us,
+                            "t_end_us": seg.t_end_us,
+                            "score": round(seg.score, 6),
+                            "anomaly": flagged,
+                        }
+                    )
+                )
             else:
-                print(f"{seg.index:>7} {seg.t_start_us:>12} {seg.t_end_us:>12} {seg.n_frames:>6}  {seg.score:.3f}{'  ANOMALY' if flagged else ''}")
+                mark = "  ANOMALY" if flagged else ""
+                print(f"{seg.index:>7} {seg.t_start_us:>12} {seg.t_end_us:>12} {seg.n_frames:>6}  {seg.score:.3f}{mark}")
     if not segments:
         raise ValueError(f"{video}: fewer than 2 frames, no segment to score")
     if args.frame_scores:
@@ -227,15 +242,21 @@ def _annotated_videos(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     return videos, problems
 
 
-def _evaluate_ucf(model: "EventClip", scorer: "AnomalyScorer", config: "ExtractionConfig", args: argparse.Namespace,
-                  videos: list[Path], problems: list[str]) -> int:
+def _evaluate_ucf(
+    model: "EventClip",
+    scorer: "AnomalyScorer",
+    config: "ExtractionConfig",
+    args: argparse.Namespace,
+    videos: list[Path],
+    problems: list[str],
+) -> int:
     """UCF-Crime protocol: every annotated video scored, frame-level metrics over all frames, the evaluation report."""
     import time
 
     from ..apps.evaluation.report import RunInfo, write_evaluation
+    from ..apps.evaluation.ucf import ScoredVideo, evaluate_videos, video_truth
     from ..apps.video_anomaly import score_video
     from ..video.reader import VideoFileError
-    from ..apps.evaluation.ucf import ScoredVideo, evaluate_videos, video_truth
 
     started = time.perf_counter()
     scored: list[ScoredVideo] = []
@@ -260,16 +281,30 @@ def _evaluate_ucf(model: "EventClip", scorer: "AnomalyScorer", config: "Extracti
     elapsed = time.perf_counter() - started
     frames_total = sum(v.n_frames for v in scored)
     run = RunInfo(
-        bag=str(args.videos_dir or videos[0]), topic="", msgtype="video", mode="anomaly", classes=[],
-        truth=f"UCF-Crime temporal annotations {args.annotations}", source="offline",
-        status="incomplete" if problems else "complete", problems=problems,
+        bag=str(args.videos_dir or videos[0]),
+        topic="",
+        msgtype="video",
+        mode="anomaly",
+        classes=[],
+        truth=f"UCF-Crime temporal annotations {args.annotations}",
+        source="offline",
+        status="incomplete" if problems else "complete",
+        problems=problems,
         counters={"videos": len(scored), "frames": frames_total, "segments": sum(len(v.segments) for v in scored)},
         timing={"wall_s": elapsed, "frames_per_s": frames_total / elapsed if elapsed > 0 else 0.0},
-        settings={"scorer": "reference" if args.reference else "text", "anomaly_threshold": scorer.threshold,
-                  "diff_threshold": config.threshold, "stack": config.stack, "clamp": config.clamp,
-                  "on_value": config.on_value, "ten_crop": None if config.ten_crop is None else list(config.ten_crop),
-                  "resize": None if args.resize is None else [args.resize.width, args.resize.height],
-                  "model": args.model, "checkpoint": args.checkpoint, "batch_size": args.batch_size},
+        settings={
+            "scorer": "reference" if args.reference else "text",
+            "anomaly_threshold": scorer.threshold,
+            "diff_threshold": config.threshold,
+            "stack": config.stack,
+            "clamp": config.clamp,
+            "on_value": config.on_value,
+            "ten_crop": None if config.ten_crop is None else list(config.ten_crop),
+            "resize": None if args.resize is None else [args.resize.width, args.resize.height],
+            "model": args.model,
+            "checkpoint": args.checkpoint,
+            "batch_size": args.batch_size,
+        },
         videos=[s.as_dict() for s in summaries],
     )
     write_evaluation(args.out, run, evaluation)
@@ -278,8 +313,10 @@ def _evaluate_ucf(model: "EventClip", scorer: "AnomalyScorer", config: "Extracti
         print(json.dumps({"videos": run.videos, "metrics": evaluation.metrics_dict(), "problems": problems + evaluation.problems}))
     else:
         for s in summaries:
-            print(f"{s.name}: {s.frames} frames, {s.anomalous_frames} anomalous, frame ROC-AUC "
-                  f"{'n/a' if s.roc_auc is None else f'{s.roc_auc:.3f}'}")
+            print(
+                f"{s.name}: {s.frames} frames, {s.anomalous_frames} anomalous, frame ROC-AUC "
+                f"{'n/a' if s.roc_auc is None else f'{s.roc_auc:.3f}'}"
+            )
         auc = "n/a" if frame.roc_auc is None else f"{frame.roc_auc:.3f}"
         ap = "n/a" if frame.average_precision is None else f"{frame.average_precision:.3f}"
         print(f"frame-level ROC-AUC {auc}, AP {ap} over {frame.samples} frames of {len(scored)} video(s); report in {args.out}")
@@ -290,10 +327,17 @@ def _evaluate_ucf(model: "EventClip", scorer: "AnomalyScorer", config: "Extracti
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video2events", help="events from an ordinary video: the paper's event frames (PNG) or a simulated RAW EVT3 stream")
     p.add_argument("video", help="video file (anything this OpenCV build decodes)")
-    p.add_argument("out", help="frames mode: output directory (PNG per stack + frames.csv); events mode: a .raw file "
-                               "(RAW EVT3), or any other name for a rosbag2 bag of EventPackets")
-    p.add_argument("--mode", choices=("frames", "events"), default="frames",
-                   help="frames: thresholded frame differences summed per stack (default); events: DVS simulation written as RAW EVT3")
+    p.add_argument(
+        "out",
+        help="frames mode: output directory (PNG per stack + frames.csv); events mode: a .raw file "
+        "(RAW EVT3), or any other name for a rosbag2 bag of EventPackets",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("frames", "events"),
+        default="frames",
+        help="frames: thresholded frame differences summed per stack (default); events: DVS simulation written as RAW EVT3",
+    )
     p.add_argument("--packet-ms", type=ms_arg, default=1.0, help="events mode, bag output: sensor time per EventPacket (default 1)")
     p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="events mode, bag output: storage (default mcap)")
     add_video_args(p)
@@ -301,26 +345,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame-size", type=size_arg, metavar="WxH", help="frames mode: size of the event frames (default: the video's)")
     g = p.add_argument_group("events mode (DVS simulation)")
     g.add_argument("--contrast", type=positive_float(MAX_CONTRAST), default=0.2, help="log-intensity contrast threshold (default 0.2)")
-    g.add_argument("--noise-hz", type=float_range(0.0, MAX_NOISE_HZ), default=0.0, help="background noise events per pixel per second (default 0)")
+    g.add_argument(
+        "--noise-hz", type=float_range(0.0, MAX_NOISE_HZ), default=0.0, help="background noise events per pixel per second (default 0)"
+    )
     g.add_argument("--seed", type=seed_arg, default=0, help="noise seed (default 0)")
     p.set_defaults(func=cmd_video2events)
 
-    p = sub.add_parser("video-anomaly", help="anomaly score in [0, 1] for each stack of frames of a video; "
-                                             "with --annotations, the UCF-Crime evaluation of several videos")
+    p = sub.add_parser(
+        "video-anomaly",
+        help="anomaly score in [0, 1] for each stack of frames of a video; with --annotations, the UCF-Crime evaluation of several videos",
+    )
     p.add_argument("video", nargs="*", metavar="VIDEO", help="video file (several with --annotations)")
-    p.add_argument("--reference", nargs="+", metavar="NORMAL_VIDEO|BANK",
-                   help="normal behaviour: videos (their segments form the reference bank) or one saved bank .npz; without it, text prompts score P(abnormal)")
+    p.add_argument(
+        "--reference",
+        nargs="+",
+        metavar="NORMAL_VIDEO|BANK",
+        help="normal behaviour: videos (their segments form the reference bank) or one saved bank .npz; without it, "
+        "text prompts score P(abnormal)",
+    )
     add_scorer_args(p, "segments")
     p.add_argument("--frame-scores", metavar="CSV", help="also write per-frame scores (each segment's score over its frames)")
-    p.add_argument("--json", action="store_true", help="one JSON object per segment: segment, first_frame, n_frames, t_start_us, t_end_us, score, anomaly "
-                   "(with --annotations: one object with the videos and metrics)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per segment: segment, first_frame, n_frames, t_start_us, "
+        "t_end_us, score, anomaly "
+        "(with --annotations: one object with the videos and metrics)",
+    )
     g = p.add_argument_group("UCF-Crime protocol")
-    g.add_argument("--annotations", metavar="FILE", help="temporal annotation file ('name class s1 e1 s2 e2', frames, -1 = none): "
-                   "frame-level ROC-AUC and AP over all listed videos, written as the evaluation report")
+    g.add_argument(
+        "--annotations",
+        metavar="FILE",
+        help="temporal annotation file ('name class s1 e1 s2 e2', frames, -1 = none): "
+        "frame-level ROC-AUC and AP over all listed videos, written as the evaluation report",
+    )
     g.add_argument("--videos-dir", metavar="DIR", help="with --annotations: evaluate every listed video found in DIR")
-    g.add_argument("--out", default="video-anomaly-eval", help="with --annotations: directory for report.md, metrics.json, windows.csv, roc.png, pr.png (default %(default)s)")
+    g.add_argument(
+        "--out",
+        default="video-anomaly-eval",
+        help="with --annotations: directory for report.md, metrics.json, windows.csv, roc.png, pr.png (default %(default)s)",
+    )
     g.add_argument("--ten-crop", action="store_true", help="score 10 views per segment (centre + 4 corners, each mirrored) and average")
-    g.add_argument("--crop-size", type=size_arg, metavar="WxH", help="with --ten-crop: crop size (default: the model input size; UCF-Crime: 224x224 of 340x256 frames)")
+    g.add_argument(
+        "--crop-size",
+        type=size_arg,
+        metavar="WxH",
+        help="with --ten-crop: crop size (default: the model input size; UCF-Crime: 224x224 of 340x256 frames)",
+    )
     add_video_args(p)
     add_extraction_args(p)
     add_model_args(p)

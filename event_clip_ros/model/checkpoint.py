@@ -45,8 +45,8 @@ from open_clip.transform import PreprocessCfg
 from torch import nn
 
 from ..atomic_files import atomic_write_file
-from .event_clip import FORMAT_VERSION, EventClip, ModelMeta
 from .assembly import assemble, model_config
+from .event_clip import FORMAT_VERSION, EventClip, ModelMeta
 from .finite import describe_nonfinite, nonfinite_tensors
 from .torch_load import refused_global, torch_load_reason
 
@@ -262,7 +262,8 @@ def import_official_checkpoint(path: str | os.PathLike) -> EventClip:
     _load_exactly(clip, {**_non_visual(trained), **_visual(towers[image_source])},
                   f"{path}: the CLIP weights (encoder_k text, {image_source} image) do not fit the inferred architecture")
     event_tower = copy.deepcopy(clip.visual)
-    _load_exactly(event_tower, _strip_prefix(_visual(trained), "visual."), f"{path}: encoder_k's image tower does not fit the inferred architecture")
+    _load_exactly(event_tower, _strip_prefix(_visual(trained), "visual."), f"{path}: encoder_k's image tower does not fit the "
+                                                                           f"inferred architecture")
     meta = ModelMeta(model_cfg=model_cfg, arch=arch, pretrained=f"official:{path.name}", frame=dict(OFFICIAL_FRAME))
     return assemble(clip, meta, event_tower).eval()
 
@@ -302,7 +303,8 @@ def safe_torch_load(path: Path) -> Any:
                 f"{path}: refused: its pickle needs {refused}, which is not an allowed class (allowed: tensors, plain "
                 f"containers, {allowed}); loading it would run code from the file"
             ) from None
-        raise CheckpointError(f"{path}: not a readable torch file, truncated or corrupt? ({type(exc).__name__}: {torch_load_reason(exc)})") from exc
+        reason = f"{type(exc).__name__}: {torch_load_reason(exc)}"
+        raise CheckpointError(f"{path}: not a readable torch file, truncated or corrupt? ({reason})") from exc
 
 
 def infer_openai_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -339,7 +341,7 @@ def infer_openai_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _visual(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -155,7 +155,8 @@ class EventClip(nn.Module):
     def frames_to_input(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, H, W) frames -> (B, 3, H, W) f_E input (replicated, normalised as trained)."""
         if frames.ndim != 3 or tuple(frames.shape[1:]) != self.meta.input_size:
-            raise ValueError(f"expected frames of shape (B, {self.meta.input_size[0]}, {self.meta.input_size[1]}), got {tuple(frames.shape)}")
+            raise ValueError(f"expected frames of shape (B, {self.meta.input_size[0]}, {self.meta.input_size[1]}), got "
+                             f"{tuple(frames.shape)}")
         x = frames.to(self.device, torch.float32).unsqueeze(1).expand(-1, 3, -1, -1)
         return (x - self.event_mean) / self.event_std if self._normalise_events else x
 

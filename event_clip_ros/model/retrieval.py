@@ -575,7 +575,8 @@ def _read_header(file: Path) -> dict[str, Any]:
     if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
         raise IndexFormatError(f"{file} is not an event_clip_ros embedding index")
     if header.get("format_version") != INDEX_FORMAT_VERSION:
-        raise IndexFormatError(f"{file} has format version {header.get('format_version')!r}; this code reads version {INDEX_FORMAT_VERSION}")
+        version = header.get("format_version")
+        raise IndexFormatError(f"{file} has format version {version!r}; this code reads version {INDEX_FORMAT_VERSION}")
     for name in ("embed_dim", "count"):
         if not isinstance(header.get(name), int) or header[name] < 0:
             raise IndexFormatError(f"{file}: {name} must be a non-negative integer, got {header.get(name)!r}")

@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         if path and not Path(path).exists():
             print(f"demo: {path} does not exist", file=sys.stderr)
             return 2
-    from .replay import NodeWatch, ReplayError, ResultCollector, RosSession, start_detector_node, stop_process, \
-        wait_connected
-    from .interfaces import EVENT_QOS
     from event_camera_msgs.msg import EventPacket
+
+    from .interfaces import EVENT_QOS
+    from .replay import NodeWatch, ReplayError, ResultCollector, RosSession, start_detector_node, stop_process, wait_connected
 
     ns = f"demo{os.getpid()}"
     fqn = f"/{ns}/detector"

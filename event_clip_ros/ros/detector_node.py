@@ -57,9 +57,9 @@ from ..apps.detector_params import NODE_NAME, RUNTIME_PARAMETERS, config_from_pa
 from ..apps.detector_stats import LatencyTracker, RateMeter, assess
 from ..apps.event_input import PendingWindow
 from .diagnostics import diagnostic_array
-from .messages import classification_msg, image_msg, label_info_msg, stamp_to_ns, vision_info_msg
 from .interfaces import EVENT_QOS, LATCHED_QOS, RESULT_QOS, message_class
 from .log_bridge import forward_core_logging
+from .messages import classification_msg, image_msg, label_info_msg, stamp_to_ns, vision_info_msg
 from .parameters import declare_parameters, parameter_values
 from .worker import LatestOnlyWorker
 

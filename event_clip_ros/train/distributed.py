@@ -50,7 +50,8 @@ def init_distributed(backend: str | None = None, device: str | torch.device = "a
         return DistEnv(rank=0, local_rank=0, world_size=1, device=resolve_device(device))
     missing = [name for name in TORCHRUN_ENV if name not in os.environ]
     if missing:
-        raise ValueError(f"distributed launch needs {', '.join(TORCHRUN_ENV)} in the environment (as torchrun sets them); missing {', '.join(missing)}")
+        raise ValueError(f"distributed launch needs {', '.join(TORCHRUN_ENV)} in the environment (as torchrun sets them); missing "
+                         f"{', '.join(missing)}")
     rank, world_size, local_rank = (_env_int(name) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
         raise ValueError(f"inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world_size} LOCAL_RANK={local_rank}")
@@ -62,7 +63,8 @@ def init_distributed(backend: str | None = None, device: str | torch.device = "a
     backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
     if dist.is_initialized():
         if (dist.get_rank(), dist.get_world_size()) != (rank, world_size):
-            raise RuntimeError(f"a process group is already initialised as rank {dist.get_rank()}/{dist.get_world_size()}, not {rank}/{world_size}")
+            raise RuntimeError(f"a process group is already initialised as rank {dist.get_rank()}/{dist.get_world_size()}, not "
+                               f"{rank}/{world_size}")
     else:
         dist.init_process_group(
             backend=backend,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from rosbags.typesys import Stores, get_typestore
 
-from ...events.readers.base import EventFileError
 from ...events.readers.bags import open_bag
+from ...events.readers.base import EventFileError
 from ...events.readers.rosbag import all_topics, choose_topic, event_topics, guarded_messages
 from ...events.types import log
 

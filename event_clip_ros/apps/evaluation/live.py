@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..detector import ANOMALY, DetectionResult
-from ..event_input import EventInput
 from ...events.windows import WindowConfig
 from ...model.zero_shot import LabelScore
+from ..detector import ANOMALY, DetectionResult
+from ..event_input import EventInput
 from .bag_input import BagTopics, bag_messages
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..detector import Detector, DetectionResult, DetectorConfig
+from ..detector import DetectionResult, Detector, DetectorConfig
 from ..event_input import PendingWindow
 from .bag_input import BagReadStats, BagTopics, bag_messages, open_bag_topics
 from .health import DEFAULT_MAX_PROBLEM_RATE, input_problems, worse_status

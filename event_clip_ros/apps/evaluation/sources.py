@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from ...events.readers import open_events
 from .bag_input import BagTopics, read_label_messages
-from .truth import GroundTruth, GroundTruthError, WholeLabel, load_truth_csv, load_ucf_annotations, \
-    ranges_from_label_messages
+from .truth import GroundTruth, GroundTruthError, WholeLabel, load_truth_csv, load_ucf_annotations, ranges_from_label_messages
 
 SOURCE_HELP = ("label:NAME (whole bag) | topic:/TOPIC (std_msgs/String labels in the bag) | "
                "ucf:FILE (UCF-Crime style temporal annotations) | FILE.csv (t_start_us,t_end_us,label; "

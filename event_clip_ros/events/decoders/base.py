@@ -57,7 +57,8 @@ UNKNOWN_WORDS = CounterSlot("unknown_words", "unknown", "skipped words with unkn
 #: Words before the first valid time: normal when joining a stream, so not warned about.
 SKIPPED_WORDS = CounterSlot("skipped_words")
 TIME_HIGH_BIT_ERRORS = CounterSlot("time_errors", "time", "ignored TIME_HIGH words that moved time implausibly (bit errors)")
-TIME_JUMPS = CounterSlot("time_resets", "jump", "sensor time jumped, or went back to undo a bit error at the end of a packet: a stream restart")
+TIME_JUMPS = CounterSlot("time_resets", "jump", "sensor time jumped, or went back to undo a bit error at the end of a packet: a "
+                                                "stream restart")
 #: Counter fields that mean a word or record was garbage; a packet where they (and the events
 #: the time guard dropped as disordered) exceed :data:`GARBAGE_FRACTION` of its words is dropped
 #: whole. Random bytes score 0.3 or more in every encoding, clean sensor data 0.
@@ -154,7 +155,7 @@ class Decoder(ABC):
         s.events += events.shape[0]
         return events
 
-    def _forget_packet(self) -> None:
+    def _forget_packet(self) -> None:  # noqa: B027 - an optional hook: nothing to do by default
         """Undo what a garbage packet did to the stream state (stateless decoders: nothing)."""
 
 

@@ -7,8 +7,9 @@ the timestamp is the low 31 bits of the sensor time in us and ``time_base`` (ns)
 carries the rest, so t = time_base + timestamp * 1000 ns. Within a packet each
 backward timestamp step across the top of the counter is a 31-bit rollover and
 adds 2**31 us to the rest of the packet (any other step back is an out-of-order
-record, left to the stream's time guard, where the codec would add 35 minutes); nothing carries over between packets (the codec resets at every
-packet, the driver folds the rollovers into the next time_base). The valid mark
+record, left to the stream's time guard, where the codec would add 35 minutes);
+nothing carries over between packets (the codec resets at every packet, the
+driver folds the rollovers into the next time_base). The valid mark
 (data bit 0) is not checked, as in the codec.
 
 Departures from the codec, which has no geometry and trusts its input: events
@@ -23,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .base import Allocator, OUT_OF_BOUNDS, CounterSlot, TimeBaseDecoder
+from .base import OUT_OF_BOUNDS, Allocator, CounterSlot, TimeBaseDecoder
 
 _ROLLOVER_US = 1 << 31
 _NEAR_WRAP_US = 1 << 29  # a step back is a wrap only from this close to the top to this close to 0

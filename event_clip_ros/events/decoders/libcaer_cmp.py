@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .base import Allocator, OUT_OF_BOUNDS, UNKNOWN_WORDS, TimeBaseDecoder
+from .base import OUT_OF_BOUNDS, UNKNOWN_WORDS, Allocator, TimeBaseDecoder
 
 # state slots (carried across packets)
 _X, _BASE_Y, _POL = range(3)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .base import Allocator, OUT_OF_BOUNDS, TimeBaseDecoder
+from .base import OUT_OF_BOUNDS, Allocator, TimeBaseDecoder
 
 
 @njit(cache=True, nogil=True)

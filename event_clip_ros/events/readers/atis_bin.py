@@ -27,8 +27,7 @@ import numpy as np
 
 from ..types import EVENT_DTYPE, DecodeStats, SensorSize
 from .base import EventReader
-from .streaming import (DEFAULT_BLOCK_BYTES, FileTimeGuard, TimeUnwrapper, account_block, iter_record_blocks,
-                        split_chunks)
+from .streaming import DEFAULT_BLOCK_BYTES, FileTimeGuard, TimeUnwrapper, account_block, iter_record_blocks, split_chunks
 
 #: Sensor of N-MNIST, the default when every coordinate fits it.
 NMNIST_SIZE = SensorSize(34, 34)

@@ -22,7 +22,6 @@ from typing import Any
 from rosbags.interfaces import Connection
 
 
-
 class _Skip:
     """The marker type of :data:`SKIP` (one instance)."""
 
@@ -57,7 +56,7 @@ class StoragePart(ABC):
     def messages(self, connections: Collection[Connection]) -> Iterator[MessageItem]:
         """The messages of those of ``connections`` that belong to this part, in log-time order."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: nothing to do by default
         """Release the file."""
 
 

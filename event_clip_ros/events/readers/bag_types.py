@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from ..ros_cdr import MSG_DEFINITIONS

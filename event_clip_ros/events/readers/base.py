@@ -35,7 +35,7 @@ class EventReader(ABC):
     def chunks(self) -> Iterator[np.ndarray]:
         """Yield the events of the recording in time order, chunk by chunk."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: nothing to do by default
         """Release file handles (readers that hold none need not override)."""
 
     def __enter__(self) -> "EventReader":

@@ -33,8 +33,7 @@ from ..limits import DEFAULT_LIMITS
 from ..types import EVENT_DTYPE, SensorSize
 from .base import EventFileError, EventReader
 from .percent_header import check_header_end, read_percent_header
-from .streaming import (DEFAULT_BLOCK_BYTES, FileTimeGuard, TimeUnwrapper, account_block, iter_record_blocks,
-                        split_chunks)
+from .streaming import DEFAULT_BLOCK_BYTES, FileTimeGuard, TimeUnwrapper, account_block, iter_record_blocks, split_chunks
 
 _RECORD = np.dtype([("t", "<u4"), ("addr", "<u4")])
 _CD_TYPES = (0, 12)  # Event2D, EventCD: both (t, addr) with the layout above

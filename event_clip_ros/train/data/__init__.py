@@ -19,12 +19,11 @@ module             what it holds
 
 from .augment import EventAugmentConfig, FrameAugmentConfig, augment_events, augment_frames, random_window
 from .collate import collate_samples, seed_worker
-from .labelled import (DVSGesture, DVSGestureConfig, NCaltech101Folders, NCaltech101FoldersConfig, NCars,
-                       NCarsConfig)
+from .labelled import DVSGesture, DVSGestureConfig, NCaltech101Folders, NCaltech101FoldersConfig, NCars, NCarsConfig
 from .paired import ListPaired, ListPairedConfig, NImageNetConfig, NImageNetPaired
 from .recommended import dataset_defaults, recommended_frame_config
-from .sample import EventDataset, Sample
 from .saccades import SaccadeConfig
+from .sample import EventDataset, Sample
 from .splits import ClassSplit, kshot_indices, match_classes
 from .subset import EpochSubset
 from .synthetic import SyntheticConfig, SyntheticGlyphs

@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import (
-    DATA_KINDS, DataKind, OptimSection, RunConfig, RuntimeSection, check_data_section, load, parse_override,
-    path_field, read_preset,
+    DATA_KINDS,
+    DataKind,
+    OptimSection,
+    RunConfig,
+    RuntimeSection,
+    check_data_section,
+    load,
+    parse_override,
+    path_field,
+    read_preset,
 )
 
 #: Dataset kinds read from their distributed folder layout (data.root), not from list files.

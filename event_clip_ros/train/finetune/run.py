@@ -30,19 +30,19 @@ import torch
 import yaml
 from torch import nn
 
+from ...atomic_files import atomic_write_text
 from ...events.frames import build_frames_torch
 from ...model.checkpoint import load_any_checkpoint, load_checkpoint, save_checkpoint
 from ...model.event_clip import EventClip
 from ..data import EpochSubset, FrameAugmentConfig, augment_frames, collate_samples, recommended_frame_config
 from ..distributed import DistEnv, barrier, cleanup, init_distributed
 from ..engine import BestPolicy, CheckpointDir, Trainer, TrainState, build_loader, build_trainer, seed_everything
-from ...atomic_files import atomic_write_text
 from ..engine.sampler import resumable_sampler
-from ..losses import prediction_loss
-from .config import FinetuneConfig
-from ..selection import Selection, resolve_selection
 from ..inputs import event_normalisation
+from ..losses import prediction_loss
+from ..selection import Selection, resolve_selection
 from ..threads import apply_threads
+from .config import FinetuneConfig
 from .data import FinetuneData, build_data, requested_batch_size
 from .evaluation import MethodComparison, prompt_weights
 

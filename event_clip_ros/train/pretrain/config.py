@@ -20,8 +20,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import (
-    ConfigError, DataKind, OptimSection, RunConfig, RuntimeSection, check_data_section, load, parse_override,
-    path_field, read_preset, set_key,
+    ConfigError,
+    DataKind,
+    OptimSection,
+    RunConfig,
+    RuntimeSection,
+    check_data_section,
+    load,
+    parse_override,
+    path_field,
+    read_preset,
+    set_key,
 )
 from ..losses import PretrainLossConfig
 

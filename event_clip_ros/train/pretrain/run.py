@@ -31,19 +31,19 @@ import numpy as np
 import torch
 import yaml
 
+from ...atomic_files import atomic_write_text
 from ...model.checkpoint import load_checkpoint, save_checkpoint
 from ...model.event_clip import EventClip
 from ...model.factory import ModelSpec, create_event_clip
 from ..data import FrameAugmentConfig
 from ..distributed import DistEnv, barrier, cleanup, init_distributed
-from ..inputs import event_normalisation
 from ..engine import BestPolicy, TrainState, build_loader, build_trainer, seed_everything
-from ...atomic_files import atomic_write_text
 from ..engine.sampler import resumable_sampler
-from .config import PretrainConfig
-from .data import PairedCollate, RunData, build_run_data
+from ..inputs import event_normalisation
 from ..selection import Selection, resolve_selection
 from ..threads import apply_threads
+from .config import PretrainConfig
+from .data import PairedCollate, RunData, build_run_data
 from .evaluation import HEADLINE_METRIC, ValidationProbe, ZeroShotProbe, chance_metrics
 from .report import deviations, write_report
 from .step import PretrainModule, PretrainStep, prompt_embeddings

@@ -10,6 +10,7 @@ with --config. Run it as a plain process or under torchrun (DDP; rank 0 writes):
 
   python training/pretrain.py --preset toy --out /tmp/toy              # CPU, minutes, no download
   python training/pretrain.py --preset toy --out /tmp/toy --resume auto --ablations
+  python training/pretrain.py --preset toy --seeds 3 --splits 2 --ablations --out /tmp/sweep   # ~25 min
   torchrun --nproc_per_node 8 training/pretrain.py --preset vitb32-nimagenet --out runs/vitb32 \\
       --set data.train_list=... --set data.val_list=... --set data.labels_file=...
 
@@ -21,6 +22,14 @@ f_E before and after; headline: held-out items ranked among all class prompts,
 the official protocol; N-way among the held-out prompts as a secondary column),
 metrics.jsonl/.csv, tensorboard/, checkpoints/ (resumable training states),
 config.yaml.
+
+With --seeds and/or --splits it sweeps the config instead: one run per class split
+and seed in <out>/runs/split<j>-seed<i>/ (split 0 is the config's data.split, the
+others hold out as many digits / letters as it, drawn among classes not held out
+before; seed i adds i to runtime.seed and 3 i to data.seed), the toy teacher
+trained once and shared (--teacher per-seed: one per seed), then <name>_sweep.md
+(mean ± std (min-max) per configuration), <name>_sweep.png, <name>_sweep.json and
+<name>_sweep_runs.csv (the per-run rows). --resume auto keeps completed runs.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ if str(REPO_ROOT) not in sys.path:  # run from a source checkout without install
     sys.path.insert(0, str(REPO_ROOT))
 
 from event_clip_ros.train.pretrain import ConfigError, PretrainConfig, RunOptions, load_config, run  # noqa: E402
+from event_clip_ros.train.pretrain.sweep import SweepOptions, cell, sweep  # noqa: E402
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -68,6 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "free; 1 on a machine loaded beyond its cores) (runtime.threads)")
     parser.add_argument("--ablations", action="store_true",
                         help="also pre-train without L_zs and without L_kl (the paper's Figure 4) and report them")
+    sweep_group = parser.add_argument_group("sweep (mean and spread over seeds and class splits)")
+    sweep_group.add_argument("--seeds", type=int, metavar="N", help="run N seeds (runtime.seed + i, data.seed + 3 i)")
+    sweep_group.add_argument("--splits", type=int, metavar="N",
+                             help="over N class splits (split 0: data.split; the others drawn)")
+    sweep_group.add_argument("--teacher", choices=["shared", "per-seed"], default="shared",
+                             help="toy teacher of a sweep: trained once and shared by every run (default), or one per seed")
     return parser.parse_args(argv)
 
 
@@ -101,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_steps is not None and args.max_steps < 1:
         print("pretrain.py: error: --max-steps must be >= 1", file=sys.stderr)
         return 2
+    if args.seeds is not None or args.splits is not None:
+        return main_sweep(args, cfg)
     out = args.out if args.out is not None else Path("out") / "pretrain" / cfg.name
     try:
         report = run(cfg, RunOptions(out_dir=out, resume=args.resume, max_steps=args.max_steps, ablations=args.ablations))
@@ -118,6 +136,30 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * m.get('unseen_vs_all_top1', float('nan')):5.1f}  "
                   f"(N-way among held-out {100 * m.get('unseen_vs_unseen_top1', float('nan')):5.1f})")
         print(f"report: {out / (cfg.name + '_report.md')}  checkpoint: {out / 'best.safetensors'}")
+    return 0
+
+
+def main_sweep(args: argparse.Namespace, cfg: PretrainConfig) -> int:
+    """--seeds / --splits: the sweep; prints the table."""
+    out = args.out if args.out is not None else Path("out") / "pretrain" / f"{cfg.name}_sweep"
+    try:
+        options = SweepOptions(out_dir=out, seeds=1 if args.seeds is None else args.seeds,
+                               splits=1 if args.splits is None else args.splits, ablations=args.ablations,
+                               teacher=args.teacher, resume=args.resume, max_steps=args.max_steps)
+        summary = sweep(cfg, options)
+    except ConfigError as exc:
+        print(f"pretrain.py: error: {exc}", file=sys.stderr)
+        return 2
+    except FileExistsError as exc:
+        print(f"pretrain.py: error: {exc}. Pass --resume auto to continue (or reuse) the sweep in {out}, "
+              "or choose another --out", file=sys.stderr)
+        return 1
+    for row in summary["table"]:
+        label = row["config"] + (f" ({row['checkpoint']})" if row["checkpoint"] else "")
+        print(f"{label:<45} n={row['runs']:<3} held-out among all classes {cell(row['metrics']['unseen_vs_all_top1']):<24} "
+              f"N-way {cell(row['metrics']['unseen_vs_unseen_top1'])}")
+    print(f"sweep: {out / (cfg.name + '_sweep.md')}  chart: {out / (cfg.name + '_sweep.png')}  "
+          f"wall {summary['wall_s']:.0f} s")
     return 0
 
 

@@ -10,6 +10,7 @@ module             what it holds
 ``teacher``        the toy preset's tiny CLIP, trained on glyph images and captions
 ``report``         the report (JSON, Markdown) and the deviations it lists
 ``run``            :func:`run`: teacher, baselines, pre-training, ablations, report
+``sweep``          :func:`~.sweep.sweep`: a config over seeds x class splits, mean and spread, chart
 =================  ==============================================================
 """
 

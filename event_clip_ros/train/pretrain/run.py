@@ -12,7 +12,10 @@ Output folder ``out``:
 ``ablations/<name>/``           with ``ablations``: the same per loss ablation (L_zs off, L_kl off)
 ``<name>_report.json`` / ``.md`` zero-shot accuracy on the test set: f_I on the paired images (the upper
                                 bound), f_E before pre-training, f_E selected and final (and ablations);
-                                headline: held-out items among all class prompts (the official get_acc)
+                                headline: held-out items among all class prompts (the official get_acc).
+                                Each JSON row also says what it measures: ``stage`` (upper bound, before,
+                                after), ``loss`` (full loss or the ablation), ``checkpoint`` (validation /
+                                last) and ``selected`` (the checkpoint kept as best.safetensors)
 
 Launched by torchrun every rank trains; rank 0 evaluates and writes. ``resume="auto"``
 continues every stage from its newest checkpoint (a finished stage is kept as is).
@@ -47,7 +50,7 @@ from .data import PairedCollate, RunData, build_run_data
 from .evaluation import HEADLINE_METRIC, ValidationProbe, ZeroShotProbe, chance_metrics
 from .report import deviations, write_report
 from .step import PretrainModule, PretrainStep, prompt_embeddings
-from .teacher import ensure_teacher
+from .teacher import ensure_teacher, use_teacher
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ class RunOptions:
     resume: str | None = None  #: None: fresh; "auto": continue every stage from its newest checkpoint
     max_steps: int | None = None  #: stop event pre-training after this many optimiser steps (the teacher is not cut)
     ablations: bool = False  #: also train the loss ablations
+    teacher: Path | None = None  #: toy preset: use this teacher checkpoint (trained by another run with the same
+    #: teacher settings, e.g. a sweep's shared teacher; any runtime seed) instead of training or caching one in ``out_dir``
 
 
 @dataclass
@@ -100,7 +105,12 @@ def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, An
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    teacher = ensure_teacher(cfg, out / "teacher", env, options.resume) if cfg.teacher is not None else None
+    if cfg.teacher is None:
+        teacher = None
+    elif options.teacher is not None:
+        teacher = use_teacher(cfg, options.teacher)
+    else:
+        teacher = ensure_teacher(cfg, out / "teacher", env, options.resume)
 
     model = base_model(cfg, teacher, env)
     data = build_run_data(cfg.data, model.meta.input_size)
@@ -110,8 +120,8 @@ def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, An
     rows: list[dict[str, Any]] = []
     if main:
         log.info("evaluating f_I and the untrained f_E on the test set")
-        rows.append(_row("f_I on the paired images (upper bound)", "images", test.images(model)))
-        rows.append(_row("f_E before event pre-training", "events", test.events(model)))
+        rows.append(_row("f_I on the paired images (upper bound)", "images", test.images(model), stage="upper bound"))
+        rows.append(_row("f_E before event pre-training", "events", test.events(model), stage="before"))
 
     runs = {"full loss": train_event_encoder(cfg, model, data, out, env, options)}
     if options.ablations:
@@ -127,10 +137,13 @@ def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, An
         if result.selection.mode == "validation" and best.is_file():
             metrics = test.events(load_checkpoint(best).place(env.device, cfg.runtime.precision))
             rows.append(_row(f"f_E after, {label}, selected by validation (step {result.state.best_step})", "events",
-                             metrics))
+                             metrics, stage="after", loss=label, checkpoint="validation", selected=True,
+                             step=result.state.best_step))
         final = load_checkpoint(result.out_dir / FINAL_FILE).place(env.device, cfg.runtime.precision)
-        kept = ", selected" if result.selection.mode == "last" else ""
-        rows.append(_row(f"f_E after, {label}, last epoch{kept} (step {result.state.step})", "events", test.events(final)))
+        last_selected = result.selection.mode == "last"
+        kept = ", selected" if last_selected else ""
+        rows.append(_row(f"f_E after, {label}, last epoch{kept} (step {result.state.step})", "events", test.events(final),
+                         stage="after", loss=label, checkpoint="last", selected=last_selected, step=result.state.step))
     selection = runs["full loss"].selection
     report = {
         "name": cfg.name,
@@ -149,6 +162,7 @@ def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, An
         "selection": selection.to_dict(),
         "event_normalisation": {"frame": dict(model.meta.frame), "mean": model.meta.event_mean, "std": model.meta.event_std},
         "teacher": (load_checkpoint(teacher).meta.training or {}).get("val") if teacher is not None else None,
+        "teacher_file": None if teacher is None else str(teacher),
         "chance": chance_metrics(len(data.classes), data.seen, data.unseen),
         "rows": rows,
         "deviations": deviations(cfg),
@@ -160,8 +174,15 @@ def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, An
     return report
 
 
-def _row(name: str, modality: str, metrics: dict[str, float]) -> dict[str, Any]:
-    return {"name": name, "input": modality, "metrics": metrics}
+def _row(name: str, modality: str, metrics: dict[str, float], *, stage: str, loss: str | None = None,
+         checkpoint: str | None = None, selected: bool | None = None, step: int | None = None) -> dict[str, Any]:
+    """A report row: its display name, input and metrics, and what it measures (``stage``: "upper bound",
+    "before" or "after"; after training: ``loss`` label, ``checkpoint`` "validation" or "last", whether it is the
+    ``selected`` checkpoint (best.safetensors), and its optimiser ``step``)."""
+    row: dict[str, Any] = {"name": name, "input": modality, "metrics": metrics, "stage": stage}
+    if stage == "after":
+        row.update(loss=loss, checkpoint=checkpoint, selected=bool(selected), step=step)
+    return row
 
 
 def base_model(cfg: PretrainConfig, teacher: Path | None, env: DistEnv) -> EventClip:

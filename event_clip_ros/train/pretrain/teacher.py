@@ -14,7 +14,8 @@ in ``<out>/teacher`` (resumable, metrics files) and exported as an EventClip
 checkpoint ``<out>/teacher/teacher.safetensors`` whose ``training`` metadata
 records what defines it. A later run with the same output folder and the same
 teacher settings reuses that file (ablations, reruns); different settings are
-refused rather than silently mixed.
+refused rather than silently mixed. :func:`use_teacher` takes a teacher trained by
+another run (a sweep's shared teacher, :mod:`.sweep`): same settings, any runtime seed.
 
 Under DDP each rank computes the CLIP loss of the whole global batch from
 features gathered with gradients (:func:`~event_clip_ros.train.distributed.gather_with_grad`):
@@ -141,6 +142,21 @@ def ensure_teacher(cfg: PretrainConfig, out_dir: Path, env: DistEnv, resume: str
         raise ConfigError(f"{path} was trained with other settings ({found.get('teacher_record')}); use another --out "
                          f"or delete {out_dir} to train a teacher with {record}")
     _train_teacher(cfg, record, out_dir, env, resume)
+    return path
+
+
+def use_teacher(cfg: PretrainConfig, path: Path) -> Path:
+    """``path``, a teacher checkpoint trained by another run, checked to be the teacher ``cfg`` describes apart from
+    the runtime seed that initialised it (a sweep shares one teacher across seeds, as the paper's runs share one
+    pretrained CLIP). ConfigError when it is missing or was made with other settings."""
+    try:
+        found = (load_checkpoint(path).meta.training or {}).get("teacher_record")
+    except (CheckpointError, OSError) as exc:
+        raise ConfigError(f"cannot use the teacher {path}: {exc}") from exc
+    want = teacher_record(cfg)
+    if not isinstance(found, dict) or not _json_equal({**found, "seed": None}, {**want, "seed": None}):
+        raise ConfigError(f"the teacher {path} was trained with other settings ({found}), not {want}")
+    log.info("using the teacher %s (initialised with seed %s)", path, found.get("seed"))
     return path
 
 

@@ -62,7 +62,7 @@ def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path
     json_path = out_dir / f"{name}_report.json"
     md_path = out_dir / f"{name}_report.md"
     png_path = out_dir / f"{name}_report.png"
-    atomic_write_text(json_path, json.dumps(_finite(report), indent=2) + "\n")
+    atomic_write_text(json_path, json.dumps(json_finite(report), indent=2) + "\n")
     atomic_write_text(md_path, markdown(report))
     plot(report, png_path)
     return json_path, md_path, png_path
@@ -103,13 +103,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _finite(x: Any) -> Any:
+def json_finite(x: Any) -> Any:
+    """``x`` with NaN and infinite floats (nested in dicts and lists) as None, for strict JSON."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: json_finite(v) for k, v in x.items()}
     if isinstance(x, list):
-        return [_finite(v) for v in x]
+        return [json_finite(v) for v in x]
     return x
 
 

@@ -57,6 +57,7 @@ from ..data import ClassSplit
 from ..data.glyphs import CLASS_GROUPS, resolve_classes
 from .config import ConfigError, PretrainConfig
 from .evaluation import HEADLINE_METRIC, chance_metrics
+from .report import json_finite
 from .run import RunOptions, run
 from .teacher import TEACHER_FILE, teacher_record
 
@@ -320,7 +321,7 @@ def write_sweep(out_dir: Path, summary: dict[str, Any]) -> tuple[Path, Path, Pat
     """``<name>_sweep.json``, ``_sweep_runs.csv``, ``_sweep.md`` and ``_sweep.png`` in ``out_dir``."""
     name = summary["name"]
     paths = tuple(out_dir / f"{name}_{suffix}" for suffix in ("sweep.json", "sweep_runs.csv", "sweep.md", "sweep.png"))
-    atomic_write_text(paths[0], json.dumps(_finite(summary), indent=2) + "\n")
+    atomic_write_text(paths[0], json.dumps(json_finite(summary), indent=2) + "\n")
     atomic_write_text(paths[1], runs_csv(summary["runs"]))
     atomic_write_text(paths[2], markdown(summary))
     atomic_write_bytes(paths[3], chart(summary))
@@ -463,13 +464,3 @@ def chart(summary: dict[str, Any]) -> bytes:
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     return buf.getvalue()
-
-
-def _finite(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x

@@ -72,6 +72,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     return f"ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID')} ROS_LOG_DIR={os.environ.get('ROS_LOG_DIR')}"
 
+@pytest.fixture(scope="module")
+def restore_torch_threads() -> Iterator[None]:
+    """Training sets torch's process-wide thread count (runtime.threads): give the other test modules theirs back.
+
+    Use it in a module with ``pytestmark = pytest.mark.usefixtures("restore_torch_threads")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     ros_items = [item for item in items if item.get_closest_marker("ros")]

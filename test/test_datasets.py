@@ -32,11 +32,7 @@ cli = load_script(REPO / "training" / "finetune.py", "finetune_cli_datasets")
 QUIET = ["--set", "runtime.progress=false", "--set", "runtime.threads=1", "--set", "runtime.tensorboard=false"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def restore_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 @pytest.fixture(scope="module")

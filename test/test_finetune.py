@@ -56,12 +56,7 @@ def sets(*assignments: str) -> list[str]:
     return [item for a in assignments for item in ("--set", a)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def restore_torch_threads():
-    """runtime.threads sets torch's process-wide thread count: give the other test modules theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 @pytest.fixture(scope="module")

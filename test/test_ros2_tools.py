@@ -150,6 +150,17 @@ def start_session(cmd: list[str], cwd: Path | None = None) -> Output:
     return Output(proc)
 
 
+def assert_ctrl_c_ends_it(run, ns: str) -> None:
+    """Once the detector started by ``run`` is active, Ctrl-C (SIGINT to its group) ends it: exit 0, no traceback."""
+    try:
+        run.wait_for(rf"\[{ns}\.detector\]: active: listening on /{ns}/detector/events")
+        os.killpg(run.proc.pid, signal.SIGINT)
+        rc, output = run.finish()
+        assert rc == 0 and "Traceback" not in output, output
+    finally:
+        kill_group(run)
+
+
 def kill_group(out: Output) -> None:
     if out.proc.poll() is None:
         try:
@@ -382,13 +393,7 @@ def test_ros2_run_starts_the_detector_and_ctrl_c_ends_it(tmp_path):
     run = start_session([ros2_executable(), "run", PACKAGE, "detector", "--ros-args", "-r", f"__ns:=/{ns}",
                          "-p", f"checkpoint:={TOY}", "-p", "labels:=[a, b]", "-p", "device:=cpu",
                          "-p", "torch_threads:=1"], cwd=tmp_path)
-    try:
-        run.wait_for(rf"\[{ns}\.detector\]: active: listening on /{ns}/detector/events")
-        os.killpg(run.proc.pid, signal.SIGINT)
-        rc, output = run.finish()
-        assert rc == 0 and "Traceback" not in output, output
-    finally:
-        kill_group(run)
+    assert_ctrl_c_ends_it(run, ns)
 
 
 @pytest.mark.ros
@@ -436,10 +441,4 @@ def test_colcon_workspace_routes_are_found_by_ros2_pkg_launch_and_run(tmp_path):
     run = start_session(["bash", "-c", f". '{tmp_path}/install_copy/setup.sh' && exec ros2 run {PACKAGE} detector "
                                        f"--ros-args -r __ns:=/{ns} -p checkpoint:={TOY} -p 'labels:=[a, b]' "
                                        "-p device:=cpu -p torch_threads:=1"], cwd=tmp_path)
-    try:
-        run.wait_for(rf"\[{ns}\.detector\]: active: listening on /{ns}/detector/events")
-        os.killpg(run.proc.pid, signal.SIGINT)
-        rc, output = run.finish()
-        assert rc == 0 and "Traceback" not in output, output
-    finally:
-        kill_group(run)
+    assert_ctrl_c_ends_it(run, ns)

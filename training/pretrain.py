@@ -122,13 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out if args.out is not None else Path("out") / "pretrain" / cfg.name
     try:
         report = run(cfg, RunOptions(out_dir=out, resume=args.resume, max_steps=args.max_steps, ablations=args.ablations))
-    except ConfigError as exc:
-        print(f"pretrain.py: error: {exc}", file=sys.stderr)
-        return 2
-    except FileExistsError as exc:
-        print(f"pretrain.py: error: {exc}. Pass --resume auto to continue (or reuse) the run in {out}, "
-              "or choose another --out", file=sys.stderr)
-        return 1
+    except (ConfigError, FileExistsError) as exc:
+        return _error(exc, "run", out)
     if report is not None:
         for row in report["rows"]:
             m = row["metrics"]
@@ -139,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _error(exc: Exception, what: str, out: Path) -> int:
+    """Print a run's or sweep's error; exit status 2 for a configuration error, 1 for an existing output."""
+    if isinstance(exc, FileExistsError):
+        print(f"pretrain.py: error: {exc}. Pass --resume auto to continue (or reuse) the {what} in {out}, "
+              "or choose another --out", file=sys.stderr)
+        return 1
+    print(f"pretrain.py: error: {exc}", file=sys.stderr)
+    return 2
+
+
 def main_sweep(args: argparse.Namespace, cfg: PretrainConfig) -> int:
     """--seeds / --splits: the sweep; prints the table."""
     out = args.out if args.out is not None else Path("out") / "pretrain" / f"{cfg.name}_sweep"
@@ -147,13 +152,8 @@ def main_sweep(args: argparse.Namespace, cfg: PretrainConfig) -> int:
                                splits=1 if args.splits is None else args.splits, ablations=args.ablations,
                                teacher=args.teacher, resume=args.resume, max_steps=args.max_steps)
         summary = sweep(cfg, options)
-    except ConfigError as exc:
-        print(f"pretrain.py: error: {exc}", file=sys.stderr)
-        return 2
-    except FileExistsError as exc:
-        print(f"pretrain.py: error: {exc}. Pass --resume auto to continue (or reuse) the sweep in {out}, "
-              "or choose another --out", file=sys.stderr)
-        return 1
+    except (ConfigError, FileExistsError) as exc:
+        return _error(exc, "sweep", out)
     for row in summary["table"]:
         label = row["config"] + (f" ({row['checkpoint']})" if row["checkpoint"] else "")
         print(f"{label:<45} n={row['runs']:<3} held-out among all classes {cell(row['metrics']['unseen_vs_all_top1']):<24} "

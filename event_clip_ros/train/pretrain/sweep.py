@@ -337,14 +337,16 @@ def runs_csv(runs: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def cell(stats: dict[str, Any]) -> str:
-    """Percent "mean ± std (min-max)"; one run: its value."""
+def cell(stats: dict[str, Any], signed: bool = False) -> str:
+    """Percent "mean ± std (min-max)"; one run: its value. ``signed``: a difference, in points with signs."""
     if not stats.get("n"):
         return ""
+    sign = "+" if signed else ""
+    mean = f"{100 * stats['mean']:{sign}.1f}"
     if stats["n"] == 1:
-        return f"{100 * stats['mean']:.1f}"
-    return (f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f} "
-            f"({100 * stats['min']:.1f}-{100 * stats['max']:.1f})")
+        return mean
+    low, high = f"{100 * stats['min']:{sign}.1f}", f"{100 * stats['max']:{sign}.1f}"
+    return f"{mean} ± {100 * stats['std']:.1f} ({low}{' to ' if signed else '-'}{high})"
 
 
 def _config_label(row: dict[str, Any], selection_mode: str | None) -> str:
@@ -408,19 +410,9 @@ def markdown(summary: dict[str, Any]) -> str:
         delta = row.get("delta_vs_full_loss")
         lines.append(f"| {_config_label(row, mode)} | "
                      + " | ".join(cell(row["by_split"].get(str(s["index"]), {})) for s in splits)
-                     + f" | {_signed_cell(delta) if delta else ''} |")
+                     + f" | {cell(delta, signed=True) if delta else ''} |")
     lines.append("")
     return "\n".join(lines)
-
-
-def _signed_cell(stats: dict[str, Any]) -> str:
-    """:func:`cell` of a difference, in percentage points with signs."""
-    if not stats.get("n"):
-        return ""
-    if stats["n"] == 1:
-        return f"{100 * stats['mean']:+.1f}"
-    return (f"{100 * stats['mean']:+.1f} ± {100 * stats['std']:.1f} "
-            f"({100 * stats['min']:+.1f} to {100 * stats['max']:+.1f})")
 
 
 def chart(summary: dict[str, Any]) -> bytes:

@@ -117,7 +117,6 @@ class Decoder(ABC):
         """Forget the stream state (a new stream starts with the next packet)."""
         self.guard.reset()
 
-
     def _new_counts(self) -> np.ndarray:
         """A zeroed counter array for one kernel call (one int64 per :attr:`counter_slots`)."""
         return np.zeros(len(self.counter_slots), dtype=np.int64)

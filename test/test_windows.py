@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 import pytest
@@ -236,6 +237,40 @@ def test_window_events_are_read_only():
     windows, _ = run(WindowConfig(duration_us=100, hop_us=50), [events])
     with pytest.raises(ValueError):
         windows[0].events["x"][0] = 3
+
+
+@pytest.mark.parametrize("config", [WindowConfig(duration_us=2_000), WindowConfig(duration_us=3_000, hop_us=1_000)],
+                         ids=["tumbling", "sliding"])
+def test_buffer_memory_is_reused_only_once_no_window_refers_to_it(config):
+    """Events written through reserve (as decoders do) into memory of windows emitted before, once
+    nothing refers to it: windows and views still held keep their events."""
+    rng = np.random.default_rng(12)
+    events = stream(rng, 60_000, gap_p=0.0)
+    expected, _ = expected_duration_windows(events, config)
+    windower = Windower(config)
+    held: dict[int, np.ndarray] = {}
+    seen: list[weakref.ref] = []
+    reused = 0
+
+    def check(window: Window) -> None:
+        nonlocal reused
+        np.testing.assert_array_equal(window.events, expected[window.index][2])
+        base = window.events.base
+        reused += any(ref() is base for ref in seen)
+        seen.append(weakref.ref(base))
+        if window.index % 5 == 0:
+            held[window.index] = window.events[::3]  # a view of it, held to the end
+
+    for piece in np.array_split(events, 600):
+        tail = windower.reserve(piece.shape[0])
+        tail[:] = piece
+        for window in windower.push(tail):
+            check(window)
+    for window in windower.flush():
+        check(window)
+    assert reused > len(seen) // 2
+    for index, view in held.items():
+        np.testing.assert_array_equal(view, expected[index][2][::3])
 
 
 def test_iter_windows_matches_push_and_flush():

@@ -31,6 +31,8 @@ from numba import njit
 from .limits import DEFAULT_LIMITS, StreamLimits
 from .types import DecodeStats
 
+_INT64_MAX = np.iinfo(np.int64).max
+
 #: judge_time_high verdicts
 STEP, IGNORE, JUMP, REVERT, PENDING = 0, 1, 2, 3, 4
 
@@ -220,7 +222,7 @@ class TimeGuard:
         t = events["t"]
         last = self.last_t_us
         lo = 0 if last is None else last
-        hi = np.iinfo(np.int64).max if last is None or not self.check_jumps else last + self.limits.max_jump_us
+        hi = _INT64_MAX if last is None or not self.check_jumps else last + self.limits.max_jump_us
         self.disordered = 0
         if _in_order_within(t, lo, hi):
             self._candidate_t_us = None
@@ -232,7 +234,7 @@ class TimeGuard:
         if not keep.all():
             events = _compact(events, keep)
             t = events["t"]
-        if events.shape[0] and not _in_order_within(t, 0, np.iinfo(np.int64).max):
+        if events.shape[0] and not _in_order_within(t, 0, _INT64_MAX):
             keep = np.empty(events.shape[0], dtype=np.bool_)
             kept = _longest_ordered_run(t, keep)
             self.disordered += events.shape[0] - kept

@@ -84,6 +84,8 @@ GARBAGE_FRACTION = 0.2
 OUTSIDE_GARBAGE_FRACTION = 0.9
 #: Packets shorter than this (words or records) are never judged garbage (too few to tell).
 _GARBAGE_MIN_UNITS = 8
+_NO_BYTES = np.empty(0, dtype=np.uint8)
+_NO_BYTES.flags.writeable = False
 
 
 class Decoder(ABC):
@@ -117,6 +119,10 @@ class Decoder(ABC):
         self.limits = limits
         self.stats = DecodeStats() if stats is None else stats
         self.guard = TimeGuard(self.stats, self.encoding, limits, check_jumps=not self.judges_jumps)
+        slots = self.counter_slots
+        self._error_slots = [i for i, slot in enumerate(slots) if slot.field in _ERROR_FIELDS]
+        self._outside_slots = [i for i, slot in enumerate(slots) if slot is OUT_OF_BOUNDS]
+        self._jump_slots = [i for i, slot in enumerate(slots) if slot is TIME_JUMPS]
         self.reset()
 
     @abstractmethod
@@ -144,28 +150,33 @@ class Decoder(ABC):
         """
         s = self.stats
         s.packets += 1
-        errors = sum(int(count) for slot, count in zip(self.counter_slots, counts) if slot.field in _ERROR_FIELDS)
-        outside = sum(int(count) for slot, count in zip(self.counter_slots, counts) if slot is OUT_OF_BOUNDS)
-        guard_state = self.guard.snapshot()
+        counts = counts.tolist() if isinstance(counts, np.ndarray) else [int(c) for c in counts]
+        guard = self.guard
+        errors = outside = 0
+        if any(counts):
+            errors = sum([counts[i] for i in self._error_slots])
+            outside = sum([counts[i] for i in self._outside_slots])
+            if any([counts[i] for i in self._jump_slots]):
+                guard.reset()  # the kernel took a jump: time may move back from here
+        guard_state = guard.snapshot()
         guard_counts = (s.time_dropped, s.time_errors, s.time_resets)
-        if any(count for slot, count in zip(self.counter_slots, counts) if slot is TIME_JUMPS):
-            self.guard.reset()  # the kernel took a jump: time may move back from here
-        events = self.guard(events)
-        garbage = errors + self.guard.disordered > GARBAGE_FRACTION * units or (
+        events = guard(events)
+        garbage = errors + guard.disordered > GARBAGE_FRACTION * units or (
             self.out_of_bounds_is_error and outside > OUTSIDE_GARBAGE_FRACTION * units)
         if units >= _GARBAGE_MIN_UNITS and garbage:
-            self.guard.restore(guard_state)
+            guard.restore(guard_state)
             s.time_dropped, s.time_errors, s.time_resets = guard_counts
             self._forget_packet()
             s.bad_packets += 1
             s.warn_once("garbage", f"{self.encoding}: dropped packets that decode mostly into errors (garbage payload)")
             return events[:0]
-        for slot, count in zip(self.counter_slots, counts):
-            if count:
-                setattr(s, slot.field, getattr(s, slot.field) + int(count))
-                if slot.warning:
-                    text = slot.warning.format(width=self.size.width, height=self.size.height)
-                    s.warn_once(slot.kind, f"{self.encoding}: {text}")
+        if any(counts):
+            for slot, count in zip(self.counter_slots, counts):
+                if count:
+                    setattr(s, slot.field, getattr(s, slot.field) + count)
+                    if slot.warning:
+                        text = slot.warning.format(width=self.size.width, height=self.size.height)
+                        s.warn_once(slot.kind, f"{self.encoding}: {text}")
         s.events += events.shape[0]
         return events
 
@@ -210,15 +221,16 @@ class StreamDecoder(Decoder):
         super().reset()
         self._state = np.zeros(self.state_slots, dtype=np.int64)
         self._saved_state = self._state.copy()
-        self._pending = np.empty(0, dtype=np.uint8)
+        self._pending = _NO_BYTES
         self._events_per_word = 1.0  # of the last packet: sizes the next one's output
+        self._max_jump_units = max(1, self.limits.max_jump_us // self.time_unit_us)
 
     def decode(self, payload: Payload, time_base_ns: int = 0, alloc: Allocator = empty_events) -> np.ndarray:
         words = self._whole_words(payload)
         n_words = words.shape[0]
         counts = self._new_counts()
         self._saved_state[:] = self._state
-        max_jump_units = max(1, self.limits.max_jump_us // self.time_unit_us)
+        max_jump_units = self._max_jump_units
         width, height, spare = self.size.width, self.size.height, self.spare_records
         guess = min(n_words * self.max_events_per_word, int(n_words * self._events_per_word * 1.25) + 64)
         out = alloc(guess + spare)
@@ -242,7 +254,7 @@ class StreamDecoder(Decoder):
         if self._pending.size:
             buf = np.concatenate([self._pending, buf])
         usable = buf.size - buf.size % self.word_dtype.itemsize
-        self._pending = buf[usable:].copy()
+        self._pending = buf[usable:].copy() if usable < buf.size else _NO_BYTES
         return buf[:usable].view(self.word_dtype)
 
 

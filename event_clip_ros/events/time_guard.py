@@ -214,8 +214,10 @@ class TimeGuard:
     def restore(self, state: tuple[int | None, int | None, int]) -> None:
         self.last_t_us, self._candidate_t_us, self._candidate_packets = state
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        """The plausible events of one packet, in place (a prefix of ``events``)."""
+    def __call__(self, events: np.ndarray, ordered: bool = False) -> np.ndarray:
+        """The plausible events of one packet, in place (a prefix of ``events``). ``ordered``: the
+        caller knows their times never go back (a decoder kernel saw it), so that only the first
+        and last need checking against the stream's time."""
         n = events.shape[0]
         if n == 0:
             return events
@@ -224,7 +226,7 @@ class TimeGuard:
         lo = 0 if last is None else last
         hi = _INT64_MAX if last is None or not self.check_jumps else last + self.limits.max_jump_us
         self.disordered = 0
-        if _in_order_within(t, lo, hi):
+        if (lo <= t[0] and t[n - 1] <= hi) if ordered else _in_order_within(t, lo, hi):
             self._candidate_t_us = None
             self.last_t_us = int(t[-1])
             return events

@@ -142,10 +142,11 @@ class Decoder(ABC):
         """A zeroed counter array for one kernel call (one int64 per :attr:`counter_slots`)."""
         return np.zeros(len(self.counter_slots), dtype=np.int64)
 
-    def _account(self, events: np.ndarray, counts: Sequence[int], units: int) -> np.ndarray:
+    def _account(self, events: np.ndarray, counts: Sequence[int], units: int, ordered: bool = False) -> np.ndarray:
         """Count one decoded packet of ``units`` words or records and the kernel's ``counts``
         into :attr:`stats` (each kind warned about once), keep its events' time plausible
-        (:attr:`guard`) and return them. A packet that is mostly garbage gives no events and
+        (:attr:`guard`; ``ordered``: the kernel saw their times never go back, which saves the
+        guard a pass) and return them. A packet that is mostly garbage gives no events and
         leaves no trace but ``bad_packets``: the stream state is as before it.
         """
         s = self.stats
@@ -160,7 +161,7 @@ class Decoder(ABC):
                 guard.reset()  # the kernel took a jump: time may move back from here
         guard_state = guard.snapshot()
         guard_counts = (s.time_dropped, s.time_errors, s.time_resets)
-        events = guard(events)
+        events = guard(events, ordered)
         garbage = errors + guard.disordered > GARBAGE_FRACTION * units or (
             self.out_of_bounds_is_error and outside > OUTSIDE_GARBAGE_FRACTION * units)
         if units >= _GARBAGE_MIN_UNITS and garbage:
@@ -193,7 +194,8 @@ class StreamDecoder(Decoder):
     ``max_events(words)``, a bound on the events of ``words``, and
     ``kernel(words, start, out, n, state, width, height, max_jump_units, counts)``,
     which decodes ``words[start:]`` into ``out`` from record ``n`` on and returns
-    (records in ``out``, index of the first word not decoded) (``max_jump_units``:
+    (records in ``out``, index of the first word not decoded, whether time never went
+    back on the way: False when not known) (``max_jump_units``:
     :attr:`StreamLimits.max_jump_us` in units of the TIME_HIGH counter). ``out`` is
     the :data:`EVENT_DTYPE` records viewed as int64 pairs (:func:`record_word`), so
     that a record is written in two stores. The kernel stops early, before a word
@@ -207,7 +209,7 @@ class StreamDecoder(Decoder):
     word_dtype: ClassVar[np.dtype]
     state_slots: ClassVar[int]
     max_events: ClassVar[Callable[[np.ndarray], int]]
-    kernel: ClassVar[Callable[..., tuple[int, int]]]
+    kernel: ClassVar[Callable[..., tuple[int, int, bool]]]
     #: Most events one word can give (the bound without a pass over the words).
     max_events_per_word: ClassVar[int] = 1
     #: Records beyond the last event the kernel may write (branch-free paths write before they count).
@@ -234,15 +236,16 @@ class StreamDecoder(Decoder):
         width, height, spare = self.size.width, self.size.height, self.spare_records
         guess = min(n_words * self.max_events_per_word, int(n_words * self._events_per_word * 1.25) + 64)
         out = alloc(guess + spare)
-        n, stop = self.kernel(words, 0, out.view(np.int64), 0, self._state, width, height, max_jump_units, counts)
+        n, stop, ordered = self.kernel(words, 0, out.view(np.int64), 0, self._state, width, height, max_jump_units, counts)
         while stop < n_words:  # more events than guessed: go on in room for all of them (one more call)
             more = alloc(n + self.max_events(words[stop:]) + spare)
             more.view(np.int64)[: 2 * n] = out.view(np.int64)[: 2 * n]
             out = more
-            n, stop = self.kernel(words, stop, out.view(np.int64), n, self._state, width, height, max_jump_units, counts)
+            n, stop, _ = self.kernel(words, stop, out.view(np.int64), n, self._state, width, height, max_jump_units, counts)
+            ordered = False  # each call saw its own events only
         if n_words:
             self._events_per_word = n / n_words
-        return self._account(out[:n], counts, n_words)
+        return self._account(out[:n], counts, n_words, ordered)
 
     def _forget_packet(self) -> None:
         self._state[:] = self._saved_state
@@ -275,13 +278,14 @@ class TimeBaseDecoder(Decoder):
         if time_base_ns is None:
             return empty_events()
         records = self._whole_records(payload)
-        events, counts = self._decode_records(records, time_base_ns, alloc)
-        return self._account(events, counts, records.shape[0])
+        events, counts, ordered = self._decode_records(records, time_base_ns, alloc)
+        return self._account(events, counts, records.shape[0], ordered)
 
     @abstractmethod
-    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, Sequence[int]]:
-        """The events of one packet's whole ``records`` (written into ``alloc(bound)``) and
-        the kernel's counts (one per counter slot)."""
+    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, Sequence[int], bool]:
+        """The events of one packet's whole ``records`` (written into ``alloc(bound)``), the
+        kernel's counts (one per counter slot) and whether it saw their times never go back
+        (False: not known)."""
 
     def _whole_records(self, payload: Payload) -> np.ndarray:
         """The whole records of ``payload``; trailing bytes are counted as truncated."""

@@ -54,7 +54,7 @@ def _count_cd(words):
 @njit(cache=True, nogil=True)
 def _decode(words, start, out, n, state, width, height, max_jump_units, counters):
     """Decode ``words[start:]`` into ``out`` (records as int64 pairs) from record ``n`` on;
-    return (records, first word not decoded): see :class:`StreamDecoder`."""
+    return (records, first word not decoded, False: order not tracked): see :class:`StreamDecoder`."""
     have_high = state[_HAVE_HIGH]
     t_high = state[_T_HIGH]
     epoch = state[_EPOCH]
@@ -98,7 +98,7 @@ def _decode(words, start, out, n, state, width, height, max_jump_units, counters
     state[_HAVE_HIGH] = have_high
     state[_T_HIGH] = t_high
     state[_EPOCH] = epoch
-    return n, stop
+    return n, stop, False
 
 
 class Evt2Decoder(StreamDecoder):

@@ -61,7 +61,9 @@ def _max_events(words):
 @njit(cache=True, nogil=True)
 def _decode(words, start, out, n, state, width, height, max_jump_units, counters):
     """Decode ``words[start:]`` into ``out`` (records as int64 pairs) from record ``n`` on;
-    return (records, first word not decoded): see :class:`StreamDecoder`."""
+    return (records, first word not decoded, whether the times of the events decoded never go
+    back): see :class:`StreamDecoder`. Events take the time in force when their word comes, so
+    their order is checked where that time changes, if events were written since the last change."""
     have_high = state[_HAVE_HIGH]
     have_time = state[_HAVE_TIME]
     t_high = state[_T_HIGH]
@@ -74,6 +76,9 @@ def _decode(words, start, out, n, state, width, height, max_jump_units, counters
     room = out.shape[0] // 2  # records out holds
     oob = 0
     skipped = 0
+    rising = True  # the times of the events written so far never go back
+    last_t = -1  # the time of the events written before the time in force
+    n_mark = n  # events written before the time in force took effect
     i = start
     while i < words.shape[0]:
         w = np.int64(words[i])
@@ -133,6 +138,10 @@ def _decode(words, start, out, n, state, width, height, max_jump_units, counters
             t_low = v
             if have_high:
                 have_time = 1
+            if n > n_mark:  # events were written at the time being replaced
+                rising = rising and t >= last_t
+                last_t = t
+                n_mark = n
             t = epoch + t_high + t_low
             state[_LOW_TIME] = t
         elif code == 0x8:  # EVT_TIME_HIGH
@@ -146,6 +155,11 @@ def _decode(words, start, out, n, state, width, height, max_jump_units, counters
                     for k in range(n):
                         out[2 * k] -= shift
                     state[_LOW_TIME] -= shift
+                    rising = False
+                if n > n_mark:
+                    rising = rising and t >= last_t
+                    last_t = t
+                    n_mark = n
                 t_high = v << _HIGH_SHIFT
                 have_high = 1
                 t = epoch + t_high + t_low
@@ -154,6 +168,8 @@ def _decode(words, start, out, n, state, width, height, max_jump_units, counters
         else:
             counters[_UNKNOWN] += 1
         i += 1
+    if n > n_mark:
+        rising = rising and t >= last_t
     counters[_OOB] += oob
     counters[_SKIPPED] += skipped
     state[_HAVE_HIGH] = have_high
@@ -164,7 +180,7 @@ def _decode(words, start, out, n, state, width, height, max_jump_units, counters
     state[_Y] = y
     state[_BASE_X] = base_x
     state[_POL] = pol
-    return n, i
+    return n, i, rising
 
 
 class Evt3Decoder(StreamDecoder):

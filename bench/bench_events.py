@@ -32,9 +32,10 @@ from event_clip_ros.events.windows import WindowConfig, Windower
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evt3_gen41_1280x720.raw"
 
 
-def load_events(n_target: int) -> tuple[np.ndarray, SensorSize, str]:
-    """Real events tiled in time up to ``n_target`` (or simulated ones)."""
-    if REAL.exists():
+def load_events(n_target: int, real: bool = True) -> tuple[np.ndarray, SensorSize, str]:
+    """Real events tiled in time up to ``n_target`` (simulated ones without the recording, or
+    with ``real`` False)."""
+    if real and REAL.exists():
         with open_events(REAL) as r:
             base, size, source = concat_events(list(r.chunks())), r.size, f"{REAL.name} tiled"
     else:

@@ -81,25 +81,38 @@ def _decode(words, start, out, n, state, width, height, max_jump_units, counters
     n_mark = n  # events written before the time in force took effect
     i = start
     while i < words.shape[0]:
+        if have_time:
+            # The common words, ADDR_Y (0: the row) and ADDR_X (2: one event at the row), in a loop
+            # of their own (few live values: no spills) without a branch on which (they alternate
+            # unpredictably): the record is written either way and counted only for an ADDR_X
+            # inside the sensor. Unsigned indices spare the negative-index fix-ups.
+            while i < words.shape[0]:
+                w = np.int64(words[np.uint64(i)])
+                code = w >> 12
+                if code | 0x2 != 0x2 or n == room:
+                    break
+                is_x = code >> 1
+                a = w & 0x7FF
+                y = y if is_x else a
+                inside = (a < width) & (y < height)
+                j = np.uint64(2 * n)
+                out[j] = t
+                out[j + np.uint64(1)] = record_word(a, y, (w >> 11) & 1)
+                n += is_x & inside
+                oob += is_x & (1 - inside)
+                i += 1
+            if i == words.shape[0]:
+                break
         w = np.int64(words[i])
         code = w >> 12
         v = w & 0xFFF
         if code | 0x2 == 0x2:
             if n == room:
                 break  # out is full: the caller gives more room
-            # EVT_ADDR_Y (0: the row) or EVT_ADDR_X (2: one event at the row), without a branch
-            # on which (they alternate unpredictably): the record is written either way, and
-            # counted only for an ADDR_X inside the sensor after a valid time
-            is_x = code >> 1
-            a = v & 0x7FF
-            y = y if is_x else a
-            inside = (a < width) & (y < height)
-            out[2 * n] = t
-            out[2 * n + 1] = record_word(a, y, v >> 11)
-            counted = is_x & have_time
-            n += counted & inside
-            oob += counted & (1 - inside)
-            skipped += is_x & (1 - have_time)
+            if code == 0x0:  # EVT_ADDR_Y before a valid time
+                y = v & 0x7FF
+            else:  # EVT_ADDR_X before a valid time: no event
+                skipped += 1
         elif code == 0x3:  # VECT_BASE_X
             base_x = v & 0x7FF
             pol = (v >> 11) & 1

@@ -32,14 +32,14 @@ def _decode(words, out, time_base_ns, width, height):
     for i in range(m):
         if (i & 7) == 0:  # one prefetch per 64-byte line of records
             prefetch(words, min(i + _AHEAD, m - 1))
-        w = words[i]
+        w = words[np.uint64(i)]  # unsigned indices: no negative-index fix-ups
         x = (w >> 32) & 0xFFFF
         y = (w >> 48) & 0x7FFF
         if x < width and y < height:
             t = (time_base_ns + (w & 0xFFFFFFFF)) // 1000
             back |= t < last
             last = t
-            rec = out[n]
+            rec = out[np.uint64(n)]
             rec.t = t
             rec.x = x
             rec.y = y

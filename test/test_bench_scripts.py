@@ -55,3 +55,39 @@ def test_ci_ratios_with_nothing_recorded_for_the_input_check_nothing(tmp_path, m
     recorded.write_text(json.dumps({"inputs": {} if missing == "inputs" else {"other input": {"ratios": {"x": 1.0}}}}))
     out = run_script("ci_ratios.py", "--simulated", "--events", "200000", "--repeats", "1", "--recorded", str(recorded))
     assert out.returncode == 0 and "nothing to check" in out.stdout
+
+
+def gpu_bench_cpu(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "bench_gpu.json"
+    run = run_script("bench_gpu.py", "--device", "cpu", "--repeats", "2", "--node-seconds", "0.3",
+                     "--onnx-archs", "none", "--out", str(out), *args, timeout=280)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run, json.loads(out.read_text())
+
+
+def check_gpu_bench_encoder(data: dict) -> None:
+    rows = {(r["arch"], r["precision"], r["variant"]): r for r in data["encoder"]}
+    assert set(rows) == {("EventCLIP-Tiny", "fp32", "torch autocast (node)"), ("EventCLIP-Tiny", "fp32", "torch fp32 weights"),
+                         ("EventCLIP-Tiny", "bf16", "torch bf16 weights")}
+    assert all(0 < r["median_ms"] <= r["p90_ms"] for r in rows.values())
+
+
+def test_gpu_bench_cpu_path_in_process(tmp_path):
+    """The GPU benchmark's CPU path (tiny model), the detector in the benchmark's process."""
+    run, data = gpu_bench_cpu(tmp_path, "--no-ros")
+    check_gpu_bench_encoder(data)
+    node = data["node"]
+    assert node["path"].startswith("detector in this process") and node["windows"] >= 3
+    assert node["latency_ms_p50"] >= node["inference_ms_p50"] > 0 and "meets_target" in node
+    assert "1. encoder latency, batch 1" in run.stdout and "results:" in run.stdout
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_gpu_bench_cpu_path_through_the_node(tmp_path):
+    """The same with the detector as the ROS node: a bag replayed into it over DDS, its /diagnostics read."""
+    pytest.importorskip("rclpy")
+    _, data = gpu_bench_cpu(tmp_path)
+    node = data["node"]
+    assert node["path"].startswith("ROS 2 node over DDS") and int(node["windows"]) >= 3
+    assert float(node["latency_ms_p50"]) > 0 and float(node["inference_ms_p50"]) > 0 and "meets_target" in node

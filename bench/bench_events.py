@@ -102,7 +102,7 @@ def pipeline(encoding: str, pkts: list[Packet], size: SensorSize, windows: Windo
         for payload, time_base_ns in pkts:
             ev = dec.decode(payload, time_base_ns, alloc=win.reserve)  # decode into the window buffer
             n += ev.size
-            for w in win.push(ev):
+            for w in win.push(ev, ordered=True):  # a decoder's output is in time order
                 build_frame(w.events, size, frames)
         for w in win.flush():
             build_frame(w.events, size, frames)

@@ -345,3 +345,27 @@ def test_disordered_stream_gives_the_same_windows_for_any_cut(config):
         for a, b in zip(cut, whole):
             np.testing.assert_array_equal(a.events, b.events)
         assert windower.stats.as_dict() == ref.stats.as_dict()
+
+
+@pytest.mark.parametrize("config", [WindowConfig(duration_us=2_000, hop_us=500, reset_tolerance_us=50),
+                                    WindowConfig(event_count=64, reset_tolerance_us=50)], ids=["sliding", "count"])
+def test_ordered_chunks_skip_the_scan_but_not_the_step_between_chunks(config):
+    """push(ordered=True), as after a decoder: chunks whose times never go back inside, but a chunk may
+    start before the last one ended (jitter, a restart): the same windows and counters as a plain push."""
+    rng = np.random.default_rng(10)
+    events = stream(rng, 4_000)
+    pieces = random_cuts(rng, events)
+    for k in rng.choice(len(pieces), 12, replace=False):  # some chunks start back in time
+        if pieces[k].shape[0]:
+            pieces[k] = pieces[k].copy()
+            pieces[k]["t"] -= rng.choice([45, 100_000])  # clamped jitter (tolerance 50 us), or a restart
+    plain, ref = run(config, pieces)
+    windower, ordered = Windower(config), []
+    for piece in pieces:
+        ordered.extend(windower.push(piece, ordered=True))
+    ordered.extend(windower.flush())
+    assert ref.stats.time_resets > 0 and ref.stats.clamped_events > 0
+    assert [(w.t_start_us, w.t_end_us) for w in ordered] == [(w.t_start_us, w.t_end_us) for w in plain]
+    for a, b in zip(ordered, plain):
+        np.testing.assert_array_equal(a.events, b.events)
+    assert windower.stats.as_dict() == ref.stats.as_dict()

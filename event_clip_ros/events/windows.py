@@ -334,15 +334,21 @@ class Windower:
         """Events buffered for windows not yet emitted."""
         return len(self._buffer)
 
-    def push(self, events: np.ndarray) -> list[Window]:
-        """Add the next chunk of the stream; return the windows it completes."""
+    def push(self, events: np.ndarray, ordered: bool = False) -> list[Window]:
+        """Add the next chunk of the stream; return the windows it completes.
+
+        ``ordered``: the caller knows the chunk's times never go back (a decoder's output: its
+        time guard keeps it so), which spares a pass over them; the step from the last chunk is
+        still checked.
+        """
         if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
             raise ValueError("push expects a 1-D EVENT_DTYPE array")
         n = events.shape[0]
         if n == 0:
             return []
         self.stats.events += n
-        if _first_disorder(events["t"], self._running_max) < 0:
+        t = events["t"]
+        if (t[0] >= self._running_max) if ordered else _first_disorder(t, self._running_max) < 0:
             self._running_max = int(events["t"][-1])
             return self._push_ordered(events)
         return self._push_disordered(events)

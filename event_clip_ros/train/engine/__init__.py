@@ -31,7 +31,7 @@ from .checkpointing import (
     load_training_state,
     save_training_state,
 )
-from .evaluation import ZeroShotAccuracy, class_text_weights, embed_event_items, evaluate_zero_shot, zero_shot_accuracy
+from .evaluation import ZeroShotAccuracy, embed_event_items, evaluate_zero_shot, zero_shot_accuracy
 from .loop import Trainer, TrainerConfig
 from .metrics import MetricsLogger
 from .rng import capture_rng_state, restore_rng_state, seed_everything
@@ -64,7 +64,6 @@ __all__ = [
     "build_scheduler",
     "build_trainer",
     "capture_rng_state",
-    "class_text_weights",
     "embed_event_items",
     "evaluate_zero_shot",
     "global_batch_size",

@@ -24,8 +24,6 @@ from torch.nn import functional as F
 
 from ...events.frames import build_frames_torch
 from ...model.event_clip import EventClip
-from ...model.prompts import fill_templates
-from ...model.zero_shot import ensemble_text_weights
 
 TOP_K = 5
 
@@ -53,13 +51,6 @@ class ZeroShotAccuracy:
             f"{prefix}mean_per_class": self.mean_per_class,
             f"{prefix}count": float(self.count),
         }
-
-
-def class_text_weights(model: EventClip, class_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-    """(C, D) prompt-ensemble weights of ``class_names`` (each template has one ``{}``), on the model's device."""
-    if not class_names or not templates:
-        raise ValueError("class_text_weights needs at least one class name and one template")
-    return ensemble_text_weights(model, [fill_templates(templates, name) for name in class_names])
 
 
 @torch.inference_mode()

@@ -41,6 +41,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..batching import batched
 from ..events.decoders.base import Payload
 from ..events.frames import FrameConfig, build_frame, frame_to_uint8
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
@@ -399,14 +400,7 @@ class Detector:
 
     def infer_all(self, windows: Sequence[PendingWindow], batch_size: int = 32) -> list[DetectionResult]:
         """Infer windows in batches of at most ``batch_size`` that share a sensor size."""
-        out: list[DetectionResult] = []
-        batch: list[PendingWindow] = []
-        for w in windows:
-            if batch and (len(batch) == batch_size or w.size != batch[0].size):
-                out += self.infer(batch)
-                batch = []
-            batch.append(w)
-        return out + self.infer(batch)
+        return [r for batch in batched(windows, batch_size, key=lambda w: w.size) for r in self.infer(batch)]
 
     def frame(self, window: PendingWindow) -> np.ndarray:
         """The window as a uint8 (H, W) image at sensor resolution, at most :data:`MAX_FRAME_SIDE`

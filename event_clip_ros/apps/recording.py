@@ -11,22 +11,11 @@ from pathlib import Path
 
 import torch
 
+from ..batching import batched
 from ..events.readers import open_events
 from ..events.types import SensorSize
 from ..events.windows import Window, WindowConfig, iter_windows
 from ..model.event_clip import EventClip
-
-
-def batched(windows: Iterable[Window], batch_size: int) -> Iterator[list[Window]]:
-    """Group windows into lists of at most ``batch_size``."""
-    batch: list[Window] = []
-    for w in windows:
-        batch.append(w)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def embed_windows(

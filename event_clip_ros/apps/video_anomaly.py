@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from ..batching import batched
 from ..model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, ReferenceScorerConfig
 from ..model.event_clip import EventClip
 from ..video.extraction import EventFrame, ExtractionConfig, extract_event_frames
@@ -54,13 +55,7 @@ def embed_event_frames(
 
     Frames must be at the model input size; ``batch_size`` counts segments.
     """
-    batch: list[EventFrame] = []
-    for ef in event_frames:
-        batch.append(ef)
-        if len(batch) == batch_size:
-            yield batch, _embed(model, batch)
-            batch = []
-    if batch:
+    for batch in batched(event_frames, batch_size):
         yield batch, _embed(model, batch)
 
 

@@ -210,7 +210,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ retrieve
 def cmd_retrieve_build(args: argparse.Namespace) -> int:
-    from ..apps.recording import batched
+    from ..batching import batched
     from ..events.readers import open_events
     from ..model.prompts import load_labels, parse_labels
     from ..model.retrieval import EmbeddingIndex
@@ -262,7 +262,7 @@ def cmd_retrieve_query(args: argparse.Namespace) -> int:
         for hits in index.search_image(model, [args.image], k=args.k, modality=target or "event"):
             _print_hits(f"image: {args.image}", hits, args.json)
     else:
-        from ..apps.recording import batched
+        from ..batching import batched
 
         with _open(args) as reader:
             for batch in batched(reader_windows(reader, args, "querying"), args.batch_size):

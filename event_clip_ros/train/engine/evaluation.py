@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ...batching import batched
 from ...events.frames import build_frames_torch
 from ...model.event_clip import EventClip
 
@@ -123,15 +124,9 @@ def embed_event_items(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     was_training = model.training
     model.eval()
-    embeddings, labels, batch = [], [], []
+    embeddings, labels = [], []
     try:
-        for item in items:
-            batch.append(item)
-            if len(batch) == batch_size:
-                embeddings.append(_embed_batch(model, batch))
-                labels += [int(it["label"]) for it in batch]
-                batch = []
-        if batch:
+        for batch in batched(items, batch_size):
             embeddings.append(_embed_batch(model, batch))
             labels += [int(it["label"]) for it in batch]
     finally:

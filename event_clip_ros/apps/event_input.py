@@ -1,9 +1,13 @@
 """One input topic turned into windows stamped in ROS time: the detector's input side.
 
-:class:`EventInput` is fed the serialised messages of one topic in arrival order
-(``feed_cdr``, called from the subscription callback for *every* message, since
-the decoders are stateful) or already decoded events (``feed_events``, for
-recordings). It decodes them with the event layer's stream
+Both inputs take the serialised messages of one topic in arrival order with
+``feed(raw) -> completed windows`` (the node calls it from its raw subscription
+callback for *every* message, since decoding is stateful), ``flush()`` at the end
+of a stream and report ``counters()``; :func:`make_input` picks the one a message
+type needs.
+
+:class:`EventInput` takes event messages (``feed``) or already decoded events
+(``feed_events``, for recordings). It decodes them with the event layer's stream
 (:func:`~event_clip_ros.events.packet_stream.make_stream`), cuts windows on
 decoded sensor time with a :class:`~event_clip_ros.events.windows.Windower` and
 returns the windows each message completes as :class:`PendingWindow`.
@@ -27,7 +31,8 @@ Stream restarts
     the stream and give no events; nothing here raises on bad input.
 
 Images (RGB-only robots)
-    :class:`ImageInput` takes sensor_msgs/Image frames (bgr8, rgb8, mono8) and
+    :class:`ImageInput` takes sensor_msgs/Image messages (bgr8, rgb8, mono8;
+    ``feed``) or decoded images (``feed_image``) and
     turns each stack of frames into the paper's frame-difference event frame
     (:class:`~event_clip_ros.video.extraction.FrameDiffExtractor`, one frame at
     a time). Its windows carry that ready frame at image resolution
@@ -49,16 +54,17 @@ import numpy as np
 from ..events.decoders.base import Payload, as_uint8
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
 from ..events.packet_stream import make_stream
+from ..events.ros_cdr import IMAGE_MSGTYPE, CdrError, parse_image
 from ..events.types import EVENT_DTYPE, SensorSize, empty_events
 from ..events.windows import Window, WindowConfig, Windower
 from ..video.extraction import EventFrame, ExtractionConfig, FrameDiffExtractor
 from ..video.reader import VideoFrame
+from .detector_config import DetectorConfig
 
 log = logging.getLogger(__name__)
 
 _NS_PER_US = 1_000
-#: The image message type the detector accepts besides the event types (input on ``~/image``).
-IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
+__all__ = ["IMAGE_ENCODINGS", "IMAGE_MSGTYPE", "EventInput", "ImageInput", "PendingWindow", "decode_image", "make_input"]
 #: sensor_msgs/Image encodings the image input decodes, with their channel count.
 IMAGE_ENCODINGS: dict[str, int] = {"bgr8": 3, "rgb8": 3, "mono8": 1}
 
@@ -72,7 +78,8 @@ class PendingWindow:
     stamp_ns: int  #: the window's end (t_end_us) mapped to ROS time, ns
     frame_id: str  #: header.frame_id of the messages the events came in
     ready_ns: int  #: time.monotonic_ns() when the window completed (latency origin)
-    #: image input: the event frame (H, W) float32 in [0, 1] at image resolution (the window has no events)
+    #: a ready event frame instead of events (the window has none): image input's (H, W) float32 in [0, 1]
+    #: at image resolution; a video segment's at the model input, (views, H, W) with ten crops
     frame: np.ndarray | None = None
 
     @property
@@ -93,7 +100,7 @@ class EventInput:
         self._last_t_us: int | None = None
         self.restarts = 0  #: stream restarts that closed the open windows and relearned the clock offset
 
-    def feed_cdr(self, raw: Payload) -> list[PendingWindow]:
+    def feed(self, raw: Payload) -> list[PendingWindow]:
         """Decode one serialised message (in stream order); return the windows it completes."""
         msg = self.stream.decode_cdr(raw)
         out = self._restart() if msg.restarted else []
@@ -210,6 +217,8 @@ class ImageInput:
     counted and logged once per kind, never raised.
     """
 
+    msgtype = IMAGE_MSGTYPE
+
     def __init__(self, extraction: ExtractionConfig = ExtractionConfig(), reset_tolerance_us: int = 10_000) -> None:
         if extraction.out_size is not None:
             raise ValueError("the image input keeps the image resolution; the detector resizes to the model input")
@@ -226,21 +235,26 @@ class ImageInput:
         self.windows = 0  #: windows (event frames) emitted
         self._warned: set[str] = set()
 
-    def feed_encoded(
-        self, encoding: str, height: int, width: int, step: int, data: Payload, stamp_ns: int, frame_id: str = ""
-    ) -> list[PendingWindow]:
-        """Decode one sensor_msgs/Image's fields (see :func:`decode_image`) and push it; bad images are counted."""
+    def feed(self, raw: Payload) -> list[PendingWindow]:
+        """Decode one serialised sensor_msgs/Image (see :func:`decode_image`) and push it; bad images are counted."""
         try:
-            image = decode_image(encoding, height, width, step, data)
+            msg = parse_image(raw)
+        except CdrError as exc:
+            return self._skip("message", exc)
+        try:
+            image = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         except ValueError as exc:
-            self.images += 1
-            self.bad_images += 1
-            kind = encoding if encoding not in IMAGE_ENCODINGS else "geometry"
-            if kind not in self._warned:
-                self._warned.add(kind)
-                log.warning("skipping image: %s (further occurrences are only counted)", exc)
-            return []
-        return self.feed_image(image, stamp_ns, frame_id)
+            return self._skip(msg.encoding if msg.encoding not in IMAGE_ENCODINGS else "geometry", exc)
+        return self.feed_image(image, msg.stamp_ns, msg.frame_id)
+
+    def _skip(self, kind: str, exc: ValueError) -> list[PendingWindow]:
+        """Count a message that gives no image; log the first of each kind."""
+        self.images += 1
+        self.bad_images += 1
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("skipping image: %s (further occurrences are only counted)", exc)
+        return []
 
     def feed_image(self, image: np.ndarray, stamp_ns: int, frame_id: str = "") -> list[PendingWindow]:
         """Push one decoded image ((H, W, 3) BGR or (H, W) gray uint8, header stamp in ns); return the window it completes."""
@@ -286,3 +300,11 @@ class ImageInput:
             "stream_restarts": self.restarts,
             "windows": self.windows,
         }
+
+
+def make_input(msgtype: str, config: DetectorConfig) -> EventInput | ImageInput:
+    """The input for messages of ``msgtype``: an :class:`ImageInput` for sensor_msgs/msg/Image (``config.extraction``),
+    else an :class:`EventInput` (``config.window``, ``config.stream_limits``; ValueError for an unsupported type)."""
+    if msgtype == IMAGE_MSGTYPE:
+        return ImageInput(config.extraction, config.window.reset_tolerance_us)
+    return EventInput(msgtype, config.window, config.stream_limits)

@@ -7,7 +7,7 @@ Topics (relative to the node, so namespaces and remaps work):
   decoded, in order, in the subscription callback (the decoders are stateful).
 * ``~/image`` (in, with ``input_type`` sensor_msgs/msg/Image instead of
   ``~/events``): camera images (bgr8, rgb8, mono8; others counted and skipped),
-  camera QoS (best effort, keep last 5); each stack of ``image_stack`` images
+  raw subscription with camera QoS (best effort, keep last 5); each stack of ``image_stack`` images
   becomes one frame-difference event frame (the paper's video path), inferred
   like an event window and stamped with the stack's last image.
 * ``~/classification`` (zero_shot) or ``~/anomaly`` (anomaly):
@@ -17,6 +17,11 @@ Topics (relative to the node, so namespaces and remaps work):
   (vision_msgs/VisionInfo): transient local, republished when labels change.
 * ``~/frame`` (sensor_msgs/Image mono8): the window, built only while someone subscribes.
 * ``/diagnostics``: rates, drops, decode errors, lost packets, latency percentiles.
+
+The node is an adapter: the input side
+(:func:`~event_clip_ros.apps.event_input.make_input`, one ``feed(raw)`` for
+event and image messages) cuts windows, :class:`~event_clip_ros.apps.detector.Detector`
+infers them; the node subscribes, publishes and reports.
 
 Inference runs on a worker thread with a latest-only hand-off
 (:class:`~event_clip_ros.ros.worker.LatestOnlyWorker`): a window still
@@ -55,11 +60,11 @@ from vision_msgs.msg import Classification, LabelInfo, VisionInfo
 from ..apps.detector import Detector
 from ..apps.detector_params import NODE_NAME, RUNTIME_PARAMETERS, config_from_parameters
 from ..apps.detector_stats import LatencyTracker, RateMeter, assess
-from ..apps.event_input import PendingWindow
+from ..apps.event_input import EventInput, ImageInput, PendingWindow, make_input
 from .diagnostics import diagnostic_array
 from .interfaces import EVENT_QOS, LATCHED_QOS, RESULT_QOS, message_class
 from .log_bridge import forward_core_logging
-from .messages import classification_msg, image_msg, label_info_msg, stamp_to_ns, vision_info_msg
+from .messages import classification_msg, image_msg, label_info_msg, vision_info_msg
 from .parameters import declare_parameters, parameter_values
 from .worker import LatestOnlyWorker
 
@@ -81,6 +86,7 @@ class DetectorNode(LifecycleNode):
 
             torch.set_num_threads(threads)
         self._detector: Detector | None = None
+        self._input: EventInput | ImageInput | None = None
         self._msg_class: type | None = None
         self._worker: LatestOnlyWorker[PendingWindow] | None = None
         self._subscription = None
@@ -104,13 +110,14 @@ class DetectorNode(LifecycleNode):
         try:
             config, msgtype = config_from_parameters(parameter_values(self))
             msg_class = message_class(msgtype)
-            detector = Detector(config, msgtype)
+            source = make_input(msgtype, config)
+            detector = Detector(config)
             detector.load()
         except Exception as exc:  # any bad parameter, file or model must fail the transition, not the node
             self._error = f"configure failed: {exc}"
             self.get_logger().error(self._error)
             return TransitionCallbackReturn.FAILURE
-        self._detector, self._msg_class, self._error = detector, msg_class, None
+        self._detector, self._input, self._msg_class, self._error = detector, source, msg_class, None
         topic = "~/classification" if config.mode == "zero_shot" else "~/anomaly"
         self._result_pub = self.create_lifecycle_publisher(Classification, topic, RESULT_QOS)
         self._frame_pub = self.create_lifecycle_publisher(Image, "~/frame", 1)
@@ -134,10 +141,8 @@ class DetectorNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._worker = LatestOnlyWorker(self._handle_window)
         self._worker.start()
-        if self._detector.takes_images:
-            self._subscription = self.create_subscription(Image, "~/image", self._on_image, IMAGE_QOS)
-        else:
-            self._subscription = self.create_subscription(self._msg_class, "~/events", self._on_events, EVENT_QOS, raw=True)
+        topic, qos = ("~/image", IMAGE_QOS) if isinstance(self._input, ImageInput) else ("~/events", EVENT_QOS)
+        self._subscription = self.create_subscription(self._msg_class, topic, self._on_message, qos, raw=True)
         result = super().on_activate(state)
         self._active = True
         self._publish_label_info()
@@ -184,6 +189,7 @@ class DetectorNode(LifecycleNode):
             if pub is not None:
                 self._destroy("publisher", self.destroy_lifecycle_publisher, pub)
         self._detector = None
+        self._input = None
         self._worker = None
 
     def _destroy(self, what: str, destroy: Callable[[object], object], entity: object) -> None:
@@ -220,28 +226,19 @@ class DetectorNode(LifecycleNode):
         super().destroy_node()
 
     # ------------------------------------------------------------------ data path
-    def _on_events(self, raw: bytes) -> None:
-        """Subscription callback: decode every message in order, hand completed windows to the worker."""
-        self._feed("decoding a message", lambda detector: detector.feed_cdr(raw))
+    def _on_message(self, raw: bytes) -> None:
+        """Subscription callback: every message, in order, through the input; completed windows to the worker.
 
-    def _on_image(self, msg: Image) -> None:
-        """Subscription callback: every image, in order, through the extraction; completed windows to the worker."""
-        self._feed("processing an image", lambda detector: detector.feed_encoded_image(
-            msg.encoding, msg.height, msg.width, msg.step, msg.data, stamp_to_ns(msg.header.stamp), msg.header.frame_id))
-
-    def _feed(self, what: str, feed: Callable[[Detector], list[PendingWindow]]) -> None:
-        """Run one input through the detector (while active) and hand its completed windows to the worker.
-
-        The input side counts bad input itself; an exception here is a bug: counted, logged, not fatal.
+        The input counts bad input itself; an exception here is a bug: counted, logged, not fatal.
         """
-        detector, worker = self._detector, self._worker
-        if detector is None or worker is None:
+        source, worker = self._input, self._worker
+        if source is None or worker is None:
             return
         try:
-            windows = feed(detector)
+            windows = source.feed(raw)
         except Exception:
             self._callback_errors += 1
-            self.get_logger().error(f"{what} failed", throttle_duration_sec=5.0)
+            self.get_logger().error(f"processing a {source.msgtype} message failed", throttle_duration_sec=5.0)
             return
         for window in windows:
             worker.submit(window)
@@ -295,7 +292,9 @@ class DetectorNode(LifecycleNode):
 
     # ------------------------------------------------------------------ diagnostics
     def _counters(self) -> dict[str, int]:
-        counters = self._detector.counters() if self._detector is not None else {}
+        source, detector = self._input, self._detector
+        counters = {**(source.counters() if source is not None else {}),
+                    **(detector.counters() if detector is not None else {})}
         worker = self._worker
         counters["dropped_windows"] = worker.dropped if worker is not None else 0
         counters["worker_errors"] = worker.errors if worker is not None else 0
@@ -306,7 +305,7 @@ class DetectorNode(LifecycleNode):
         counters = self._counters()
         rates, increments = self._rates.update(counters, time.monotonic())
         detector = self._detector
-        takes_images = detector is not None and detector.takes_images
+        takes_images = isinstance(self._input, ImageInput)
         health = assess(self._active, self._error, increments, "images" if takes_images else "events")
         values: dict[str, object] = {
             "state": "active" if self._active else ("inactive" if detector is not None else "unconfigured"),

@@ -19,10 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...model.zero_shot import LabelScore
-from ..detector import ANOMALY as ANOMALY_LABEL
-from ..detector import NORMAL as NORMAL_LABEL
 from ..detector import DetectionResult
+from ..heads import anomaly_labels
 from ..video_anomaly import SegmentScore, frame_scores
 from .metrics import anomaly_metrics
 from .scoring import Evaluation, Scored
@@ -113,10 +111,8 @@ class VideoSummary:
 def _segment_result(video: ScoredVideo, seg: SegmentScore, anomalous: bool) -> DetectionResult:
     """A segment as a detector window: half-open frame times [first, first + n), frame_id the video's name."""
     t_end_us = round((seg.first_frame + seg.n_frames) * 1e6 / video.fps)
-    anomaly, normal = LabelScore(ANOMALY_LABEL, seg.score), LabelScore(NORMAL_LABEL, 1.0 - seg.score)
     return DetectionResult(index=seg.index, t_start_us=seg.t_start_us, t_end_us=t_end_us, n_events=0,
-                           stamp_ns=t_end_us * 1_000, frame_id=video.name,
-                           labels=(anomaly, normal) if anomalous else (normal, anomaly),
+                           stamp_ns=t_end_us * 1_000, frame_id=video.name, labels=anomaly_labels(seg.score, anomalous),
                            anomaly_score=seg.score, is_anomaly=anomalous)
 
 

@@ -1,39 +1,27 @@
-"""Windows of a recording, batched and embedded: the path from a file to embeddings.
+"""Windows of a recording as the detector takes them.
 
-The ``classify``, ``anomaly`` and ``retrieve`` commands read recordings through these
-helpers (bag evaluation goes through the node's own Detector instead).
+``event-clip classify`` and ``anomaly`` cut a recording into windows on sensor
+time (:func:`~event_clip_ros.events.windows.iter_windows`) and infer them with
+:meth:`Detector.infer <event_clip_ros.apps.detector.Detector.infer>`, the node's
+path from windows to results; :func:`recording_windows` gives each window what
+that path needs. A recording has no ROS time: a window is stamped with its end
+in sensor time (ns), as :meth:`EventInput.feed_events
+<event_clip_ros.apps.event_input.EventInput.feed_events>` does without a stamp.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
-import torch
-
-from ..batching import batched
-from ..events.readers import open_events
 from ..events.types import SensorSize
-from ..events.windows import Window, WindowConfig, iter_windows
-from ..model.event_clip import EventClip
+from ..events.windows import Window
+from .event_input import PendingWindow
+
+_NS_PER_US = 1_000
 
 
-def embed_windows(
-    model: EventClip, windows: Iterable[Window], size: SensorSize, batch_size: int = 32
-) -> Iterator[tuple[list[Window], torch.Tensor]]:
-    """Yield (windows, (B, D) normalised embeddings) batch by batch."""
-    for batch in batched(windows, batch_size):
-        yield batch, model.embed_windows([w.events for w in batch], size, batch_size=batch_size)
-
-
-def embed_recording(
-    model: EventClip,
-    path: str | Path,
-    windows: WindowConfig,
-    topic: str | None = None,
-    size: SensorSize | None = None,
-    batch_size: int = 32,
-) -> Iterator[tuple[list[Window], torch.Tensor]]:
-    """Open a recording, cut it into windows on sensor time and embed them batch by batch."""
-    with open_events(path, topic=topic, size=size) as reader:
-        yield from embed_windows(model, iter_windows(reader.chunks(), windows), reader.size, batch_size)
+def recording_windows(windows: Iterable[Window], size: SensorSize) -> Iterator[PendingWindow]:
+    """``windows`` of a recording of sensor ``size``, ready for :meth:`Detector.infer`, as they are cut."""
+    for w in windows:
+        yield PendingWindow(w, size, w.t_end_us * _NS_PER_US, "", time.monotonic_ns())

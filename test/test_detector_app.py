@@ -216,6 +216,41 @@ def test_bag_loop_closes_windows_and_relearns_the_clock(model):
     assert [r.stamp_ns - 10**10 for r in loop] == [r.stamp_ns for r in first]
 
 
+def test_decoded_events_restart_on_time_going_back_or_a_new_size():
+    """feed_events has no stream to report restarts: time going back beyond the tolerance, or a new size, is one."""
+    source = EventInput(EVENT_PACKET, WINDOW)
+    events = scene()
+    first = source.feed_events(events, SIZE)
+    assert len(first) == 9 and source.restarts == 0  # the 10th window is still open
+    late = scene(n=500, duration_us=2_000, t0_us=int(events["t"][-1]) - WINDOW.reset_tolerance_us // 2)
+    assert source.feed_events(late, SIZE) == [] and source.restarts == 0  # back, but within the tolerance
+    again = source.feed_events(events, SIZE)  # played again from its start
+    assert source.restarts == 1
+    assert again[0].window.t_start_us == first[-1].window.t_end_us  # the open window, closed by the restart
+    assert [w.window.t_end_us for w in again[1:]] == [w.window.t_end_us for w in first]
+    assert source.feed_events(scene(n=100, seed=1), SensorSize(128, 96)) != [] and source.restarts == 2  # new size
+
+
+def test_event_arrays_played_again_restart_once_through_the_stream():
+    """Time going back in messages is the stream's to judge: its time guard drops the events until the
+    packets confirm the new time, then reports one restart; the input restarts with it, once."""
+    source = EventInput("dvs_msgs/msg/EventArray", WINDOW)
+    chunks = np.array_split(scene(), 10)
+
+    def messages(stamp0_ns: int) -> list[bytes]:
+        return [encode_event_array(c, SIZE.width, SIZE.height, stamp_ns=stamp0_ns + int(c["t"][0]) * 1000, frame_id="dvs")
+                for c in chunks]
+
+    first = [w for raw in messages(STAMP0_NS) for w in source.feed(raw)]
+    again = [w for raw in messages(STAMP0_NS + 10**10) for w in source.feed(raw)]  # played again 10 s later
+    assert source.restarts == 1 and source.counters()["stream_restarts"] == 1
+    assert source.counters()["time_dropped_events"] == chunks[0].size  # the message the next one confirmed
+    assert again[0].window.t_start_us == first[-1].window.t_end_us  # the open window, closed by the restart
+    assert again[1].window.t_start_us == int(chunks[1]["t"][0])  # windows start afresh at the new time ...
+    assert all(w.stamp_ns == STAMP0_NS + w.window.t_end_us * 1000 for w in first + again[:1])
+    assert all(w.stamp_ns == STAMP0_NS + 10**10 + w.window.t_end_us * 1000 for w in again[1:])  # ... the clock relearned
+
+
 def test_bad_input_is_counted_not_raised(model):
     pipe = detector(model)
     events = scene()

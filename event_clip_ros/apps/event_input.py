@@ -23,12 +23,14 @@ Sensor time to ROS time
     restarts.
 
 Stream restarts
-    A restart seen by the stream (sequence number going back, a new encoding or
-    sensor size, EventArray time going back) or time going back more than the
-    windower's ``reset_tolerance_us`` at the start of a message closes the open
-    windows (emitted with the old size and offset, as ``flush`` would) and
-    starts windowing and the clock offset afresh. Bad messages are counted by
-    the stream and give no events; nothing here raises on bad input.
+    A restart the stream reports (sequence number going back, a new encoding or
+    sensor size, a confirmed time jump; its time guard drops every other event
+    that goes back in time) closes the open windows (emitted with the old size
+    and offset, as ``flush`` would) and starts windowing and the clock offset
+    afresh. Decoded events (``feed_events``) have no stream to tell: there a new
+    sensor size, or time going back more than the windower's
+    ``reset_tolerance_us``, is the restart. Bad messages are counted by the
+    stream and give no events; nothing here raises on bad input.
 
 Images (RGB-only robots)
     :class:`ImageInput` takes sensor_msgs/Image messages (bgr8, rgb8, mono8;
@@ -97,7 +99,7 @@ class EventInput:
         self._size: SensorSize | None = None
         self._frame_id = ""
         self._offset_ns: int | None = None
-        self._last_t_us: int | None = None
+        self._last_t_us: int | None = None  # feed_events: the latest event time pushed since the last restart
         self.restarts = 0  #: stream restarts that closed the open windows and relearned the clock offset
 
     def feed(self, raw: Payload) -> list[PendingWindow]:
@@ -116,14 +118,21 @@ class EventInput:
 
         ``stamp_ns``: ROS time of the first event, which fixes the clock offset
         when none is known yet; without it window stamps are sensor time in ns.
+        A new sensor size, or a first event more than ``reset_tolerance_us``
+        before the latest one pushed (a camera restart, a recording played
+        again), restarts the stream (see module doc).
         """
         if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
             raise ValueError("feed_events expects a 1-D EVENT_DTYPE array")
-        out = self._restart() if self._size is not None and size != self._size else []
-        if events.shape[0] == 0:
+        empty = events.shape[0] == 0
+        went_back = not empty and self._last_t_us is not None and \
+            int(events["t"][0]) < self._last_t_us - self.windower.config.reset_tolerance_us
+        out = self._restart() if went_back or (self._size is not None and size != self._size) else []
+        if empty:
             return out
-        first_us = int(events["t"][0])
-        offset = 0 if stamp_ns is None else stamp_ns - first_us * _NS_PER_US
+        last_us = int(events["t"][-1])
+        self._last_t_us = last_us if self._last_t_us is None else max(last_us, self._last_t_us)
+        offset = 0 if stamp_ns is None else stamp_ns - int(events["t"][0]) * _NS_PER_US
         return out + self._push(events, size, offset, frame_id)
 
     def flush(self) -> list[PendingWindow]:
@@ -131,18 +140,11 @@ class EventInput:
         return self._restart(count=False)
 
     def _push(self, events: np.ndarray, size: SensorSize, offset_ns: int, frame_id: str) -> list[PendingWindow]:
-        out: list[PendingWindow] = []
-        first_us = int(events["t"][0])
-        tolerance = self.windower.config.reset_tolerance_us
-        if self._last_t_us is not None and first_us < self._last_t_us - tolerance:
-            out += self._restart()  # time went back: camera restart or a bag loop the stream did not see
         self._size = size
         self._frame_id = frame_id
         if self._offset_ns is None:
             self._offset_ns = offset_ns
-        self._last_t_us = max(int(events["t"][-1]), self._last_t_us or first_us)
-        out += self._pending(self.windower.push(events))
-        return out
+        return self._pending(self.windower.push(events))
 
     def _restart(self, count: bool = True) -> list[PendingWindow]:
         """Close the open windows with the old size and offset; forget the stream's clock."""

@@ -8,9 +8,9 @@ module             what it holds
 ``sampler``        :class:`DeterministicBatchSampler` (order fixed by seed and
                    epoch, resumable mid-epoch), :func:`build_loader`
 ``rng``            :func:`seed_everything`, RNG state capture and restore
-``checkpointing``  :class:`TrainState`, atomic resumable training states,
-                   :class:`CheckpointDir` (last N + best), :class:`BestPolicy`
-``atomic``         crash-safe file replacement (tmp + fsync + rename)
+``checkpointing``  :class:`TrainState`, atomic resumable training states
+                   (:mod:`event_clip_ros.atomic_files`), :class:`CheckpointDir`
+                   (last N + best), :class:`BestPolicy`
 ``metrics``        :class:`MetricsLogger` (JSONL, growing CSV, TensorBoard)
 ``evaluation``     zero-shot top-1 / top-5 / per-class accuracy
 ``loop``           :class:`Trainer`, :class:`TrainerConfig`

@@ -28,14 +28,15 @@ from event_clip_ros.apps.detector_params import (
 )
 from event_clip_ros.apps.detector_stats import LatencyTracker, RateMeter, assess
 from event_clip_ros.apps.event_input import EventInput, make_input
-from event_clip_ros.apps.heads import ANOMALY, NORMAL
+from event_clip_ros.apps.heads import ANOMALY, NORMAL, AnomalyHead, ClassifierHead
 from event_clip_ros.events.encoders import encode_evt3, encode_mono
 from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.events.windows import WindowConfig, iter_windows
 from event_clip_ros.model import ModelSpec, create_event_clip
-from event_clip_ros.model.anomaly import ReferenceAnomalyScorer, TextAnomalyScorer
+from event_clip_ros.model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, TextAnomalyScorer
 from event_clip_ros.model.checkpoint import save_checkpoint
+from event_clip_ros.model.few_shot import FewShotClassifier
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
 from event_clip_ros.ros.worker import LatestOnlyWorker
 
@@ -176,6 +177,70 @@ def test_anomaly_mode_from_a_reference_bank(model, tmp_path):
     expected = bank.score(model.embed_windows([w.events for w in iter_windows([scene(seed=6)], WINDOW)], SIZE))
     assert [r.anomaly_score for r in results] == pytest.approx(expected.tolist())
     assert [r.is_anomaly for r in results] == [bool(s > 0.9) for s in expected]
+
+
+def test_a_head_built_elsewhere_runs_as_the_configured_one(model):
+    """Detector.for_head: a few-shot classifier (the CLI's --shot) gives its labels through infer; its labels are
+    fixed (a run-time change is refused, nothing changes); a head of the other mode is refused."""
+    windows = list(iter_windows([scene()], WINDOW))
+    emb = model.embed_windows([w.events for w in windows], SIZE)
+    few = FewShotClassifier(ZeroShotClassifier(model, LABELS), alpha=0.9)
+    few.fit(emb[:6], [LABELS[i % 3] for i in range(6)])
+    det = Detector.for_head(model, ClassifierHead(few), top_k=2)
+    source = EventInput(EVENT_PACKET, WINDOW)
+    results = det.infer_all(source.feed_events(scene(), SIZE) + source.flush())
+    expected = few.classify(emb, top_k=2)
+    assert [[(s.label, round(s.score, 6)) for s in r.labels] for r in results] == \
+           [[(s.label, round(s.score, 6)) for s in top] for top in expected]
+    assert det.labels == LABELS and det.config.top_k == 2
+    with pytest.raises(ValueError, match="FewShotClassifier are fixed"):
+        det.set_labels(["cat", "dog"])
+    assert det.labels == LABELS and det.config.labels == LABELS
+    wrong = Detector(DetectorConfig(mode="anomaly"), model=model)
+    with pytest.raises(ValueError, match="zero_shot head for a anomaly detector"):
+        wrong.load(ClassifierHead(few))
+
+
+class _FixedScores(AnomalyScorer):
+    """Scores given in advance (float32, as the real scorers return them): the head's decision alone under test."""
+
+    def __init__(self, scores: list[float], threshold: float) -> None:
+        self.scores, self.threshold = np.asarray(scores, np.float32), threshold
+
+    def score(self, embeddings) -> np.ndarray:
+        return self.scores[: len(embeddings)]
+
+
+def test_anomaly_decisions_are_those_of_the_reported_scores():
+    """The decision compares the reported (float64) score with the threshold: a float32 score just above 0.1 that
+    rounds to float32(0.1) is reported above it and decided anomalous (compared in float32 it was not)."""
+    scorer = _FixedScores([0.1, 0.05, 0.5], threshold=0.1)
+    verdicts = AnomalyHead(scorer).judge(torch.zeros(3, 1, 4), DetectorConfig(mode="anomaly"))
+    assert [v.anomaly_score > 0.1 for v in verdicts] == [v.is_anomaly for v in verdicts] == [True, False, True]
+    assert [v.labels[0].label for v in verdicts] == [ANOMALY, NORMAL, ANOMALY]
+    views = AnomalyHead(_FixedScores([0.2, 0.4, 0.9, 0.7], threshold=0.5)).judge(torch.zeros(2, 2, 4), DetectorConfig(mode="anomaly"))
+    assert [v.anomaly_score for v in views] == pytest.approx([0.3, 0.8]) and [v.is_anomaly for v in views] == [False, True]
+    with pytest.raises(ValueError, match="one view per window"):
+        ClassifierHead(ZeroShotClassifier.from_text_embeddings(["a", "b"], torch.eye(2, 4), 100.0)).judge(
+            torch.zeros(1, 2, 4), DetectorConfig(labels=("a", "b")))
+
+
+def test_window_embeddings_refuse_mixed_batches(model):
+    from event_clip_ros.apps.embedding import window_embeddings
+    from event_clip_ros.apps.event_input import PendingWindow
+    from event_clip_ros.events.types import empty_events
+    from event_clip_ros.events.windows import Window
+
+    source = EventInput(EVENT_PACKET, WINDOW)
+    events = source.feed_events(scene(), SIZE)[:2]
+    framed = [PendingWindow(Window(i, 0, 1, empty_events()), SIZE, 0, "", 0, np.zeros((n, 48, 64), np.float32))
+              for i, n in enumerate((1, 2))]
+    assert window_embeddings(model, events).shape == (2, 1, model.embed_dim)
+    assert window_embeddings(model, framed[1:]).shape == (1, 2, model.embed_dim)
+    with pytest.raises(ValueError, match="mixes event windows"):
+        window_embeddings(model, events[:1] + framed[:1])
+    with pytest.raises(ValueError, match="as many views"):
+        window_embeddings(model, framed)
 
 
 def test_mono_stamps_follow_time_base_and_event_arrays_their_first_event(model):

@@ -11,42 +11,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
+from real_recordings import DATA, RECORDINGS, needs_data, pixel_counts, recording
 
 from event_clip_ros.apps.detector_params import config_from_parameters
 from event_clip_ros.apps.event_input import EventInput
 from event_clip_ros.events.encoders import encode_evt3
 from event_clip_ros.events.frames import FrameConfig, build_frame
 from event_clip_ros.events.noise import NoiseFilter, NoiseFilterConfig
-from event_clip_ros.events.readers import open_events
 from event_clip_ros.events.ros_cdr import encode_event_packet
 from event_clip_ros.events.types import EVENT_DTYPE, SensorSize, concat_events, make_events
 from event_clip_ros.events.windows import WindowConfig, Windower, iter_windows
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RECORDINGS = {"gen41_evt3": "evt3_gen41_1280x720.raw", "gen3_evt2": "evt2_gen3_640x480.raw",
-              "dvxplorer": "dvxplorer_320x240.aedat4"}
-needs_data = pytest.mark.skipif(not (DATA / RECORDINGS["gen3_evt2"]).exists(), reason="../shared/data not present")
-
 BOTH = NoiseFilterConfig(background_activity_us=2000, hot_pixel_learn_us=100_000)
-
-
-@lru_cache(maxsize=None)
-def recording(name: str) -> tuple[np.ndarray, SensorSize]:
-    with open_events(DATA / RECORDINGS[name]) as reader:
-        events = concat_events(list(reader.chunks()))
-        events.flags.writeable = False
-        return events, reader.size
-
-
-def pixel_counts(events: np.ndarray, size: SensorSize) -> np.ndarray:
-    return np.bincount(events["y"].astype(np.int64) * size.width + events["x"],
-                       minlength=size.width * size.height).reshape(size.height, size.width)
 
 
 def random_cuts(n: int, rng: np.random.Generator, pieces: int = 300) -> list[slice]:
@@ -302,3 +283,45 @@ def test_events_outside_the_sensor_are_left_to_the_later_checks():
     events["x"] = [1, 9, 1]
     keep = NoiseFilter(NoiseFilterConfig(background_activity_us=10)).keep(events, size)
     assert keep.tolist() == [False, True, False]
+
+
+# ------------------------------------------------------------------ command line
+@needs_data
+def test_render_denoise_and_view_on_a_real_recording(tmp_path, capsys):
+    import cv2
+
+    from event_clip_ros.cli import main
+
+    path = str(DATA / RECORDINGS["gen3_evt2"])
+    assert main(["render", path, "--window-ms", "20", "--max-frames", "1", "--out", str(tmp_path / "model")]) == 0
+    assert "noise filter" not in capsys.readouterr().err
+    assert main(["render", path, "--window-ms", "20", "--max-frames", "1", "--denoise", "--out", str(tmp_path / "clean")]) == 0
+    out = capsys.readouterr()
+    assert "hot pixels" in out.err and "(the model's input)" in out.out
+    assert main(["render", path, "--window-ms", "20", "--max-frames", "1", "--view", "--out", str(tmp_path / "view")]) == 0
+    assert "pictures for people" in capsys.readouterr().out
+    (model,), (clean,), (view,) = (sorted((tmp_path / d).glob("*.png")) for d in ("model", "clean", "view"))
+    assert model.name == clean.name == view.name  # same window, same start: filtering moved nothing
+    model_img, clean_img = (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (model, clean))
+    assert model_img.ndim == 2 and clean_img.mean() > 5 * model_img.mean()  # the hot pixel no longer sets the scale
+    assert cv2.imread(str(view), cv2.IMREAD_UNCHANGED).shape == (480, 640, 3)
+    assert main(["render", path, "--view", "--clamp", "5", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_noise_flags_of_the_commands_that_read_events():
+    from event_clip_ros.cli import build_parser
+    from event_clip_ros.cli.common import DENOISE, noise_from_args
+    from event_clip_ros.cli.eval_cmds import detector_parameters
+
+    parser = build_parser()
+    args = parser.parse_args(["classify", "rec.raw", "--labels", "a,b", "--denoise", "--noise-background-us", "500"])
+    assert noise_from_args(args) == NoiseFilterConfig(background_activity_us=500, hot_pixel_learn_us=DENOISE.hot_pixel_learn_us)
+    args = parser.parse_args(["anomaly", "rec.raw", "--noise-hot-pixel-ms", "250", "--noise-hot-pixel-factor", "5"])
+    assert noise_from_args(args) == NoiseFilterConfig(hot_pixel_learn_us=250_000, hot_pixel_factor=5.0)
+    assert not noise_from_args(parser.parse_args(["retrieve", "build", "idx", "--events", "r.raw"])).enabled
+    args = parser.parse_args(["evaluate", "bag", "--labels", "a", "--out", "o", "--denoise", "--noise-hot-pixel-min-count", "7"])
+    values = detector_parameters(args)
+    config, _ = config_from_parameters(values)
+    assert config.noise == dataclasses.replace(DENOISE, hot_pixel_min_count=7)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["render", "r.raw", "--out", "o", "--noise-background-us", "-1"])

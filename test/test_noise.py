@@ -178,7 +178,7 @@ def test_small_backward_steps_are_jitter_and_off_filters_keep_everything():
 
 
 @pytest.mark.parametrize("kwargs", [{"background_activity_us": -1}, {"background_activity_us": 1.5},
-                                    {"hot_pixel_learn_us": 10**13}, {"hot_pixel_factor": 0.5},
+                                    {"hot_pixel_learn_us": 10**13}, {"background_activity_us": 2_000_000}, {"hot_pixel_factor": 0.5},
                                     {"hot_pixel_factor": float("nan")}, {"hot_pixel_min_count": 0}])
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from ..events.limits import StreamLimits
-from ..events.noise import MAX_NOISE_US, NoiseFilterConfig
+from ..events.noise import MAX_NOISE_US, MAX_SUPPORT_US, NoiseFilterConfig
 from ..events.packet_stream import SUPPORTED_MSGTYPES
 from ..events.view import FRAME_MODES
 from ..events.windows import WindowConfig
@@ -87,7 +87,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(1, 65535)),
     ParamSpec("noise_background_activity_us", 0, "noise filter before windowing: keep an event only when one of its 8 "
               "neighbour pixels fired less than this long before it (dv-processing's background activity filter), us; "
-              "0: off", range=(0, MAX_NOISE_US)),
+              "0: off", range=(0, MAX_SUPPORT_US)),
     ParamSpec("noise_hot_pixel_learn_ms", 0.0, "noise filter before windowing: learn a hot-pixel mask over this much "
               "sensor time from the start of the stream (relearned after a restart) and drop those pixels' events, "
               "ms; 0: off", range=(0.0, MAX_NOISE_US / 1000)),

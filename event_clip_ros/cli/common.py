@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from tqdm import tqdm
 
-from ..events.noise import MAX_NOISE_US, NoiseFilter, NoiseFilterConfig
+from ..events.noise import MAX_NOISE_US, MAX_SUPPORT_US, NoiseFilter, NoiseFilterConfig
 from ..events.readers.base import EventReader
 from ..events.types import SensorSize
 from ..events.windows import MAX_WINDOW_EVENTS, MAX_WINDOW_US, Window, WindowConfig, iter_windows
@@ -174,7 +174,7 @@ def add_noise_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--denoise", action="store_true",
                    help=f"hot pixels learned over the first {DENOISE.hot_pixel_learn_us / 1000:g} ms and background "
                         f"activity with {DENOISE.background_activity_us} us support (the flags below change either)")
-    g.add_argument("--noise-background-us", type=int_range(0, MAX_NOISE_US), metavar="US",
+    g.add_argument("--noise-background-us", type=int_range(0, MAX_SUPPORT_US), metavar="US",
                    help="keep an event only when one of its 8 neighbours fired less than US before it; 0: off")
     g.add_argument("--noise-hot-pixel-ms", type=float_range(0.0, MAX_NOISE_MS), metavar="MS",
                    help="learn a hot-pixel mask over the first MS of sensor time and drop those pixels' events; 0: off")

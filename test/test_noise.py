@@ -132,6 +132,35 @@ def test_injected_uniform_noise_is_removed_and_the_scene_kept():
     assert keep[~is_noise].mean() > 0.95
 
 
+def reference_background_activity(events: np.ndarray, size: SensorSize, support_us: int) -> np.ndarray:
+    """The background-activity rule in plain Python with int64 times (the kernel keeps int32 times to a base)."""
+    last: dict[tuple[int, int], int] = {}
+    keep = np.empty(events.size, dtype=bool)
+    for i, (t, x, y) in enumerate(zip(events["t"].tolist(), events["x"].tolist(), events["y"].tolist())):
+        keep[i] = any(t - last[(x + dx, y + dy)] < support_us for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+                      if (dx or dy) and (x + dx, y + dy) in last)
+        last[(x, y)] = t
+    return keep
+
+
+def test_background_activity_over_hours_of_sensor_time():
+    """Bursts over 5 hours (the int32 time surface is rebased every ~18 minutes): exactly the plain rule."""
+    rng = np.random.default_rng(7)
+    size = SensorSize(8, 6)
+    bursts = np.sort(rng.integers(0, 5 * 3600 * 10**6, 1500))
+    t = (bursts[:, None] + np.sort(rng.integers(0, 3000, (1500, 6)), axis=1)).ravel()
+    cx, cy = rng.integers(0, 8, 1500), rng.integers(0, 6, 1500)
+    x = np.clip(cx[:, None] + rng.integers(-1, 2, (1500, 6)), 0, 7).ravel()
+    y = np.clip(cy[:, None] + rng.integers(-1, 2, (1500, 6)), 0, 5).ravel()
+    events = make_events(t, x, y, np.ones(t.size))
+    config = NoiseFilterConfig(background_activity_us=2000)
+    expected = reference_background_activity(events, size, 2000)
+    noise = NoiseFilter(config)
+    got = np.concatenate([noise.keep(events[s], size) for s in random_cuts(events.size, rng)])
+    assert np.array_equal(got, expected)
+    assert 0.2 < expected.mean() < 0.9 and noise.stats.resets == 0
+
+
 # ------------------------------------------------------------------ streams
 @needs_data
 @pytest.mark.parametrize("name", list(RECORDINGS))

@@ -209,9 +209,10 @@ def recording_windows(reader: EventReader, args: argparse.Namespace) -> Iterator
             print_noise(noise, reader.path)
 
 
-def print_noise(noise: NoiseFilter, source: object = "", file=sys.stderr) -> None:
-    """One line: what the noise filter removed."""
+def print_noise(noise: NoiseFilter, source: object = "", file=None) -> None:
+    """One line on ``file`` (default: stderr at the time of the call): what the noise filter removed."""
     s = noise.stats
     share = s.removed / s.events if s.events else 0.0
     print(f"noise filter{f' ({source})' if source else ''}: removed {s.removed} of {s.events} events ({share:.1%}): "
-          f"{s.hot_pixel_removed} from {s.hot_pixels} hot pixels, {s.background_removed} background activity", file=file)
+          f"{s.hot_pixel_removed} from {s.hot_pixels} hot pixels, {s.background_removed} background activity",
+          file=file or sys.stderr)

@@ -44,8 +44,10 @@ import torch
 from ..events.decoders.base import Payload
 from ..events.frames import FrameConfig, build_frame, frame_to_uint8
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
+from ..events.noise import NoiseFilterConfig
 from ..events.ros_cdr import EVENT_PACKET_TYPES
 from ..events.types import SensorSize
+from ..events.view import FRAME_MODES, ViewConfig, build_view
 from ..events.windows import WindowConfig
 from ..model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, TextAnomalyScorer
 from ..model.event_clip import EventClip
@@ -116,10 +118,14 @@ class DetectorConfig:
     model: ModelSpec = ModelSpec()
     extraction: ExtractionConfig = ExtractionConfig()  #: image input: the frame-difference extraction
     stream_limits: StreamLimits = DEFAULT_LIMITS  #: event input: plausible time jumps and sensor sizes
+    noise: NoiseFilterConfig = NoiseFilterConfig()  #: event input: noise filters before windowing (default off)
+    frame_mode: str = "model"  #: what :meth:`Detector.frame` shows: one of FRAME_MODES (model or view)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.frame_mode not in FRAME_MODES:
+            raise ValueError(f"frame_mode must be one of {', '.join(FRAME_MODES)}, got {self.frame_mode!r}")
         if self.mode == "zero_shot" or self.labels:
             object.__setattr__(self, "labels", validate_labels(self.labels))
         object.__setattr__(self, "templates", validate_templates(self.templates))
@@ -180,7 +186,7 @@ class Detector:
         self._config = config
         self.input: EventInput | ImageInput = (
             ImageInput(config.extraction, config.window.reset_tolerance_us) if msgtype == IMAGE_MSGTYPE
-            else EventInput(msgtype, config.window, config.stream_limits)
+            else EventInput(msgtype, config.window, config.stream_limits, config.noise)
         )
         self._model = model
         self._head: _Head | None = None
@@ -409,11 +415,14 @@ class Detector:
         return out + self.infer(batch)
 
     def frame(self, window: PendingWindow) -> np.ndarray:
-        """The window as a uint8 (H, W) image at sensor resolution, at most :data:`MAX_FRAME_SIDE`
-        pixels on its longer side whatever size the input claims, in the model's frame
-        representation (image input: its event frame, [0, 1] mapped to 0..255)."""
+        """The window as a uint8 image at sensor resolution, at most :data:`MAX_FRAME_SIDE` pixels on its
+        longer side whatever size the input claims: with ``frame_mode`` "model" (H, W) in the model's frame
+        representation, with "view" an (H, W, 3) RGB picture for people (:func:`~event_clip_ros.events.view.build_view`).
+        Image input: its event frame, [0, 1] mapped to 0..255, in either mode."""
         if window.frame is not None:
             return np.clip(np.rint(window.frame * np.float32(255)), 0, 255).astype(np.uint8)
+        if self._config.frame_mode == "view":
+            return build_view(window.window.events, window.size, ViewConfig(out_size=bounded_frame_size(window.size)))
         frame_cfg = self._model.frame_config if self._model is not None else FrameConfig()
         config = dataclasses.replace(frame_cfg, out_size=bounded_frame_size(window.size), keep_aspect=False)
         return frame_to_uint8(build_frame(window.window.events, window.size, config), config)

@@ -36,6 +36,7 @@ import torch
 from ..batching import batched
 from ..events.frames import FrameConfig, build_frame, frame_to_uint8
 from ..events.types import SensorSize
+from ..events.view import ViewConfig, build_view
 from ..model.event_clip import EventClip
 from ..model.factory import ModelSpec, create_event_clip
 from ..model.finite import FiniteEmbeddings
@@ -242,11 +243,14 @@ class Detector:
         return [r for batch in batched(windows, batch_size, key=lambda w: w.size) for r in self.infer(batch)]
 
     def frame(self, window: PendingWindow) -> np.ndarray:
-        """The window as a uint8 (H, W) image at sensor resolution, at most :data:`MAX_FRAME_SIDE`
-        pixels on its longer side whatever size the input claims, in the model's frame
-        representation (image input: its event frame, [0, 1] mapped to 0..255)."""
+        """The window as a uint8 image at sensor resolution, at most :data:`MAX_FRAME_SIDE` pixels on its
+        longer side whatever size the input claims: with ``frame_mode`` "model" (H, W) in the model's frame
+        representation, with "view" an (H, W, 3) RGB picture for people (:func:`~event_clip_ros.events.view.build_view`).
+        Image input: its event frame, [0, 1] mapped to 0..255, in either mode."""
         if window.frame is not None:
             return np.clip(np.rint(window.frame * np.float32(255)), 0, 255).astype(np.uint8)
+        if self._config.frame_mode == "view":
+            return build_view(window.window.events, window.size, ViewConfig(out_size=bounded_frame_size(window.size)))
         frame_cfg = self._model.frame_config if self._model is not None else FrameConfig()
         config = dataclasses.replace(frame_cfg, out_size=bounded_frame_size(window.size), keep_aspect=False)
         return frame_to_uint8(build_frame(window.window.events, window.size, config), config)

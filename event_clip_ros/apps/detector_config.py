@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
+from ..events.noise import NoiseFilterConfig
+from ..events.view import FRAME_MODES
 from ..events.windows import WindowConfig
 from ..model.factory import ModelSpec
 from ..model.prompts import (
@@ -73,10 +75,14 @@ class DetectorConfig:
     model: ModelSpec = ModelSpec()
     extraction: ExtractionConfig = ExtractionConfig()  #: image input: the frame-difference extraction
     stream_limits: StreamLimits = DEFAULT_LIMITS  #: event input: plausible time jumps and sensor sizes
+    noise: NoiseFilterConfig = NoiseFilterConfig()  #: event input: noise filters before windowing (default off)
+    frame_mode: str = "model"  #: what :meth:`Detector.frame` shows: one of FRAME_MODES (model or view)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.frame_mode not in FRAME_MODES:
+            raise ValueError(f"frame_mode must be one of {', '.join(FRAME_MODES)}, got {self.frame_mode!r}")
         if self.mode == "zero_shot" or self.labels:
             object.__setattr__(self, "labels", validate_labels(self.labels))
         object.__setattr__(self, "templates", validate_templates(self.templates))

@@ -26,11 +26,20 @@ Stream restarts
     A restart the stream reports (sequence number going back, a new encoding or
     sensor size, a confirmed time jump; its time guard drops every other event
     that goes back in time) closes the open windows (emitted with the old size
-    and offset, as ``flush`` would) and starts windowing and the clock offset
-    afresh. Decoded events (``feed_events``) have no stream to tell: there a new
-    sensor size, or time going back more than the windower's
+    and offset, as ``flush`` would) and starts windowing, the noise filter and
+    the clock offset afresh. Decoded events (``feed_events``) have no stream to
+    tell: there a new sensor size, or time going back more than the windower's
     ``reset_tolerance_us``, is the restart. Bad messages are counted by the
     stream and give no events; nothing here raises on bad input.
+
+Noise filtering
+    With a :class:`~event_clip_ros.events.noise.NoiseFilterConfig` that enables a
+    filter, each message's events go through a
+    :class:`~event_clip_ros.events.noise.NoiseFilter` before windowing. The
+    windower takes its mask: windows hold the kept events, while their
+    boundaries, completion and stamps still come from every decoded event, so
+    enabling the filter never moves a window. Its counters (``noise_*``) join
+    :meth:`EventInput.counters`.
 
 Images (RGB-only robots)
     :class:`ImageInput` takes sensor_msgs/Image messages (bgr8, rgb8, mono8;
@@ -55,6 +64,7 @@ import numpy as np
 
 from ..events.decoders.base import Payload, as_uint8
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
+from ..events.noise import NoiseFilter, NoiseFilterConfig
 from ..events.packet_stream import make_stream
 from ..events.ros_cdr import IMAGE_MSGTYPE, CdrError, parse_image
 from ..events.types import EVENT_DTYPE, SensorSize, empty_events
@@ -92,10 +102,13 @@ class PendingWindow:
 class EventInput:
     """Decode one topic's messages in order and cut windows on sensor time (see module doc)."""
 
-    def __init__(self, msgtype: str, window: WindowConfig, limits: StreamLimits = DEFAULT_LIMITS) -> None:
+    def __init__(self, msgtype: str, window: WindowConfig, limits: StreamLimits = DEFAULT_LIMITS,
+                 noise: NoiseFilterConfig = NoiseFilterConfig()) -> None:
         self.msgtype = msgtype
         self.stream = make_stream(msgtype, limits)  # ValueError for an unsupported type
         self.windower = Windower(window)
+        #: the noise filter before windowing (None when off); its mask leaves window boundaries and stamps as they are
+        self.noise = NoiseFilter(noise, window.reset_tolerance_us) if noise.enabled else None
         self._size: SensorSize | None = None
         self._frame_id = ""
         self._offset_ns: int | None = None
@@ -144,13 +157,16 @@ class EventInput:
         self._frame_id = frame_id
         if self._offset_ns is None:
             self._offset_ns = offset_ns
-        return self._pending(self.windower.push(events))
+        keep = self.noise.keep(events, size) if self.noise is not None else None
+        return self._pending(self.windower.push(events, keep))
 
     def _restart(self, count: bool = True) -> list[PendingWindow]:
         """Close the open windows with the old size and offset; forget the stream's clock."""
         out = self._pending(self.windower.flush())
         self._offset_ns = None
         self._last_t_us = None
+        if self.noise is not None:
+            self.noise.reset()
         if count:
             self.restarts += 1
         return out
@@ -183,6 +199,7 @@ class EventInput:
             "windows": window["windows"],
             "skipped_windows": window["skipped_windows"],
             "capped_windows": window["capped_windows"],
+            **(self.noise.counters() if self.noise is not None else {}),
         }
 
 
@@ -306,7 +323,7 @@ class ImageInput:
 
 def make_input(msgtype: str, config: DetectorConfig) -> EventInput | ImageInput:
     """The input for messages of ``msgtype``: an :class:`ImageInput` for sensor_msgs/msg/Image (``config.extraction``),
-    else an :class:`EventInput` (``config.window``, ``config.stream_limits``; ValueError for an unsupported type)."""
+    else an :class:`EventInput` (``config.window``, ``stream_limits``, ``noise``; ValueError for an unsupported type)."""
     if msgtype == IMAGE_MSGTYPE:
         return ImageInput(config.extraction, config.window.reset_tolerance_us)
-    return EventInput(msgtype, config.window, config.stream_limits)
+    return EventInput(msgtype, config.window, config.stream_limits, config.noise)

@@ -17,8 +17,10 @@ from typing import Any
 
 from ..apps.evaluation.health import DECODE_ERROR_PARTS, DEFAULT_MAX_PROBLEM_RATE, LOSS_CHECKS
 from .common import (
+    DENOISE,
     MAX_FPS,
     MAX_INT64,
+    add_noise_args,
     batch_arg,
     count_arg,
     float_range,
@@ -46,6 +48,8 @@ _PARAMETER_FLAGS = {
     "precision": "precision", "window_ms": "window_duration_ms", "hop_ms": "window_hop_ms",
     "event_count": "window_event_count", "min_events": "min_events", "top_k": "top_k",
     "score_threshold": "score_threshold", "threshold": "anomaly_threshold", "reference": "anomaly_reference_file",
+    "noise_background_us": "noise_background_activity_us", "noise_hot_pixel_ms": "noise_hot_pixel_learn_ms",
+    "noise_hot_pixel_factor": "noise_hot_pixel_factor", "noise_hot_pixel_min_count": "noise_hot_pixel_min_count",
 }
 
 
@@ -70,6 +74,9 @@ def detector_parameters(args: argparse.Namespace) -> dict[str, Any]:
     from ..apps.detector_params import load_parameters_yaml
 
     values: dict[str, Any] = load_parameters_yaml(args.config) if args.config else {}
+    if args.denoise:
+        values["noise_background_activity_us"] = DENOISE.background_activity_us
+        values["noise_hot_pixel_learn_ms"] = DENOISE.hot_pixel_learn_us / 1000
     for flag, name in _PARAMETER_FLAGS.items():
         value = getattr(args, flag)
         if value is None:
@@ -213,6 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="zero-shot: labels below this probability are left out")
     d.add_argument("--threshold", type=_param_arg("threshold"), help="anomaly: decision threshold on P(anomaly)")
     d.add_argument("--reference", help="anomaly: reference bank .npz instead of text prompts")
+    add_noise_args(p)
     live = p.add_argument_group("live (rclpy): the node in a subprocess, the bag replayed into it over DDS")
     live.add_argument("--live", action="store_true", help="score the node's published results instead of running offline")
     live.add_argument("--rate", type=positive_float(MAX_RATE), default=1.0,

@@ -15,8 +15,11 @@ Topics (relative to the node, so namespaces and remaps work):
   to ROS time, frame_id from the input (see :mod:`event_clip_ros.ros.messages`).
 * ``~/label_info`` (vision_msgs/LabelInfo) and ``~/vision_info``
   (vision_msgs/VisionInfo): transient local, republished when labels change.
-* ``~/frame`` (sensor_msgs/Image mono8): the window, built only while someone subscribes.
-* ``/diagnostics``: rates, drops, decode errors, lost packets, latency percentiles.
+* ``~/frame`` (sensor_msgs/Image): the window, built only while someone subscribes; ``frame_mode``
+  model: the model's input frame (mono8), view: a picture for people (rgb8, polarity colours, robust
+  scaling; :mod:`event_clip_ros.events.view`). The encoding says which one it is.
+* ``/diagnostics``: rates, drops, decode errors, lost packets, latency percentiles; with a noise
+  filter (``noise_*`` parameters) the events in and removed per filter.
 
 The node is an adapter: the input side
 (:func:`~event_clip_ros.apps.event_input.make_input`, one ``feed(raw)`` for
@@ -126,7 +129,8 @@ class DetectorNode(LifecycleNode):
         model = detector.model
         self.get_logger().info(
             f"configured: {config.mode}, {len(detector.labels)} labels, input {msgtype}, "
-            f"model {model.meta.arch or 'checkpoint'} on {model.device} ({model.precision})"
+            f"model {model.meta.arch or 'checkpoint'} on {model.device} ({model.precision}), "
+            f"noise filter: {config.noise.describe()}, ~/frame: {config.frame_mode}"
         )
         return TransitionCallbackReturn.SUCCESS
 

@@ -149,7 +149,7 @@ def score_and_write(bag: BagTopics, setup: EvaluationSetup, detector: Detector, 
                   "score_threshold": config.score_threshold, "anomaly_threshold": config.anomaly.threshold,
                   "templates": list(config.templates), "checkpoint": config.model.checkpoint,
                   "model": loaded_arch(detector) or config.model.arch, "batch_size": setup.batch_size,
-                  "max_problem_rate": setup.max_problem_rate},
+                  "max_problem_rate": setup.max_problem_rate, "noise_filter": config.noise.describe()},
     )
     write_evaluation(out_dir, run, evaluation)
     return run, evaluation

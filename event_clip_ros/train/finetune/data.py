@@ -218,7 +218,7 @@ def _splits(d: DataSection, input_size: tuple[int, int], with_train: bool = True
 def _folder_split(d: DataSection, split: str, augment) -> EventDataset:
     """A split of a dataset in its distributed layout (:mod:`event_clip_ros.train.data.labelled`)."""
     optional = {k: v for k, v in (("num_events", d.num_events), ("template", d.template)) if v is not None}
-    common = dict(root=d.root, split=split, seed=d.seed, augment=augment, **optional)
+    common = dict(root=d.root, split=split, seed=d.seed, augment=augment, noise=d.noise, **optional)
     if d.kind == "n-cars":
         return NCars(NCarsConfig(**common))
     if d.kind == "dvs-gesture":
@@ -231,7 +231,7 @@ def _folder_split(d: DataSection, split: str, augment) -> EventDataset:
 def _listed(d: DataSection, list_file: str, augment) -> EventDataset:
     optional = {k: v for k, v in (("num_events", d.num_events), ("template", d.template)) if v is not None}
     common = dict(list_file=d.path(list_file), root=d.root, path_prefix=d.path_prefix, with_images=False, seed=d.seed,
-                  augment=augment, **optional)
+                  augment=augment, noise=d.noise, **optional)
     if d.kind == "n-imagenet":
         return NImageNetPaired(NImageNetConfig(labels_file=d.path(d.labels_file), **common))
     return ListPaired(ListPairedConfig(kind=d.kind, classes_file=d.path(d.labels_file), **common))

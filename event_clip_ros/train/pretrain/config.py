@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ...events.noise import NoiseFilterConfig
 from ..config import (
     ConfigError,
     DataKind,
@@ -61,6 +62,8 @@ class DataSection:
     kind: DataKind = "n-imagenet"
     split: str | None = path_field()  #: YAML class split (``unseen`` names); None: none held out
     event_augment: bool = True  #: the dataset's official event augmentation on training windows (none for synthetic)
+    noise: NoiseFilterConfig = field(default_factory=NoiseFilterConfig)  #: real datasets: noise filters on each
+    #: recording before windows are drawn, as the node's noise_* parameters (event_clip_ros/events/noise.py; off)
     num_events: int | None = None  #: events per window (None: the dataset's official number)
     # real datasets (event files and images on disk)
     train_list: str | None = path_field()  #: training list file

@@ -198,11 +198,11 @@ def _real(data: DataSection, list_file: str, augment, with_images: bool) -> Even
     if data.kind == "n-imagenet":
         return NImageNetPaired(NImageNetConfig(
             list_file=list_file, labels_file=data.labels_file, root=data.root, path_prefix=data.path_prefix,
-            image_root=data.image_root, with_images=with_images, seed=data.seed, augment=augment,
+            image_root=data.image_root, with_images=with_images, seed=data.seed, augment=augment, noise=data.noise,
             **({} if data.num_events is None else {"num_events": data.num_events})))
     return ListPaired(ListPairedConfig(
         kind=data.kind, list_file=list_file, classes_file=data.labels_file, root=data.root, path_prefix=data.path_prefix,
-        num_events=data.num_events, with_images=with_images, seed=data.seed, augment=augment))
+        num_events=data.num_events, with_images=with_images, seed=data.seed, augment=augment, noise=data.noise))
 
 
 def iterate_items(dataset: Dataset, batch_size: int, workers: int) -> Iterator[Sample]:

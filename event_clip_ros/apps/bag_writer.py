@@ -198,6 +198,7 @@ def _write(source: str | Path, out: Path, config: BagWriteConfig, truth: TimeRan
         def write_labels(until_ns: int | None) -> None:
             nonlocal n_labels
             while n_labels < len(labels) and (until_ns is None or labels[n_labels][0] <= until_ns):
+                assert label_conn is not None  # made when there are labels
                 t_ns, text = labels[n_labels]
                 msg = store.types[STRING_MSGTYPE](data=text)
                 writer.write(label_conn, max(t_ns, 0), bytes(store.serialize_cdr(msg, STRING_MSGTYPE)))

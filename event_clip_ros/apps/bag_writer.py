@@ -167,7 +167,7 @@ def write_event_bag(
     config: BagWriteConfig = BagWriteConfig(),
     truth: TimeRanges | None = None,
     source_topic: str | None = None,
-    on_packet: Callable[[Packet], None] | None = None,
+    on_packet: Callable[[Packet], object] | None = None,
 ) -> BagSummary:
     """Convert a recording into a bag at ``out`` (a new directory); ``on_packet(packet)`` after each packet.
 
@@ -184,7 +184,7 @@ def write_event_bag(
 
 
 def _write(source: str | Path, out: Path, config: BagWriteConfig, truth: TimeRanges | None,
-           source_topic: str | None, on_packet: Callable[[Packet], None] | None) -> BagSummary:
+           source_topic: str | None, on_packet: Callable[[Packet], object] | None) -> BagSummary:
     store = bag_typestore()
     labels = label_messages(truth, config.stamp_origin_ns) if truth is not None else []
     encoder = PacketEncoder(config.encoding, config.frame_id, config.stamp_origin_ns)

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -200,7 +200,7 @@ def noise_from_args(args: argparse.Namespace) -> NoiseFilterConfig:
     return dataclasses.replace(base, **changes)
 
 
-def recording_windows(reader: EventReader, args: argparse.Namespace) -> Iterator[Window]:
+def recording_windows(reader: EventReader, args: argparse.Namespace) -> Generator[Window, None, None]:
     """The windows of an opened recording as the window and noise flags ask; what the noise filter removed goes to
     stderr when the windows end or the generator is closed (close it to stop early: ``contextlib.closing``)."""
     config = noise_from_args(args)

@@ -499,5 +499,6 @@ def iter_windows(
         raise ValueError("iter_windows: a noise filter needs the sensor size")
     windower = Windower(config)
     for chunk in chunks:
-        yield from windower.push(chunk, None if noise is None or not chunk.shape[0] else noise.keep(chunk, size))
+        mask = noise.keep(chunk, size) if noise is not None and size is not None and chunk.shape[0] else None
+        yield from windower.push(chunk, mask)
     yield from windower.flush()

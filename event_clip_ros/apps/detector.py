@@ -36,7 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -294,6 +294,7 @@ class Detector:
                         new.anomaly.reference_file != old.anomaly.reference_file:
                     self._head = self._build_head(new)
                 else:
+                    assert head.scorer is not None  # a head holds a classifier or a scorer
                     head.scorer.threshold = new.anomaly.threshold
             self._config = new
             return True
@@ -351,12 +352,14 @@ class Detector:
         emb, windows = self.finite.keep(self._embed(windows), windows)
         if not windows:
             return []
+        fields: list[dict[str, Any]]  # DetectionResult fields of each window
         if head.classifier is not None:
             tops = head.classifier.classify(emb, top_k=config.top_k)
             fields = [
                 {"labels": tuple(s for s in top if s.score >= config.score_threshold)} for top in tops
             ]
         else:
+            assert head.scorer is not None  # a head holds a classifier or a scorer
             scores = head.scorer.score(emb)
             decisions = head.scorer.decide(scores)
             fields = [self._anomaly_fields(float(s), bool(d)) for s, d in zip(scores, decisions)]
@@ -383,15 +386,19 @@ class Detector:
     def _embed(self, windows: Sequence[PendingWindow]) -> torch.Tensor:
         """(B, D) embeddings: event windows through the model's frames, image windows' frames resized to its input."""
         model = self._model
+        assert model is not None  # infer() checked that it is loaded
         if windows[0].frame is None:
             return model.embed_windows([w.window.events for w in windows], windows[0].size, batch_size=len(windows))
+        images = [w.frame for w in windows if w.frame is not None]
+        if len(images) != len(windows):
+            raise ValueError("a batch mixes image and event windows")
         height, width = model.meta.input_size
-        frames = np.stack([resize_image(w.frame, (width, height)) for w in windows])
+        frames = np.stack([resize_image(image, (width, height)) for image in images])
         with torch.inference_mode():
             return model.encode_frames(torch.from_numpy(frames))
 
     @staticmethod
-    def _anomaly_fields(score: float, decision: bool) -> dict:
+    def _anomaly_fields(score: float, decision: bool) -> dict[str, Any]:
         anomaly, normal = LabelScore(ANOMALY, score), LabelScore(NORMAL, 1.0 - score)
         return {
             "labels": (anomaly, normal) if decision else (normal, anomaly),

@@ -13,6 +13,7 @@ event_clip_ros.ros.worker, event_clip_ros.apps.detector_inputs).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ import torch
 
 from event_clip_ros.apps.detector import AnomalyConfig, Detector, DetectorConfig
 from event_clip_ros.apps.detector_inputs import input_names, input_specs, queue_config
-from event_clip_ros.apps.detector_params import defaults
+from event_clip_ros.apps.detector_params import defaults, load_parameters_yaml
 from event_clip_ros.apps.event_input import PendingWindow
 from event_clip_ros.apps.inference_queue import InferenceQueue, QueueConfig, QueuedWindow, infer_batch
 from event_clip_ros.events.types import SensorSize, empty_events, make_events
@@ -28,6 +29,7 @@ from event_clip_ros.events.windows import Window, WindowConfig
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.ros.worker import BatchWorker
 
+REPO = Path(__file__).resolve().parents[1]
 SIZE = SensorSize(64, 48)
 
 
@@ -249,6 +251,15 @@ def test_named_inputs_with_their_own_settings(tmp_path):
     assert (rgb.topic, rgb.config.labels) == ("~/rgb/image", ("x", "y"))  # the node's labels_file
     assert right.config.window == left.config.window and right.config.model == left.config.model
     assert queue_config({"batch_max_windows": 4, "queue_max_age_ms": 0.0}) == QueueConfig(4, 0, 32)
+
+
+def test_the_two_camera_example_file_is_valid():
+    node = {**load_parameters_yaml(REPO / "config" / "detector.yaml")}
+    two = load_parameters_yaml(REPO / "config" / "two_cameras.yaml")
+    own = {name: two.pop(name) for name in two["inputs"]}  # ROS reads these as left.topic, ...
+    left, right = input_specs({**node, **two}, own)
+    assert (left.name, left.topic, left.config.labels) == ("left", "/left_camera/events", ("person", "car", "bicycle"))
+    assert (right.msgtype, right.config.mode) == ("dvs_msgs/msg/EventArray", "anomaly")
 
 
 @pytest.mark.parametrize("inputs, own, message", [

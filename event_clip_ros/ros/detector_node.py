@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -102,7 +102,7 @@ class _Input:
     vision_info_pub: Any
     subscription: Any = None
     labels_version: int = 0
-    rates: RateMeter | None = None
+    rates: RateMeter = field(default_factory=RateMeter)  #: this input's counters per second (its status)
 
     def publishers(self) -> tuple:
         return self.result_pub, self.frame_pub, self.label_info_pub, self.vision_info_pub
@@ -185,7 +185,6 @@ class DetectorNode(LifecycleNode):
             frame_pub=self.create_lifecycle_publisher(Image, spec.output("frame"), 1),
             label_info_pub=self.create_lifecycle_publisher(LabelInfo, spec.output("label_info"), LATCHED_QOS),
             vision_info_pub=self.create_lifecycle_publisher(VisionInfo, spec.output("vision_info"), LATCHED_QOS),
-            rates=RateMeter(),
         )
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:

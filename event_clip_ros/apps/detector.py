@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..events.decoders.base import Payload
-from ..events.frames import FrameConfig, build_frame, frame_to_uint8
+from ..events.frames import FrameConfig, build_frame, build_frames_torch, frame_to_uint8
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
 from ..events.noise import NoiseFilterConfig
 from ..events.ros_cdr import EVENT_PACKET_TYPES
@@ -338,18 +338,17 @@ class Detector:
         return self.input.flush()
 
     # ------------------------------------------------------------------ inference side
-    def infer(self, windows: Sequence[PendingWindow]) -> list[DetectionResult]:
-        """Results of ``windows`` (one batch through the encoder; windows of one sensor size)."""
+    def infer(self, windows: Sequence[PendingWindow], embeddings: torch.Tensor | None = None) -> list[DetectionResult]:
+        """Results of ``windows``: one batch through the encoder (sensor sizes may differ), or, given
+        ``embeddings`` (their rows of :meth:`embed` by a detector on the same model, e.g. one forward
+        pass shared by several cameras), the classifier or scorer only."""
         if not windows:
             return []
         head, config = self._head, self._config
         if head is None or self._model is None:
             raise RuntimeError("the detector's model is not loaded; call load() first")
         start = time.monotonic_ns()
-        sizes = {w.size for w in windows}
-        if len(sizes) > 1:
-            raise ValueError(f"windows of one batch must share a sensor size, got {sorted(map(str, sizes))}")
-        emb, windows = self.finite.keep(self._embed(windows), windows)
+        emb, windows = self.finite.keep(self.embed(windows) if embeddings is None else embeddings, windows)
         if not windows:
             return []
         fields: list[dict[str, Any]]  # DetectionResult fields of each window
@@ -383,19 +382,28 @@ class Detector:
             for w, f in zip(windows, fields)
         ]
 
-    def _embed(self, windows: Sequence[PendingWindow]) -> torch.Tensor:
-        """(B, D) embeddings: event windows through the model's frames, image windows' frames resized to its input."""
+    def embed(self, windows: Sequence[PendingWindow]) -> torch.Tensor:
+        """(B, D) embeddings in one encoder forward pass: event windows' frames built per sensor size, image
+        windows' frames resized to the model input."""
         model = self._model
-        assert model is not None  # infer() checked that it is loaded
-        if windows[0].frame is None:
-            return model.embed_windows([w.window.events for w in windows], windows[0].size, batch_size=len(windows))
-        images = [w.frame for w in windows if w.frame is not None]
-        if len(images) != len(windows):
-            raise ValueError("a batch mixes image and event windows")
+        if model is None:
+            raise RuntimeError("the detector's model is not loaded; call load() first")
         height, width = model.meta.input_size
-        frames = np.stack([resize_image(image, (width, height)) for image in images])
+        frames: list[torch.Tensor | None] = [None] * len(windows)
+        by_size: dict[SensorSize, list[int]] = {}
+        for i, w in enumerate(windows):
+            if w.frame is None:
+                by_size.setdefault(w.size, []).append(i)
+            else:
+                frames[i] = torch.from_numpy(resize_image(w.frame, (width, height))).to(model.device, torch.float32)
+        for size, rows in by_size.items():
+            built = build_frames_torch([windows[i].window.events for i in rows], size, model.frame_config, model.device)
+            for i, frame in zip(rows, built):
+                frames[i] = frame
+        ready = [f for f in frames if f is not None]
+        assert len(ready) == len(frames)  # every window is an image or an event window
         with torch.inference_mode():
-            return model.encode_frames(torch.from_numpy(frames))
+            return model.encode_frames(torch.stack(ready))
 
     @staticmethod
     def _anomaly_fields(score: float, decision: bool) -> dict[str, Any]:

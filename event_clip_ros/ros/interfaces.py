@@ -1,4 +1,4 @@
-"""QoS profiles and message classes shared by the node, replay, record and the demo (no torch import)."""
+"""QoS profiles, message classes and status names shared by the node, replay, record and the demo (no torch import)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,8 @@ def message_class(msgtype: str) -> type[Any]:
         return getattr(importlib.import_module(f"{package}.msg"), name)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"input_type {msgtype}: the message package {package} is not installed ({exc})") from exc
+
+
+def status_name(node_fqn: str, input_name: str = "") -> str:
+    """The detector's /diagnostics status name: the whole node (every input, the queue, the worker), or one named input."""
+    return f"{node_fqn}: event_clip detector" + (f" input {input_name}" if input_name else "")

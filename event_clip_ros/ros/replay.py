@@ -48,7 +48,7 @@ from ..apps.evaluation.bag_input import BagTopics, bag_messages, inspect_bag
 from ..events.packet_stream import SUPPORTED_MSGTYPES
 from ..events.ros_cdr import EVENT_PACKET_TYPES, encode_event_array, encode_event_packet, parse_event_packet
 from ..events.types import empty_events
-from .interfaces import EVENT_QOS, message_class
+from .interfaces import EVENT_QOS, message_class, status_name
 
 #: Non-event topics are played reliable with a short history (labels, strings, ...).
 OTHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -95,16 +95,16 @@ class RosSession:
 
 
 class NodeWatch:
-    """The ``packets`` counter a detector node reports on /diagnostics (status names start with its FQN)."""
+    """The ``packets`` counter (all inputs) a detector node reports on /diagnostics."""
 
     def __init__(self, node: Node, node_fqn: str) -> None:
         self.packets = 0
-        self._prefix = node_fqn
+        self._name = status_name(node_fqn)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith(self._prefix):
+            if status.name == self._name:
                 self.packets = int({kv.key: kv.value for kv in status.values}.get("packets", "0"))
 
 

@@ -1,4 +1,4 @@
-"""The one batching helper: order kept, sizes bounded, key changes split, lazy on its input."""
+"""The one batching helper: order kept, sizes bounded, lazy on its input."""
 
 from __future__ import annotations
 
@@ -14,12 +14,6 @@ def test_batches_keep_order_and_hold_at_most_batch_size():
     assert list(batched(range(6), 3)) == [[0, 1, 2], [3, 4, 5]]
     assert list(batched([], 3)) == []
     assert list(batched("ab", 5)) == [["a", "b"]]
-
-
-def test_a_key_change_ends_a_batch():
-    items = [("a", 1), ("a", 2), ("b", 3), ("b", 4), ("b", 5), ("a", 6)]
-    got = list(batched(items, 2, key=lambda item: item[0]))
-    assert got == [[("a", 1), ("a", 2)], [("b", 3), ("b", 4)], [("b", 5)], [("a", 6)]]
 
 
 def test_batches_are_cut_lazily_from_an_endless_iterator():

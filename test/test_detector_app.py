@@ -6,12 +6,11 @@
   event; mono: time_base; EventArray: first event), relearned after a bag loop.
 * Bad input (unknown encoding, garbage, size change, seq gaps) is counted, never raised.
 * Run-time label / template / threshold changes; parameters and config/detector.yaml.
-* The latest-only worker and the statistics used by /diagnostics.
+* The statistics used by /diagnostics (the inference queue and its worker: test_inference_queue.py).
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,6 @@ from event_clip_ros.model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, 
 from event_clip_ros.model.checkpoint import save_checkpoint
 from event_clip_ros.model.few_shot import FewShotClassifier
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
-from event_clip_ros.ros.worker import LatestOnlyWorker
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = SensorSize(64, 48)
@@ -396,32 +394,6 @@ def test_frame_is_the_window_at_sensor_resolution(model):
     ev = w.window.events
     assert frame[ev["y"], ev["x"]].min() > 0 and frame.sum() > 0
     assert (frame > 0).sum() == len(set(zip(ev["x"].tolist(), ev["y"].tolist())))
-
-
-def test_latest_only_worker_drops_stale_items_and_survives_errors():
-    release, started = threading.Event(), threading.Event()
-    handled = []
-
-    def handle(item: int) -> None:
-        handled.append(item)
-        started.set()
-        release.wait()
-        if item == 4:
-            raise RuntimeError("bad window")
-
-    worker = LatestOnlyWorker(handle)
-    worker.start()
-    worker.submit(0)
-    assert started.wait(10)
-    for item in (1, 2, 3, 4):  # the worker is busy with 0: each waiting item is replaced by the next
-        worker.submit(item)
-    assert worker.dropped == 3
-    release.set()
-    worker.stop()  # finishes what it holds; 4 may or may not have started
-    assert handled[0] == 0 and set(handled) <= {0, 4}
-    assert worker.handled + worker.dropped == worker.submitted == 5
-    assert worker.errors == (1 if 4 in handled else 0)
-    assert not worker.running
 
 
 def test_statistics_for_diagnostics():

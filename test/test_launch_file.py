@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "detector.launch.py"
-ARGUMENTS = {"camera", "params_file", "checkpoint", "model", "pretrained", "labels", "mode", "device", "input_type",
+ARGUMENTS = {"camera", "cameras", "params_file", "checkpoint", "model", "pretrained", "labels", "mode", "device", "input_type",
              "image_topic", "use_sim_time", "log_level"}
 
 
@@ -128,6 +128,14 @@ def test_parameters_overlay_package_defaults_then_params_file_then_arguments(tmp
         [defaults, share + "/config/toy_glyphs.yaml"]
     with pytest.raises(RuntimeError, match="params_file .*missing.yaml does not exist"):
         module.node_parameters(launch_context(module, params_file=str(tmp_path / "missing.yaml")))
+
+
+def test_cameras_make_one_node_with_an_input_per_camera():
+    module = load_launch_module()
+    overrides = module.node_parameters(launch_context(module, cameras=" left, /right/ ,"))[-1]
+    assert overrides == {"inputs": ["left", "right"], "left.topic": "/left/events", "right.topic": "/right/events"}
+    images = module.node_parameters(launch_context(module, cameras="rgb", input_type="sensor_msgs/msg/Image"))[-1]
+    assert images["inputs"] == ["rgb"] and images["rgb.topic"] == "/rgb/image_raw"
 
 
 def test_node_options_remap_the_camera_topics_and_pass_the_log_level():

@@ -450,7 +450,7 @@ def test_lifecycle_transitions_and_a_missing_checkpoint(ros, checkpoint, tmp_pat
     client.wait_connected(EVT3_PROBE)
     packets = evt3_packets(scene(3_000, 30_000), 6)
     offline, counts = offline_detector(checkpoint), []
-    for raw in packets:  # wait for each packet's windows: two windows completed at once would leave only the latest
+    for raw in packets:
         counts.append(len(offline.process(raw)) + (counts[-1] if counts else 0))
     assert counts[-1] == 2
     client.lockstep(packets, counts)  # results flow again after re-activation

@@ -46,7 +46,7 @@ from .detector_config import AnomalyConfig, DetectorConfig, check_unit
 from .detector_stats import LatencyTracker
 from .embedding import window_embeddings
 from .event_input import PendingWindow
-from .heads import ANOMALY, NORMAL, Head, build_head, updated_head
+from .heads import ANOMALY, NORMAL, AnomalyHead, Head, build_head, updated_head
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Detector:
         Its config takes the head's mode, its labels (zero-shot) or its threshold (anomaly), the model's device and
         precision, and ``fields`` (e.g. ``top_k``) for the rest.
         """
-        if head.mode == "anomaly":
+        if isinstance(head, AnomalyHead):
             fields = {"mode": "anomaly", "anomaly": AnomalyConfig(threshold=head.scorer.threshold), **fields}
         else:
             fields = {"labels": head.labels, **fields}
@@ -150,7 +150,7 @@ class Detector:
                 self._model.place(self._config.model.device, self._config.model.precision)
             if head is None:
                 head = build_head(self._model, self._config)
-            elif head.mode == "anomaly":
+            elif isinstance(head, AnomalyHead):
                 head.scorer.threshold = self._config.anomaly.threshold
             self._head = head
 
@@ -199,19 +199,28 @@ class Detector:
             return True
 
     # ------------------------------------------------------------------ inference
-    def infer(self, windows: Sequence[PendingWindow]) -> list[DetectionResult]:
-        """Results of ``windows`` (one batch through the encoder; windows of one sensor size), in order;
-        windows whose embedding is not finite are left out (counted in ``nonfinite_windows``)."""
+    def embed(self, windows: Sequence[PendingWindow]) -> torch.Tensor:
+        """(B, V, D) f_E embeddings of ``windows`` in one forward pass (sensor sizes and kinds may differ; V = 1 but
+        for windows with views): where the detector gets its embeddings (:func:`~.embedding.window_embeddings`)."""
+        model = self._model
+        if model is None:
+            raise RuntimeError("the detector's model is not loaded; call load() first")
+        return window_embeddings(model, windows)
+
+    def infer(self, windows: Sequence[PendingWindow], embeddings: torch.Tensor | None = None) -> list[DetectionResult]:
+        """Results of ``windows``, in order: one batch through the encoder (:meth:`embed`), or, given ``embeddings``
+        (their rows of :meth:`embed` by a detector on the same model, e.g. one forward pass shared by several
+        cameras), the head only. Windows whose embedding is not finite are left out (counted in
+        ``nonfinite_windows``)."""
         if not windows:
             return []
-        head, config, model = self._head, self._config, self._model
-        if head is None or model is None:
+        head, config = self._head, self._config
+        if head is None or self._model is None:
             raise RuntimeError("the detector's model is not loaded; call load() first")
         start = time.monotonic_ns()
-        sizes = {w.size for w in windows}
-        if len(sizes) > 1:
-            raise ValueError(f"windows of one batch must share a sensor size, got {sorted(map(str, sizes))}")
-        emb = window_embeddings(model, windows)  # (B, V, D)
+        emb = self.embed(windows) if embeddings is None else embeddings
+        if emb.ndim != 3 or emb.shape[0] != len(windows):
+            raise ValueError(f"expected (B, V, D) embeddings of {len(windows)} windows, got {tuple(emb.shape)}")
         kept, windows = self.finite.keep(emb.reshape(len(windows), -1), windows)
         if not windows:
             return []
@@ -239,8 +248,8 @@ class Detector:
         ]
 
     def infer_all(self, windows: Sequence[PendingWindow], batch_size: int = 32) -> list[DetectionResult]:
-        """Infer windows in batches of at most ``batch_size`` that share a sensor size."""
-        return [r for batch in batched(windows, batch_size, key=lambda w: w.size) for r in self.infer(batch)]
+        """Infer windows in batches of at most ``batch_size``, in order."""
+        return [r for batch in batched(windows, batch_size) for r in self.infer(batch)]
 
     def frame(self, window: PendingWindow) -> np.ndarray:
         """The window as a uint8 image at sensor resolution, at most :data:`MAX_FRAME_SIDE` pixels on its

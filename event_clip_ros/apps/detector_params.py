@@ -115,6 +115,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(event-clip anomaly --save-reference); replaces the prompts", runtime=True),
     ParamSpec("anomaly_threshold", 0.5, "anomaly when P(anomaly) > threshold (0.5 for prompts, e.g. 0.95 for a bank)",
               range=(0.0, 1.0), runtime=True),
+    ParamSpec("inputs", None, "several cameras in one node: input names, e.g. [cam0, cam1], each set by "
+              "<name>.topic, <name>.input_type, <name>.mode, <name>.labels, <name>.labels_file (see "
+              "event_clip_ros.apps.detector_inputs), results on ~/<name>/...; unset: one input on ~/events "
+              "(or ~/image), results on ~/classification", read_only=True),
+    ParamSpec("batch_max_windows", 8, "most windows per forward pass: the windows waiting when the worker is free, "
+              "of all inputs, are inferred together", range=(1, 1024)),
+    ParamSpec("queue_max_age_ms", 500.0, "a waiting window is stale (dropped, counted) once its input completed a "
+              "window ending this much sensor time later, ms; 0: only each input's newest window waits",
+              range=(0.0, 3_600_000.0)),
+    ParamSpec("queue_max_windows", 32, "waiting windows per input; the oldest beyond are stale (memory bound)",
+              range=(1, 100_000)),
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, s", range=(0.05, 60.0), read_only=True),
     ParamSpec("torch_threads", 0, "CPU threads torch may use; 0: torch's default", range=(0, 256), read_only=True),
     ParamSpec("autostart", True, "configure and activate at start-up (no lifecycle manager needed)", read_only=True),

@@ -281,7 +281,7 @@ class ImageInput:
             raise ValueError(f"expected an (H, W) or (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         self.images += 1
         out: list[PendingWindow] = []
-        restart = self._shape is not None and (
+        restart = self._shape is not None and self._last_stamp_ns is not None and (
             image.shape != self._shape or stamp_ns < self._last_stamp_ns - self.reset_tolerance_ns
         )
         if restart:

@@ -118,8 +118,9 @@ def score_video(
                 raise ValueError(f"segment {ef.index} (frames {ef.first_frame}-{ef.first_frame + ef.n_frames - 1}): its "
                                  "embedding holds NaN or infinite values (damaged weights, or an fp16 overflow: try "
                                  "precision fp32)")
-            yield SegmentScore(ef.index, ef.first_frame, ef.n_frames, ef.t_start_us, ef.t_end_us, result.anomaly_score,
-                               bool(result.is_anomaly))
+            score, is_anomaly = result.anomaly_score, result.is_anomaly
+            assert score is not None and is_anomaly is not None  # an anomaly head decides every window
+            yield SegmentScore(ef.index, ef.first_frame, ef.n_frames, ef.t_start_us, ef.t_end_us, score, is_anomaly)
 
 
 def frame_scores(segments: Sequence[SegmentScore], n_frames: int) -> np.ndarray:

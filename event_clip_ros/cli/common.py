@@ -6,7 +6,8 @@ import argparse
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -48,6 +49,9 @@ def progress(desc: str, unit: str, quiet: bool = False, total: int | None = None
 
 
 # ------------------------------------------------------------------ argument types
+Number = TypeVar("Number", int, float)
+
+
 def _bound(value: float) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -56,24 +60,23 @@ def _bound(value: float) -> str:
 
 def _range_text(kind: type, lo: float | None, hi: float | None, lo_open: bool) -> str:
     noun = "an integer" if kind is int else "a finite number"
-    if lo is None and hi is None:
-        return noun
     if hi is None:
-        return f"{noun} {'>' if lo_open else '>='} {_bound(lo)}"
+        return noun if lo is None else f"{noun} {'>' if lo_open else '>='} {_bound(lo)}"
     if lo is None:
         return f"{noun} <= {_bound(hi)}"
     return f"{noun} in {'(' if lo_open else '['}{_bound(lo)}, {_bound(hi)}]"
 
 
-def number_arg(kind: type, lo: float | None = None, hi: float | None = None, *,
-               lo_open: bool = False) -> Callable[[str], int | float]:
+def number_arg(kind: type[Number], lo: float | None = None, hi: float | None = None, *,
+               lo_open: bool = False) -> Callable[[str], Number]:
     """argparse type: an int (``kind=int``) or a finite float in [lo, hi] (``(lo, hi]`` with ``lo_open``).
 
     Anything else, NaN and infinities included, is a one-line argparse error naming the range.
     """
     expected = _range_text(kind, lo, hi, lo_open)
 
-    def parse(text: str) -> int | float:
+    def parse(text: str) -> Number:
+        value: Number | None
         try:
             value = kind(text)
         except (TypeError, ValueError):
@@ -197,7 +200,7 @@ def noise_from_args(args: argparse.Namespace) -> NoiseFilterConfig:
     return dataclasses.replace(base, **changes)
 
 
-def recording_windows(reader: EventReader, args: argparse.Namespace) -> Iterator[Window]:
+def recording_windows(reader: EventReader, args: argparse.Namespace) -> Generator[Window, None, None]:
     """The windows of an opened recording as the window and noise flags ask; what the noise filter removed goes to
     stderr when the windows end or the generator is closed (close it to stop early: ``contextlib.closing``)."""
     config = noise_from_args(args)

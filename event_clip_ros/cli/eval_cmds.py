@@ -63,7 +63,7 @@ def _param_arg(flag: str) -> Callable[[str], int | float]:
         from ..apps.detector_params import PARAMETERS_BY_NAME
 
         spec = PARAMETERS_BY_NAME[_PARAMETER_FLAGS[flag]]
-        return number_arg(type(spec.default), *spec.range)(text)
+        return number_arg(type(spec.default), *(spec.range or (None, None)))(text)
 
     parse.__name__ = "number"  # int or float, as the parameter's default
     return parse
@@ -146,12 +146,13 @@ def cmd_to_bag(args: argparse.Namespace) -> int:
     from ..apps.bag_writer import BagWriteConfig, write_event_bag
     from ..apps.evaluation.truth import TimeRanges, load_truth_csv
 
-    truth = None
+    truth: TimeRanges | None = None
     if args.labels:
-        truth = load_truth_csv(args.labels)
-        if not isinstance(truth, TimeRanges):
+        loaded = load_truth_csv(args.labels)
+        if not isinstance(loaded, TimeRanges):
             raise ValueError(f"{args.labels}: a label topic needs time ranges (t_start_us,t_end_us,label or "
                              "stamp_start_ns,stamp_end_ns,label), not labels by window")
+        truth = loaded
     config = BagWriteConfig(encoding=args.encoding, packet_ms=args.packet_ms, storage=args.storage, topic=args.out_topic,
                             label_topic=args.label_topic, frame_id=args.frame_id, stamp_origin_ns=args.stamp_origin_ns)
     with progress("writing", "pkt") as bar:

@@ -61,7 +61,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         for key in INSPECT_KEYS:
             print(f"{key:<12} {info[key]}")
-        if t_first is not None:
+        if t_first is not None and t_last is not None:
             print(f"{'duration_s':<12} {(t_last - t_first) / 1e6:.6f}")
         for key, value in skipped.items():
             print(f"{key:<12} {value}  (skipped or dropped)")

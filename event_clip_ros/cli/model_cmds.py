@@ -214,12 +214,14 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
             print(f"{'t_start_us':>14} {'t_end_us':>14} {'events':>9}  score  (threshold {detector.threshold:g})")
         for batch in pending_batches(reader, args, "scoring"):
             for r in detector.infer(batch):
+                score, is_anomaly = r.anomaly_score, r.is_anomaly
+                assert score is not None and is_anomaly is not None  # an anomaly head decides every window
                 n += 1
-                flagged += int(r.is_anomaly)
+                flagged += int(is_anomaly)
                 if args.json:
-                    print(json.dumps({**_result_fields(r), "score": round(r.anomaly_score, 6), "anomaly": r.is_anomaly}))
+                    print(json.dumps({**_result_fields(r), "score": round(score, 6), "anomaly": is_anomaly}))
                 else:
-                    print(f"{_result_text(r)}  {r.anomaly_score:.3f}{'  ANOMALY' if r.is_anomaly else ''}")
+                    print(f"{_result_text(r)}  {score:.3f}{'  ANOMALY' if is_anomaly else ''}")
         _print_problems(reader, detector)
     if not args.json:
         print(f"{flagged} of {n} windows above the threshold")

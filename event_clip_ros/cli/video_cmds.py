@@ -231,8 +231,8 @@ def _score_one_video(detector: "Detector", config: "ExtractionConfig", args: arg
             w.writerow(["frame", "score"])
             w.writerows((i, f"{s:.6f}") for i, s in enumerate(frame_scores(segments, n_frames)))
     if not args.json:
-        flagged = sum(s.is_anomaly for s in segments)
-        print(f"{flagged} of {len(segments)} segments above the threshold")
+        n_flagged = sum(s.is_anomaly for s in segments)
+        print(f"{n_flagged} of {len(segments)} segments above the threshold")
     return 0
 
 
@@ -320,6 +320,7 @@ def _evaluate_ucf(
     )
     write_evaluation(args.out, run, evaluation)
     frame = evaluation.frame_anomaly
+    assert frame is not None  # evaluate_videos scores the frames
     if args.json:
         print(json.dumps({"videos": run.videos, "metrics": evaluation.metrics_dict(), "problems": problems + evaluation.problems}))
     else:

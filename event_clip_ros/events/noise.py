@@ -286,7 +286,7 @@ class NoiseFilter:
     @property
     def hot_pixel_mask(self) -> np.ndarray | None:
         """(H, W) bool: the pixels masked now (frozen after learning); None before the first event or when off."""
-        if self._arrays is None or not self.config.hot_pixel_learn_us:
+        if self._arrays is None or self._size is None or not self.config.hot_pixel_learn_us:
             return None
         return self._arrays[2].reshape(self._size.height + 2, self._size.width + 2)[1:-1, 1:-1].copy()
 
@@ -302,6 +302,7 @@ class NoiseFilter:
             if self._size is not None:
                 self.stats.resets += 1
             self._allocate(size)
+        assert self._arrays is not None  # allocated for this size above
         before = self._state.copy()
         keep = np.empty(n, dtype=np.bool_)
         cfg = self.config

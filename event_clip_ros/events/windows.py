@@ -49,6 +49,7 @@ import math
 import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import SupportsIndex, cast
 
 import numpy as np
 from numba import njit
@@ -72,7 +73,7 @@ def _checked_int(name: str, value: object, minimum: int, maximum: int | None = N
     try:
         if isinstance(value, bool):
             raise TypeError
-        number = operator.index(value)
+        number = operator.index(cast(SupportsIndex, value))  # TypeError when it is not an integer
     except TypeError:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
     if number < minimum:
@@ -232,12 +233,14 @@ class _EventBuffer:
         return self._n
 
     def _ensure(self, capacity: int) -> np.ndarray:
-        if self._array is None or capacity > self._array.shape[0]:
+        old = self._array
+        if old is None or capacity > old.shape[0]:
             array = np.empty(max(capacity, self._capacity_hint, 2 * self._n), dtype=EVENT_DTYPE)
-            if self._n:
-                array.view(self._VOID)[: self._n] = self._array.view(self._VOID)[: self._n]
+            if old is not None and self._n:
+                array.view(self._VOID)[: self._n] = old.view(self._VOID)[: self._n]
             self._array = array
-        return self._array
+            return array
+        return old
 
     def reserve(self, n: int) -> np.ndarray:
         """A writable array of ``n`` records at the free tail (for a decoder to fill)."""
@@ -390,6 +393,7 @@ class Windower:
 
     def _push_count(self, events: np.ndarray) -> list[Window]:
         size = self.config.event_count
+        assert size is not None  # count windows
         if len(self._buffer) + events.shape[0] < size:
             self._append(events)
             return []
@@ -415,6 +419,7 @@ class Windower:
     # -- duration windows -------------------------------------------------------------
 
     def _start(self, k: int) -> int:
+        assert self._t0 is not None  # set by the first push of duration windows
         return self._t0 + k * self.config.step_us
 
     def _push_duration(self, events: np.ndarray, keep: np.ndarray | None = None) -> list[Window]:
@@ -422,6 +427,7 @@ class Windower:
             self._t0 = int(events["t"][0])
             self._k = 0
         duration, step = self.config.duration_us, self.config.step_us
+        assert duration is not None  # duration windows
         t_last = int(events["t"][-1])
         if keep is not None:
             events = events[keep]  # the grid and completion above come from every event
@@ -450,6 +456,8 @@ class Windower:
         """
         cfg = self.config
         duration, step, cap = cfg.duration_us, cfg.step_us, cfg.max_events
+        t0 = self._t0
+        assert duration is not None and t0 is not None  # duration windows, after the first push
         t = merged["t"]
         out: list[Window] = []
         k = self._k
@@ -460,7 +468,7 @@ class Windower:
                 self.stats.skipped_windows += k_last - k + 1
                 k = k_last + 1
                 break
-            first_with_event = (int(t[lo]) - self._t0 - duration) // step + 1
+            first_with_event = (int(t[lo]) - t0 - duration) // step + 1
             if first_with_event > k:  # empty windows up to the first one holding t[lo]
                 jump_to = min(first_with_event, k_last + 1)
                 self.stats.skipped_windows += jump_to - k
@@ -491,5 +499,6 @@ def iter_windows(
         raise ValueError("iter_windows: a noise filter needs the sensor size")
     windower = Windower(config)
     for chunk in chunks:
-        yield from windower.push(chunk, None if noise is None or not chunk.shape[0] else noise.keep(chunk, size))
+        mask = noise.keep(chunk, size) if noise is not None and size is not None and chunk.shape[0] else None
+        yield from windower.push(chunk, mask)
     yield from windower.flush()

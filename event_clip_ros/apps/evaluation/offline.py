@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..detector import DetectionResult, Detector
 from ..detector_config import DetectorConfig
-from ..event_input import EventInput, PendingWindow, make_input
+from ..event_input import EventInput, ImageInput, PendingWindow, make_input
 from .bag_input import BagReadStats, BagTopics, bag_messages, open_bag_topics
 from .health import DEFAULT_MAX_PROBLEM_RATE, input_problems, worse_status
 from .report import RunInfo, write_evaluation
@@ -45,10 +45,10 @@ class Pass:
 
 def run_detector(
     bag: BagTopics,
-    source: EventInput,
+    source: EventInput | ImageInput,
     detector: Detector,
     batch_size: int = 32,
-    on_message: Callable[[], None] | None = None,
+    on_message: Callable[[], object] | None = None,
 ) -> Pass:
     """Feed every message of ``bag.event_topic`` to ``source``; infer its windows with the (loaded) detector in batches."""
     out = Pass()
@@ -109,7 +109,7 @@ def evaluate_bag(
     out_dir: str | Path,
     topic: str | None = None,
     model=None,
-    on_message: Callable[[], None] | None = None,
+    on_message: Callable[[], object] | None = None,
     on_start: Callable[[BagTopics], None] | None = None,
 ) -> tuple[RunInfo, Evaluation]:
     """Run the detector over a bag, score it and write the evaluation's files into ``out_dir``.

@@ -211,9 +211,9 @@ class DVSGesture(PairedFiles):
             raise ValueError(f"{entry.events}: no events in the labelled segment {entry.start_us}-{entry.end_us} us")
         if self.num_events is not None:
             segment = random_window(segment, self.num_events, self.item_rng(index, _WINDOW_STREAM))
-        segment = self.augment_events(segment, self.sensor, self.item_rng(index, _AUGMENT_STREAM))
+        segment = self.augment_events(segment, DVS_GESTURE_SENSOR, self.item_rng(index, _AUGMENT_STREAM))
         caption = self.prompts()[entry.label]
-        return Sample(events=segment, size=self.sensor, image=None, label=entry.label, caption=caption)
+        return Sample(events=segment, size=DVS_GESTURE_SENSOR, image=None, label=entry.label, caption=caption)
 
 
 # ------------------------------------------------------------------------------------------- N-Caltech101

@@ -133,11 +133,11 @@ def load_image(path: str | Path, grayscale: bool) -> np.ndarray:
 
 def nimagenet_image_path(event_path: str | Path, image_root: str | Path | None = None) -> Path:
     """The ImageNet JPEG paired with an N-ImageNet ``.npz`` (see the module docstring)."""
-    event_path = PurePath(event_path)
-    name = event_path.with_suffix(".JPEG").name
+    event_file = PurePath(event_path)
+    name = event_file.with_suffix(".JPEG").name
     if image_root is not None:
-        return Path(image_root) / event_path.parent.name / name
-    parts = [NIMAGENET_TO_IMAGENET.get(p, p) for p in event_path.parent.parts]
+        return Path(image_root) / event_file.parent.name / name
+    parts = [NIMAGENET_TO_IMAGENET.get(p, p) for p in event_file.parent.parts]
     return Path(*parts, name)
 
 
@@ -341,6 +341,7 @@ class ListPaired(PairedFiles):
     """N-Caltech101 / N-MNIST ``.bin`` events paired with Caltech101 / MNIST images."""
 
     def __init__(self, config: ListPairedConfig) -> None:
+        assert config.label_from is not None and config.template is not None  # the config fills them in
         classes = load_class_list(config.classes_file)
         entries = []
         unknown = 0

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from ...batching import batched
 from ...events.frames import build_frames_torch
+from ...events.types import SensorSize
 from ...model.event_clip import EventClip
 
 TOP_K = 5
@@ -137,7 +138,7 @@ def embed_event_items(
 
 def _embed_batch(model: EventClip, batch: Sequence[Mapping]) -> torch.Tensor:
     out = torch.empty(len(batch), model.embed_dim, device=model.device)
-    by_size: dict[object, list[int]] = {}
+    by_size: dict[SensorSize, list[int]] = {}
     for i, item in enumerate(batch):
         by_size.setdefault(item["size"], []).append(i)
     for size, rows in by_size.items():

@@ -184,6 +184,8 @@ class PretrainConfig(RunConfig):
             raise ValueError("a teacher (tiny CLIP trained here) needs data.kind 'synthetic': it is trained on glyph captions")
         if self.teacher is not None and self.model.checkpoint is not None:
             raise ValueError("give either a teacher or model.checkpoint, not both: both define f_I and f_T")
+        if self.optim.batch_size is None:
+            raise ValueError("optim.batch_size must be a number for pre-training (null is for fine-tuning)")
         if self.runtime.best_metric not in VALIDATION_METRICS:
             raise ValueError(f"runtime.best_metric {self.runtime.best_metric!r} is not a validation metric "
                              f"({', '.join(VALIDATION_METRICS)}): model selection sees only seen-class validation items, "

@@ -107,8 +107,13 @@ class ZeroShotProbe:
         """Metrics of f_I on the items' paired images."""
         embeddings, labels = [], []
         for batch in batched(iterate_items(self.dataset, self.batch_size, self.workers), self.batch_size):
-            embeddings.append(model.embed_images([to_pil(item["image"]) for item in batch]))
-            labels += [int(item["label"]) for item in batch]
+            images = []
+            for item in batch:
+                if item["image"] is None:
+                    raise ValueError("f_I needs the paired images: load the dataset with its images")
+                images.append(to_pil(item["image"]))
+                labels.append(int(item["label"]))
+            embeddings.append(model.embed_images(images))
         emb = torch.cat(embeddings)
         return held_out_metrics(emb, torch.as_tensor(np.asarray(labels)), self.class_weights(model), self.seen, self.unseen)
 

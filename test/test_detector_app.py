@@ -223,20 +223,25 @@ def test_anomaly_decisions_are_those_of_the_reported_scores():
             torch.zeros(1, 2, 4), DetectorConfig(labels=("a", "b")))
 
 
-def test_window_embeddings_refuse_mixed_batches(model):
+def test_window_embeddings_of_a_mixed_batch_are_those_of_its_parts(model):
+    """Event windows of two sensors and windows that carry frames (image input), in one forward pass: each window's
+    embedding is the one it has alone; windows with different numbers of views are refused."""
     from event_clip_ros.apps.embedding import window_embeddings
     from event_clip_ros.apps.event_input import PendingWindow
     from event_clip_ros.events.types import empty_events
     from event_clip_ros.events.windows import Window
 
-    source = EventInput(EVENT_PACKET, WINDOW)
-    events = source.feed_events(scene(), SIZE)[:2]
-    framed = [PendingWindow(Window(i, 0, 1, empty_events()), SIZE, 0, "", 0, np.zeros((n, 48, 64), np.float32))
+    small = EventInput(EVENT_PACKET, WINDOW).feed_events(scene(), SIZE)[:2]
+    large_size = SensorSize(128, 96)
+    large = EventInput(EVENT_PACKET, WINDOW).feed_events(scene(seed=4), large_size)[:1]
+    rng = np.random.default_rng(0)
+    framed = [PendingWindow(Window(i, 0, 1, empty_events()), SIZE, 0, "", 0, rng.random((n, 48, 64), np.float32))
               for i, n in enumerate((1, 2))]
-    assert window_embeddings(model, events).shape == (2, 1, model.embed_dim)
+    mixed = window_embeddings(model, [small[0], large[0], framed[0], small[1]])
+    alone = torch.cat([window_embeddings(model, [w]) for w in (small[0], large[0], framed[0], small[1])])
+    assert mixed.shape == (4, 1, model.embed_dim)
+    torch.testing.assert_close(mixed, alone, atol=1e-5, rtol=1e-5)
     assert window_embeddings(model, framed[1:]).shape == (1, 2, model.embed_dim)
-    with pytest.raises(ValueError, match="mixes event windows"):
-        window_embeddings(model, events[:1] + framed[:1])
     with pytest.raises(ValueError, match="as many views"):
         window_embeddings(model, framed)
 

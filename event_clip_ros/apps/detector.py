@@ -380,9 +380,7 @@ class Detector:
         if windows[0].frame is None:
             return model.embed_windows([w.window.events for w in windows], windows[0].size, batch_size=len(windows))
         height, width = model.meta.input_size
-        frames = np.stack([resize_image(w.frame, (width, height)) for w in windows])
-        with torch.inference_mode():
-            return model.encode_frames(torch.from_numpy(frames))
+        return model.embed_frames(np.stack([resize_image(w.frame, (width, height)) for w in windows]))
 
     @staticmethod
     def _anomaly_fields(score: float, decision: bool) -> dict:

@@ -119,7 +119,8 @@ class DetectorNode(LifecycleNode):
         model = detector.model
         self.get_logger().info(
             f"configured: {config.mode}, {len(detector.labels)} labels, input {msgtype}, "
-            f"model {model.meta.arch or 'checkpoint'} on {model.device} ({model.precision})"
+            f"model {model.meta.arch or 'checkpoint'} on {model.device} ({model.precision}), event encoder on "
+            f"{model.frame_encoder.describe()}"
         )
         return TransitionCallbackReturn.SUCCESS
 

@@ -49,6 +49,13 @@ CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.261302
 ALL_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread(restore_torch_threads):
+    """One CPU thread for torch and the sessions (which follow it): on a busy 2-core box two threads can be
+    100 times slower per forward."""
+    torch.set_num_threads(1)
+
+
 def random_model(arch: str, seed: int = 0):
     """A random-weight model of ``arch`` whose f_E differs from f_I, with CLIP's input normalisation."""
     torch.manual_seed(seed)
@@ -83,7 +90,7 @@ def onnx_spec(checkpoint: Path, onnx_file: Path, **kw) -> ModelSpec:
 
 # ------------------------------------------------------------------ agreement
 @pytest.mark.parametrize("arch", ["EventCLIP-Tiny", "EventCLIP-Toy48",
-                                  pytest.param("ViT-B-32", marks=pytest.mark.slow)])  # ViT-B/32: ~50 s on 2 cores
+                                  pytest.param("ViT-B-32", marks=pytest.mark.slow)])  # ViT-B/32: ~30 s on 2 cores
 def test_onnx_embeddings_agree_with_torch(arch, tmp_path):
     model = random_model(arch)
     done = export_onnx(model, tmp_path / "f_e.onnx")
@@ -208,9 +215,10 @@ def test_a_damaged_or_foreign_onnx_file_gives_a_clear_error(damage, tiny, tmp_pa
         expected = r"ONNX file .*bad.onnx does not exist"
     with pytest.raises(OnnxModelError, match=expected):
         create_event_clip(onnx_spec(checkpoint, bad))
-    assert main(["classify", str(SHAPES), "--labels", "a,b", "--checkpoint", str(checkpoint), "--onnx", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert "event-clip classify: error:" in err and "Traceback" not in err
+    if damage == "truncated":  # and on the command line: one line, exit 2
+        assert main(["classify", str(SHAPES), "--labels", "a,b", "--checkpoint", str(checkpoint), "--onnx", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "event-clip classify: error:" in err and "Traceback" not in err
 
 
 def test_export_refuses_bad_arguments_and_leaves_no_file(tiny, tmp_path, capsys):
@@ -266,13 +274,14 @@ def test_providers_are_chosen_in_order_and_a_missing_one_is_refused(tiny):
         create_event_clip(onnx_spec(checkpoint, onnx_file, onnx_providers="cuda"))
 
 
-def test_the_fp16_graph_for_the_cuda_provider_keeps_float32_io_and_agrees(tmp_path):
+def test_the_fp16_graph_for_the_cuda_provider_keeps_float32_io_and_agrees(tiny):
     """What the CUDA provider runs with precision fp16, checked on the CPU provider (which runs fp16 graphs too:
     the backend itself refuses fp16 on the CPU, where it would be no faster)."""
     import onnxruntime as ort
 
-    model = random_model("EventCLIP-Tiny")  # a ViT, as the paper's encoders
-    proto, _ = load_onnx_encoder(export_onnx(model, tmp_path / "f_e.onnx").path)
+    checkpoint, onnx_file, _ = tiny  # a ViT, as the paper's encoders
+    model = create_event_clip(ModelSpec(checkpoint=str(checkpoint), device="cpu"))
+    proto, _ = load_onnx_encoder(onnx_file)
     half = fp16_graph(proto)
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
     options = ort.SessionOptions()  # the CPU provider's layout optimisations crash on fp16 ViTs (onnxruntime 1.32)

@@ -15,6 +15,7 @@ can take 100x longer per call than with ``--threads 1``: compare the two before 
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -44,10 +45,10 @@ def compare(arch: str, batches: list[int], device: str, providers: str, precisio
     rows = []
     for batch in batches:
         frames = build_frames_torch(windows(batch, events_per_window), SIZE, model.frame_config, model.device)
-        t = {"torch": [], "onnxruntime": []}
+        t: dict[str, list[float]] = {"torch": [], "onnxruntime": []}
         for _ in range(3):  # interleaved, so drift on a shared machine hits both alike
-            t["torch"] += timed(lambda f=frames: torch_encoder(f), model.device, repeats)
-            t["onnxruntime"] += timed(lambda f=frames: onnx_encoder(f), model.device, repeats)
+            t["torch"] += timed(functools.partial(torch_encoder, frames), model.device, repeats)
+            t["onnxruntime"] += timed(functools.partial(onnx_encoder, frames), model.device, repeats)
         torch_s, onnx_s = statistics.median(t["torch"]), statistics.median(t["onnxruntime"])
         rows.append({
             "arch": arch,

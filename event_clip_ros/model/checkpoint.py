@@ -46,7 +46,7 @@ from torch import nn
 
 from ..atomic_files import atomic_write_file
 from .assembly import assemble, model_config
-from .event_clip import FORMAT_VERSION, EventClip, ModelMeta
+from .event_clip import FORMAT_VERSION, ClipModel, EventClip, ModelMeta
 from .finite import describe_nonfinite, nonfinite_tensors
 from .torch_load import refused_global, torch_load_reason
 
@@ -370,7 +370,7 @@ def load_any_checkpoint(path: str | os.PathLike) -> EventClip:
 
 
 # ------------------------------------------------------------------------------- model building
-def build_clip(model_cfg: Mapping[str, Any]) -> nn.Module:
+def build_clip(model_cfg: Mapping[str, Any]) -> ClipModel:
     """An fp32 open_clip model (random weights) of the architecture ``model_cfg`` describes.
 
     The class follows open_clip's factory: ``CustomTextCLIP`` for ``custom_text`` or Hugging
@@ -417,7 +417,7 @@ def _canonical_config(cfg: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {**rest, "vision_cfg": vision, "text_cfg": text}
 
 
-def _default_preprocess(clip: nn.Module) -> dict[str, Any]:
+def _default_preprocess(clip: ClipModel) -> dict[str, Any]:
     """open_clip's default image preprocessing (OpenAI mean/std, bicubic) at the model's input size."""
     return dataclasses.asdict(PreprocessCfg(size=clip.visual.image_size))
 

@@ -131,5 +131,6 @@ def create_event_clip(spec: ModelSpec = ModelSpec()) -> EventClip:
     if spec.backend == "onnxruntime":
         from .onnx_runtime import OnnxRuntimeEncoder
 
+        assert spec.onnx is not None  # ModelSpec refuses onnxruntime without a file
         model.use_encoder(OnnxRuntimeEncoder.open(spec.onnx, model, spec.onnx_providers, spec.precision, spec.source))
     return model

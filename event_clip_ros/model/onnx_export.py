@@ -162,6 +162,9 @@ def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 24) -> str:
 class _FramesToEmbeddings(nn.Module):
     """What the ONNX graph computes: EventClip.encode_frames in fp32, as one module."""
 
+    mean: torch.Tensor  # (1, 3, 1, 1) buffers: the model's input normalisation
+    std: torch.Tensor
+
     def __init__(self, model: EventClip) -> None:
         super().__init__()
         self.tower = model.event_tower
@@ -209,7 +212,9 @@ def export_onnx(model: EventClip, out: str | os.PathLike, opset: int = DEFAULT_O
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            _FramesToEmbeddings(model).eval(), (frames,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            _FramesToEmbeddings(model).eval(), (frames,),
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes file objects too (annotated: paths)
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=opset, dynamo=False,
         )
     proto = onnx.load_from_string(buffer.getvalue())

@@ -39,6 +39,7 @@ from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Classification
 
@@ -123,13 +124,13 @@ def wait_connected(session: RosSession, publisher, probe: Any, watch: NodeWatch,
 def probe_message(msgtype: str, first_raw: bytes) -> bytes:
     """An event-free message of ``msgtype`` that continues the stream of ``first_raw`` unchanged."""
     if msgtype in EVENT_PACKET_TYPES:
-        msg = parse_event_packet(first_raw)
-        return encode_event_packet(b"", encoding=msg.encoding, width=msg.width, height=msg.height, seq=msg.seq,
-                                   time_base_ns=msg.time_base_ns, stamp_ns=msg.stamp_ns, frame_id=msg.frame_id)
+        packet = parse_event_packet(first_raw)
+        return encode_event_packet(b"", encoding=packet.encoding, width=packet.width, height=packet.height, seq=packet.seq,
+                                   time_base_ns=packet.time_base_ns, stamp_ns=packet.stamp_ns, frame_id=packet.frame_id)
     from ..events.ros_cdr import parse_event_array
 
-    msg = parse_event_array(first_raw)
-    return encode_event_array(empty_events(), msg.width, msg.height, stamp_ns=msg.stamp_ns, frame_id=msg.frame_id)
+    array = parse_event_array(first_raw)
+    return encode_event_array(empty_events(), array.width, array.height, stamp_ns=array.stamp_ns, frame_id=array.frame_id)
 
 
 def start_detector_node(namespace: str, parameters: dict[str, Any]) -> subprocess.Popen:
@@ -263,11 +264,13 @@ def replay_bag(path: str | Path, topics: Sequence[str] | None = None, rate: floa
         passes = 0
         try:
             subscriptions = discover_subscriptions(session, chosen, wait_s) if wait_s > 0 else {}
-            publishers = {}
+            publishers: dict[str, Publisher] = {}
             for topic in chosen:
-                default = EVENT_QOS if bag.topics[topic] in SUPPORTED_MSGTYPES else OTHER_QOS
+                msgtype = bag.topics[topic]
+                assert msgtype is not None  # mixed topics are refused above
+                default = EVENT_QOS if msgtype in SUPPORTED_MSGTYPES else OTHER_QOS
                 qos = replay_qos(default, subscriptions.get(topic, []))
-                publishers[topic] = session.node.create_publisher(message_class(bag.topics[topic]), topic, qos)
+                publishers[topic] = session.node.create_publisher(message_class(msgtype), topic, qos)
             if wait_s > 0:
                 wait_for_subscribers(session, publishers, {t: len(s) for t, s in subscriptions.items()}, wait_s)
                 print(f"replay: {', '.join(f'{t} ({p.get_subscription_count()})' for t, p in publishers.items())} "

@@ -45,7 +45,9 @@ setup(
         "rosbags>=0.11",
         "dv-processing>=2.0",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # The onnxruntime backend (event-clip export --onnx; backend: onnxruntime). onnxruntime-gpu (CUDA,
+    # TensorRT providers) can stand in for onnxruntime.
+    extras_require={"test": ["pytest>=8"], "onnx": ["onnx>=1.16", "onnxruntime>=1.18"]},
     zip_safe=True,
     maintainer="event_clip_ros developers",
     maintainer_email="dev@event-clip-ros.org",

@@ -402,8 +402,7 @@ class Detector:
                 frames[i] = frame
         ready = [f for f in frames if f is not None]
         assert len(ready) == len(frames)  # every window is an image or an event window
-        with torch.inference_mode():
-            return model.encode_frames(torch.stack(ready))
+        return model.embed_frames(torch.stack(ready))
 
     @staticmethod
     def _anomaly_fields(score: float, decision: bool) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def embed_event_frames(
 @torch.inference_mode()
 def _embed(model: EventClip, batch: Sequence[EventFrame]) -> torch.Tensor:
     frames = np.stack([ef.frame for ef in batch])  # (B, H, W) or (B, views, H, W)
-    emb = model.encode_frames(torch.from_numpy(frames.reshape(-1, *frames.shape[-2:])))
+    emb = model.embed_frames(frames.reshape(-1, *frames.shape[-2:]))
     return emb.reshape(*frames.shape[:-2], emb.shape[-1])
 
 

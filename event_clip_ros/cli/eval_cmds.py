@@ -50,6 +50,7 @@ _PARAMETER_FLAGS = {
     "score_threshold": "score_threshold", "threshold": "anomaly_threshold", "reference": "anomaly_reference_file",
     "noise_background_us": "noise_background_activity_us", "noise_hot_pixel_ms": "noise_hot_pixel_learn_ms",
     "noise_hot_pixel_factor": "noise_hot_pixel_factor", "noise_hot_pixel_min_count": "noise_hot_pixel_min_count",
+    "backend": "backend", "onnx": "onnx_file", "onnx_providers": "onnx_providers",
 }
 
 
@@ -212,6 +213,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--pretrained", help="open_clip pretrained tag or weights file (when no checkpoint)")
     d.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     d.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"))
+    d.add_argument("--backend", choices=("torch", "onnxruntime"), help="what runs the event encoder (onnxruntime: --onnx)")
+    d.add_argument("--onnx", metavar="FILE", help="the encoder exported by event-clip export --onnx (backend onnxruntime)")
+    d.add_argument("--onnx-providers", metavar="LIST", help="onnxruntime providers: auto, or a list of tensorrt, cuda, cpu")
     d.add_argument("--window-ms", type=_param_arg("window_ms"), help="window duration on sensor time")
     d.add_argument("--hop-ms", type=_param_arg("hop_ms"), help="start-to-start distance of windows")
     d.add_argument("--event-count", type=_param_arg("event_count"), help="windows of N events instead of a duration")

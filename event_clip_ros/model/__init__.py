@@ -13,6 +13,9 @@ module             what it holds
 ``anomaly``        text-prompt and reference (k-NN) anomaly scorers
 ``retrieval``      :class:`EmbeddingIndex` across events, images and texts
 ``device``         device and autocast precision choice
+``backends``       :class:`FrameEncoder`: what runs f_E at inference (torch or onnxruntime)
+``onnx_export``    f_E as an ONNX file (``event-clip export --onnx``) and its metadata checks
+``onnx_runtime``   the onnxruntime backend: providers (CPU, CUDA, TensorRT), fp16
 ``finite``         NaN / Inf guards: damaged weights, non-finite embeddings
 =================  ==========================================================
 """

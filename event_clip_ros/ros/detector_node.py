@@ -181,7 +181,8 @@ class DetectorNode(LifecycleNode):
                     f"noise filter: {config.noise.describe()}, ~/frame: {config.frame_mode}")
             self.get_logger().info(f"configured{' ' + inp.spec.name if inp.spec.name else ''}: {what}")
         self.get_logger().info(f"model {model.meta.arch or 'checkpoint'} on {model.device} ({model.precision}), "
-                               f"{len(self._inputs)} input(s), batches of up to {self._queue_config.max_batch} windows")
+                               f"event encoder on {model.frame_encoder.describe()}, {len(self._inputs)} input(s), "
+                               f"batches of up to {self._queue_config.max_batch} windows")
         return TransitionCallbackReturn.SUCCESS
 
     def _make_input(self, spec: InputSpec, detector: Detector, msg_class: type) -> _Input:

@@ -41,7 +41,7 @@ def glyph_bag(tmp_path_factory) -> Path:
 
 
 def test_live_results_equal_offline_window_by_window(ros, glyph_bag, tmp_path):
-    from event_clip_ros.ros.replay import evaluate_live
+    from event_clip_ros.ros.live_evaluation import evaluate_live
 
     torch.set_num_threads(1)
     config = DetectorConfig(labels=CLASSES, templates=("the {}",), top_k=5,

@@ -99,7 +99,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     setup = EvaluationSetup(config, truth, truth.describe() if truth else "none", args.batch_size,
                             round(args.frame_step_ms * 1e6), args.max_problem_rate)
     if args.live:
-        from ..ros.replay import ReplayError, evaluate_live
+        from ..ros.live_evaluation import evaluate_live
+        from ..ros.session import ReplayError
 
         try:
             run, evaluation = evaluate_live(bag, setup, values, args.out, rate=args.rate, timeout_s=args.timeout_s)
@@ -164,7 +165,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from ..ros.record import record_bag
-    from ..ros.replay import ReplayError
+    from ..ros.session import ReplayError
 
     try:
         return record_bag(args.out, topics=args.topic, storage=args.storage, duration_s=args.duration_s,

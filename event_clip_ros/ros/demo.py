@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     from event_camera_msgs.msg import EventPacket
 
     from .interfaces import EVENT_QOS
-    from .replay import NodeWatch, ReplayError, ResultCollector, RosSession, start_detector_node, stop_process, wait_connected
+    from .node_process import NodeWatch, start_detector_node, stop_process, wait_connected
+    from .results import ResultCollector
+    from .session import ReplayError, RosSession
 
     ns = f"demo{os.getpid()}"
     fqn = f"/{ns}/detector"

@@ -21,8 +21,8 @@ import torch
 from event_clip_ros.events.types import SensorSize
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from event_clip_ros.sim.glyphs import class_prompt
 from event_clip_ros.train.config import ConfigError
-from event_clip_ros.train.data.glyphs import class_prompt
 from event_clip_ros.train.finetune import FinetuneConfig, build_data, load_config, load_preset, parse_override
 from event_clip_ros.train.finetune.evaluation import MethodComparison
 

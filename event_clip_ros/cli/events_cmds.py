@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..events.readers import open_events
 from ..events.types import SensorSize
+from ..sim.glyph_scene import glyph_sequence
 from .common import (
     MAX_CLAMP,
     MAX_CONTRAST,
@@ -123,7 +124,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _simulate_glyphs(args: argparse.Namespace) -> int:
     """Glyph instances one after another (the toy model's domain) + a ground-truth CSV beside the recording."""
     from ..events.writers import write_raw_evt3
-    from ..train.data.synthetic import glyph_sequence
 
     if args.sensor_size and args.sensor_size.width != args.sensor_size.height:
         raise ValueError("--scene glyphs needs a square --sensor-size (the glyph images are square)")

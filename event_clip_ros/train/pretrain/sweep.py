@@ -53,8 +53,8 @@ import numpy as np
 import yaml
 
 from ...atomic_files import atomic_write_bytes, atomic_write_text
+from ...sim.glyphs import CLASS_GROUPS, resolve_classes
 from ..data import ClassSplit
-from ..data.glyphs import CLASS_GROUPS, resolve_classes
 from .config import ConfigError, PretrainConfig
 from .evaluation import HEADLINE_METRIC, chance_metrics
 from .report import json_finite

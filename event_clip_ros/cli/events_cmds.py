@@ -6,8 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
+
+from ..events.frames import FrameConfig, build_frame, frame_to_uint8
 from ..events.readers import open_events
+from ..events.simulate import SimulatorConfig, frames_to_events, moving_shapes
 from ..events.types import SensorSize
+from ..events.windows import iter_windows
+from ..events.writers import write_raw_evt3
 from ..sim.glyph_scene import glyph_sequence
 from .common import (
     MAX_CLAMP,
@@ -69,11 +75,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    import cv2
-
-    from ..events.frames import FrameConfig, build_frame, frame_to_uint8
-    from ..events.windows import iter_windows
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     windows = windows_from_args(args)
@@ -106,11 +107,8 @@ GLYPH_SCENE_SEED = 7
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..events.writers import write_raw_evt3
-
     if args.scene == "glyphs":
         return _simulate_glyphs(args)
-    from ..events.simulate import SimulatorConfig, frames_to_events, moving_shapes
 
     size = args.sensor_size or SensorSize(240, 180)
     seed = args.seed or 0
@@ -123,8 +121,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _simulate_glyphs(args: argparse.Namespace) -> int:
     """Glyph instances one after another (the toy model's domain) + a ground-truth CSV beside the recording."""
-    from ..events.writers import write_raw_evt3
-
     if args.sensor_size and args.sensor_size.width != args.sensor_size.height:
         raise ValueError("--scene glyphs needs a square --sensor-size (the glyph images are square)")
     side = args.sensor_size.width if args.sensor_size else 48

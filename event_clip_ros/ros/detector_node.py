@@ -43,6 +43,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
@@ -77,7 +78,6 @@ class DetectorNode(LifecycleNode):
         declare_parameters(self)
         threads = self.get_parameter("torch_threads").value
         if threads:
-            import torch
 
             torch.set_num_threads(threads)
         self._detector: Detector | None = None

@@ -36,7 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -44,8 +44,10 @@ import torch
 from ..events.decoders.base import Payload
 from ..events.frames import FrameConfig, build_frame, frame_to_uint8
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
+from ..events.noise import NoiseFilterConfig
 from ..events.ros_cdr import EVENT_PACKET_TYPES
 from ..events.types import SensorSize
+from ..events.view import FRAME_MODES, ViewConfig, build_view
 from ..events.windows import WindowConfig
 from ..model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, TextAnomalyScorer
 from ..model.device import resolve_device
@@ -117,10 +119,14 @@ class DetectorConfig:
     model: ModelSpec = ModelSpec()
     extraction: ExtractionConfig = ExtractionConfig()  #: image input: the frame-difference extraction
     stream_limits: StreamLimits = DEFAULT_LIMITS  #: event input: plausible time jumps and sensor sizes
+    noise: NoiseFilterConfig = NoiseFilterConfig()  #: event input: noise filters before windowing (default off)
+    frame_mode: str = "model"  #: what :meth:`Detector.frame` shows: one of FRAME_MODES (model or view)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.frame_mode not in FRAME_MODES:
+            raise ValueError(f"frame_mode must be one of {', '.join(FRAME_MODES)}, got {self.frame_mode!r}")
         if self.mode == "zero_shot" or self.labels:
             object.__setattr__(self, "labels", validate_labels(self.labels))
         object.__setattr__(self, "templates", validate_templates(self.templates))
@@ -181,7 +187,7 @@ class Detector:
         self._config = config
         self.input: EventInput | ImageInput = (
             ImageInput(config.extraction, config.window.reset_tolerance_us) if msgtype == IMAGE_MSGTYPE
-            else EventInput(msgtype, config.window, config.stream_limits)
+            else EventInput(msgtype, config.window, config.stream_limits, config.noise)
         )
         self._model = model
         self._head: _Head | None = None
@@ -287,6 +293,7 @@ class Detector:
                         new.anomaly.reference_file != old.anomaly.reference_file:
                     self._head = self._build_head(new)
                 else:
+                    assert head.scorer is not None  # a head holds a classifier or a scorer
                     head.scorer.threshold = new.anomaly.threshold
             self._config = new
             return True
@@ -344,12 +351,14 @@ class Detector:
         emb, windows = self.finite.keep(self._embed(windows), windows)
         if not windows:
             return []
+        fields: list[dict[str, Any]]  # DetectionResult fields of each window
         if head.classifier is not None:
             tops = head.classifier.classify(emb, top_k=config.top_k)
             fields = [
                 {"labels": tuple(s for s in top if s.score >= config.score_threshold)} for top in tops
             ]
         else:
+            assert head.scorer is not None  # a head holds a classifier or a scorer
             scores = head.scorer.score(emb)
             decisions = head.scorer.decide(scores)
             fields = [self._anomaly_fields(float(s), bool(d)) for s, d in zip(scores, decisions)]
@@ -376,15 +385,19 @@ class Detector:
     def _embed(self, windows: Sequence[PendingWindow]) -> torch.Tensor:
         """(B, D) embeddings: event windows through the model's frames, image windows' frames resized to its input."""
         model = self._model
+        assert model is not None  # infer() checked that it is loaded
         if windows[0].frame is None:
             return model.embed_windows([w.window.events for w in windows], windows[0].size, batch_size=len(windows))
+        images = [w.frame for w in windows if w.frame is not None]
+        if len(images) != len(windows):
+            raise ValueError("a batch mixes image and event windows")
         height, width = model.meta.input_size
-        frames = np.stack([resize_image(w.frame, (width, height)) for w in windows])
+        frames = np.stack([resize_image(image, (width, height)) for image in images])
         with torch.inference_mode():
             return model.encode_frames(torch.from_numpy(frames))
 
     @staticmethod
-    def _anomaly_fields(score: float, decision: bool) -> dict:
+    def _anomaly_fields(score: float, decision: bool) -> dict[str, Any]:
         anomaly, normal = LabelScore(ANOMALY, score), LabelScore(NORMAL, 1.0 - score)
         return {
             "labels": (anomaly, normal) if decision else (normal, anomaly),
@@ -408,11 +421,14 @@ class Detector:
         return out + self.infer(batch)
 
     def frame(self, window: PendingWindow) -> np.ndarray:
-        """The window as a uint8 (H, W) image at sensor resolution, at most :data:`MAX_FRAME_SIDE`
-        pixels on its longer side whatever size the input claims, in the model's frame
-        representation (image input: its event frame, [0, 1] mapped to 0..255)."""
+        """The window as a uint8 image at sensor resolution, at most :data:`MAX_FRAME_SIDE` pixels on its
+        longer side whatever size the input claims: with ``frame_mode`` "model" (H, W) in the model's frame
+        representation, with "view" an (H, W, 3) RGB picture for people (:func:`~event_clip_ros.events.view.build_view`).
+        Image input: its event frame, [0, 1] mapped to 0..255, in either mode."""
         if window.frame is not None:
             return np.clip(np.rint(window.frame * np.float32(255)), 0, 255).astype(np.uint8)
+        if self._config.frame_mode == "view":
+            return build_view(window.window.events, window.size, ViewConfig(out_size=bounded_frame_size(window.size)))
         frame_cfg = self._model.frame_config if self._model is not None else FrameConfig()
         config = dataclasses.replace(frame_cfg, out_size=bounded_frame_size(window.size), keep_aspect=False)
         return frame_to_uint8(build_frame(window.window.events, window.size, config), config)

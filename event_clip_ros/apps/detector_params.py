@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from ..events.limits import StreamLimits
+from ..events.noise import MAX_NOISE_US, MAX_SUPPORT_US, NoiseFilterConfig
 from ..events.packet_stream import SUPPORTED_MSGTYPES
+from ..events.view import FRAME_MODES
 from ..events.windows import WindowConfig
 from ..model.factory import ModelSpec
 from ..model.prompts import (
@@ -83,6 +85,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("max_sensor_size", 4096, "largest sensor width or height accepted from the messages (encodings "
               "with narrower address fields accept less: 2048 for evt3); larger ones are counted as bad packets",
               range=(1, 65535)),
+    ParamSpec("noise_background_activity_us", 0, "noise filter before windowing: keep an event only when one of its 8 "
+              "neighbour pixels fired less than this long before it (dv-processing's background activity filter), us; "
+              "0: off", range=(0, MAX_SUPPORT_US)),
+    ParamSpec("noise_hot_pixel_learn_ms", 0.0, "noise filter before windowing: learn a hot-pixel mask over this much "
+              "sensor time from the start of the stream (relearned after a restart) and drop those pixels' events, "
+              "ms; 0: off", range=(0.0, MAX_NOISE_US / 1000)),
+    ParamSpec("noise_hot_pixel_factor", 10.0, "hot pixels: more events than this many times the mean count of the "
+              "pixels that fired", range=(1.0, 1_000_000.0)),
+    ParamSpec("noise_hot_pixel_min_count", 20, "hot pixels: and more than this many events while learning",
+              range=(1, 1 << 31)),
     ParamSpec("image_diff_threshold", 10, "image input: gray-level difference a pixel must exceed to count as changed",
               range=(0, 255)),
     ParamSpec("image_stack", 16, "image input: frames per event frame (one window per stack, stack - 1 differences)",
@@ -91,6 +103,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(0.0, 1_000_000.0)),
     ParamSpec("image_on_value", 1, "image input: value of a changed pixel (1: sums count changes; 255: the README "
               "snippet's binary mask)", range=(1, 255)),
+    ParamSpec("frame_mode", "model", "what ~/frame shows: " + "; ".join(f"{k}: {v}" for k, v in FRAME_MODES.items())),
     ParamSpec("top_k", 5, "labels per Classification, best first", range=(1, 1000), runtime=True),
     ParamSpec("score_threshold", 0.0, "zero-shot: labels below this probability are left out", range=(0.0, 1.0),
               runtime=True),
@@ -192,6 +205,15 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         raise ValueError(f"image extraction parameters (image_*): {exc}") from None
     limits = StreamLimits(max_jump_us=round(float(v["max_time_jump_ms"]) * 1000),
                           max_width=int(v["max_sensor_size"]), max_height=int(v["max_sensor_size"]))
+    try:
+        noise = NoiseFilterConfig(
+            background_activity_us=int(v["noise_background_activity_us"]),
+            hot_pixel_learn_us=round(float(v["noise_hot_pixel_learn_ms"]) * 1000),
+            hot_pixel_factor=float(v["noise_hot_pixel_factor"]),
+            hot_pixel_min_count=int(v["noise_hot_pixel_min_count"]),
+        )
+    except ValueError as exc:
+        raise ValueError(f"noise filter parameters (noise_*): {exc}") from None
     if v["mode"] == "zero_shot" and not labels:
         raise ValueError("mode zero_shot needs labels: set the labels parameter or labels_file")
     config = DetectorConfig(
@@ -205,6 +227,8 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         model=spec,
         extraction=extraction,
         stream_limits=limits,
+        noise=noise,
+        frame_mode=v["frame_mode"],
     )
     return config, msgtype
 

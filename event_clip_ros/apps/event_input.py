@@ -23,8 +23,17 @@ Stream restarts
     sensor size, EventArray time going back) or time going back more than the
     windower's ``reset_tolerance_us`` at the start of a message closes the open
     windows (emitted with the old size and offset, as ``flush`` would) and
-    starts windowing and the clock offset afresh. Bad messages are counted by
-    the stream and give no events; nothing here raises on bad input.
+    starts windowing, the noise filter and the clock offset afresh. Bad messages
+    are counted by the stream and give no events; nothing here raises on bad input.
+
+Noise filtering
+    With a :class:`~event_clip_ros.events.noise.NoiseFilterConfig` that enables a
+    filter, each message's events go through a
+    :class:`~event_clip_ros.events.noise.NoiseFilter` before windowing. The
+    windower takes its mask: windows hold the kept events, while their
+    boundaries, completion and stamps still come from every decoded event, so
+    enabling the filter never moves a window. Its counters (``noise_*``) join
+    :meth:`EventInput.counters`.
 
 Images (RGB-only robots)
     :class:`ImageInput` takes sensor_msgs/Image frames (bgr8, rgb8, mono8) and
@@ -48,6 +57,7 @@ import numpy as np
 
 from ..events.decoders.base import Payload, as_uint8
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
+from ..events.noise import NoiseFilter, NoiseFilterConfig
 from ..events.packet_stream import make_stream
 from ..events.types import EVENT_DTYPE, SensorSize, empty_events
 from ..events.windows import Window, WindowConfig, Windower
@@ -83,10 +93,13 @@ class PendingWindow:
 class EventInput:
     """Decode one topic's messages in order and cut windows on sensor time (see module doc)."""
 
-    def __init__(self, msgtype: str, window: WindowConfig, limits: StreamLimits = DEFAULT_LIMITS) -> None:
+    def __init__(self, msgtype: str, window: WindowConfig, limits: StreamLimits = DEFAULT_LIMITS,
+                 noise: NoiseFilterConfig = NoiseFilterConfig()) -> None:
         self.msgtype = msgtype
         self.stream = make_stream(msgtype, limits)  # ValueError for an unsupported type
         self.windower = Windower(window)
+        #: the noise filter before windowing (None when off); its mask leaves window boundaries and stamps as they are
+        self.noise = NoiseFilter(noise, window.reset_tolerance_us) if noise.enabled else None
         self._size: SensorSize | None = None
         self._frame_id = ""
         self._offset_ns: int | None = None
@@ -134,7 +147,8 @@ class EventInput:
         if self._offset_ns is None:
             self._offset_ns = offset_ns
         self._last_t_us = max(int(events["t"][-1]), self._last_t_us or first_us)
-        out += self._pending(self.windower.push(events))
+        keep = self.noise.keep(events, size) if self.noise is not None else None
+        out += self._pending(self.windower.push(events, keep))
         return out
 
     def _restart(self, count: bool = True) -> list[PendingWindow]:
@@ -142,6 +156,8 @@ class EventInput:
         out = self._pending(self.windower.flush())
         self._offset_ns = None
         self._last_t_us = None
+        if self.noise is not None:
+            self.noise.reset()
         if count:
             self.restarts += 1
         return out
@@ -174,6 +190,7 @@ class EventInput:
             "windows": window["windows"],
             "skipped_windows": window["skipped_windows"],
             "capped_windows": window["capped_windows"],
+            **(self.noise.counters() if self.noise is not None else {}),
         }
 
 
@@ -248,7 +265,7 @@ class ImageInput:
             raise ValueError(f"expected an (H, W) or (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         self.images += 1
         out: list[PendingWindow] = []
-        restart = self._shape is not None and (
+        restart = self._shape is not None and self._last_stamp_ns is not None and (
             image.shape != self._shape or stamp_ns < self._last_stamp_ns - self.reset_tolerance_ns
         )
         if restart:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..events.noise import NoiseFilter, NoiseFilterConfig
 from ..events.readers import open_events
 from ..events.types import SensorSize
 from ..events.windows import Window, WindowConfig, iter_windows
@@ -44,7 +45,11 @@ def embed_recording(
     topic: str | None = None,
     size: SensorSize | None = None,
     batch_size: int = 32,
+    noise: NoiseFilterConfig = NoiseFilterConfig(),
 ) -> Iterator[tuple[list[Window], torch.Tensor]]:
-    """Open a recording, cut it into windows on sensor time and embed them batch by batch."""
+    """Open a recording, cut it into windows on sensor time (after the ``noise`` filters, off by default)
+    and embed them batch by batch."""
     with open_events(path, topic=topic, size=size) as reader:
-        yield from embed_windows(model, iter_windows(reader.chunks(), windows), reader.size, batch_size)
+        noise_filter = NoiseFilter(noise) if noise.enabled else None
+        chunks = iter_windows(reader.chunks(), windows, noise_filter, reader.size)
+        yield from embed_windows(model, chunks, reader.size, batch_size)

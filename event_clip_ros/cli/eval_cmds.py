@@ -21,8 +21,10 @@ from ..apps.evaluation.health import DECODE_ERROR_PARTS, DEFAULT_MAX_PROBLEM_RAT
 from ..apps.evaluation.sources import SOURCE_HELP, load_ground_truth
 from ..apps.evaluation.truth import TimeRanges, load_truth_csv
 from .common import (
+    DENOISE,
     MAX_FPS,
     MAX_INT64,
+    add_noise_args,
     batch_arg,
     count_arg,
     float_range,
@@ -50,6 +52,8 @@ _PARAMETER_FLAGS = {
     "precision": "precision", "window_ms": "window_duration_ms", "hop_ms": "window_hop_ms",
     "event_count": "window_event_count", "min_events": "min_events", "top_k": "top_k",
     "score_threshold": "score_threshold", "threshold": "anomaly_threshold", "reference": "anomaly_reference_file",
+    "noise_background_us": "noise_background_activity_us", "noise_hot_pixel_ms": "noise_hot_pixel_learn_ms",
+    "noise_hot_pixel_factor": "noise_hot_pixel_factor", "noise_hot_pixel_min_count": "noise_hot_pixel_min_count",
 }
 
 
@@ -64,7 +68,7 @@ def _param_arg(flag: str) -> Callable[[str], int | float]:
         from ..apps.detector_params import PARAMETERS_BY_NAME
 
         spec = PARAMETERS_BY_NAME[_PARAMETER_FLAGS[flag]]
-        return number_arg(type(spec.default), *spec.range)(text)
+        return number_arg(type(spec.default), *(spec.range or (None, None)))(text)
 
     parse.__name__ = "number"  # int or float, as the parameter's default
     return parse
@@ -76,6 +80,9 @@ def detector_parameters(args: argparse.Namespace) -> dict[str, Any]:
     from ..apps.detector_params import load_parameters_yaml
 
     values: dict[str, Any] = load_parameters_yaml(args.config) if args.config else {}
+    if args.denoise:
+        values["noise_background_activity_us"] = DENOISE.background_activity_us
+        values["noise_hot_pixel_learn_ms"] = DENOISE.hot_pixel_learn_us / 1000
     for flag, name in _PARAMETER_FLAGS.items():
         value = getattr(args, flag)
         if value is None:
@@ -143,12 +150,13 @@ def _print_summary(run, evaluation, out_dir: str) -> None:
 
 # ------------------------------------------------------------------ to-bag
 def cmd_to_bag(args: argparse.Namespace) -> int:
-    truth = None
+    truth: TimeRanges | None = None
     if args.labels:
-        truth = load_truth_csv(args.labels)
-        if not isinstance(truth, TimeRanges):
+        loaded = load_truth_csv(args.labels)
+        if not isinstance(loaded, TimeRanges):
             raise ValueError(f"{args.labels}: a label topic needs time ranges (t_start_us,t_end_us,label or "
                              "stamp_start_ns,stamp_end_ns,label), not labels by window")
+        truth = loaded
     config = BagWriteConfig(encoding=args.encoding, packet_ms=args.packet_ms, storage=args.storage, topic=args.out_topic,
                             label_topic=args.label_topic, frame_id=args.frame_id, stamp_origin_ns=args.stamp_origin_ns)
     with progress("writing", "pkt") as bar:
@@ -216,6 +224,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="zero-shot: labels below this probability are left out")
     d.add_argument("--threshold", type=_param_arg("threshold"), help="anomaly: decision threshold on P(anomaly)")
     d.add_argument("--reference", help="anomaly: reference bank .npz instead of text prompts")
+    add_noise_args(p)
     live = p.add_argument_group("live (rclpy): the node in a subprocess, the bag replayed into it over DDS")
     live.add_argument("--live", action="store_true", help="score the node's published results instead of running offline")
     live.add_argument("--rate", type=positive_float(MAX_RATE), default=1.0,

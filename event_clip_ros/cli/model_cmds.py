@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..events.readers import open_events
-from ..events.windows import iter_windows
 from .common import (
     MAX_BANK,
     MAX_NEIGHBOURS,
@@ -23,9 +23,9 @@ from .common import (
     int_range,
     print_problems,
     progress,
+    recording_windows,
     size_arg,
     unit_arg,
-    windows_from_args,
 )
 
 if TYPE_CHECKING:
@@ -63,9 +63,9 @@ def model_from_args(args: argparse.Namespace) -> "EventClip":
 
 
 def reader_windows(reader: "EventReader", args: argparse.Namespace, desc: str) -> Iterator["Window"]:
-    """The windows of the opened recording, counted by a progress bar."""
+    """The windows of the opened recording (noise filter and windows as the flags say), counted by a progress bar."""
     with progress(desc, "win") as bar:
-        for w in iter_windows(reader.chunks(), windows_from_args(args)):
+        for w in recording_windows(reader, args):
             yield w
             bar.update()
 
@@ -111,7 +111,8 @@ def _few_shot(model: "EventClip", zero_shot, args: argparse.Namespace):
         return None
     for label, path in args.shot or []:
         with open_events(path, topic=args.topic, size=args.sensor_size) as reader:
-            windows = list(itertools.islice(iter_windows(reader.chunks(), windows_from_args(args)), args.shots_per_class))
+            with contextlib.closing(recording_windows(reader, args)) as all_windows:
+                windows = list(itertools.islice(all_windows, args.shots_per_class))
             if not windows:
                 raise ValueError(f"{path}: no windows with at least {args.min_events} events for the shots of {label!r}")
             classifier.add_shots(label, model.embed_windows([w.events for w in windows], reader.size))

@@ -208,8 +208,8 @@ def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "Extra
             w.writerow(["frame", "score"])
             w.writerows((i, f"{s:.6f}") for i, s in enumerate(frame_scores(segments, n_frames)))
     if not args.json:
-        flagged = int(scorer.decide(np.array([s.score for s in segments])).sum())
-        print(f"{flagged} of {len(segments)} segments above the threshold")
+        n_flagged = int(scorer.decide(np.array([s.score for s in segments])).sum())
+        print(f"{n_flagged} of {len(segments)} segments above the threshold")
     return 0
 
 
@@ -297,6 +297,7 @@ def _evaluate_ucf(
     )
     write_evaluation(args.out, run, evaluation)
     frame = evaluation.frame_anomaly
+    assert frame is not None  # evaluate_videos scores the frames
     if args.json:
         print(json.dumps({"videos": run.videos, "metrics": evaluation.metrics_dict(), "problems": problems + evaluation.problems}))
     else:

@@ -178,14 +178,15 @@ class _CdrReader:
         self._pos = end
         return start
 
+    # The ignores below: numpy's stubs declare ndarray.__buffer__ (the Buffer protocol) for Python >= 3.12 only.
     def i32(self, field: str) -> int:
-        return _I32.unpack_from(self._buf, self.take(4, 4, field))[0]
+        return _I32.unpack_from(self._buf, self.take(4, 4, field))[0]  # type: ignore[arg-type]  # numpy stubs (above)
 
     def u32(self, field: str) -> int:
-        return _U32.unpack_from(self._buf, self.take(4, 4, field))[0]
+        return _U32.unpack_from(self._buf, self.take(4, 4, field))[0]  # type: ignore[arg-type]  # numpy stubs (above)
 
     def u64(self, field: str) -> int:
-        return _U64.unpack_from(self._buf, self.take(8, 8, field))[0]
+        return _U64.unpack_from(self._buf, self.take(8, 8, field))[0]  # type: ignore[arg-type]  # numpy stubs (above)
 
     def boolean(self, field: str) -> bool:
         return bool(self._buf[self.take(1, 1, field)])

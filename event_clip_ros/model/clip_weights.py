@@ -21,6 +21,7 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, CustomTextCLIP
 from open_clip.transform import PreprocessCfg
 from torch import nn
 
+from .event_clip import ClipModel
 from .finite import describe_nonfinite, nonfinite_tensors
 
 
@@ -28,7 +29,7 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, or does not describe a loadable model."""
 
 
-def build_clip(model_cfg: Mapping[str, Any]) -> nn.Module:
+def build_clip(model_cfg: Mapping[str, Any]) -> ClipModel:
     """An fp32 open_clip model (random weights) of the architecture ``model_cfg`` describes.
 
     The class follows open_clip's factory: ``CustomTextCLIP`` for ``custom_text`` or Hugging
@@ -75,7 +76,7 @@ def _canonical_config(cfg: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {**rest, "vision_cfg": vision, "text_cfg": text}
 
 
-def default_preprocess(clip: nn.Module) -> dict[str, Any]:
+def default_preprocess(clip: ClipModel) -> dict[str, Any]:
     """open_clip's default image preprocessing (OpenAI mean/std, bicubic) at the model's input size."""
     return dataclasses.asdict(PreprocessCfg(size=clip.visual.image_size))
 

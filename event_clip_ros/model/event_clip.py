@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
@@ -35,6 +35,12 @@ from ..events.frames import FrameConfig, build_frames_torch
 from ..events.types import SensorSize
 from .device import autocast, resolve_device, resolve_precision
 
+if TYPE_CHECKING:
+    from open_clip.model import CLIP, CustomTextCLIP
+
+#: The model open_clip builds (f_I, f_T, logit_scale); open_clip ships no type information, so its
+#: attributes are not checked.
+ClipModel: TypeAlias = "CLIP | CustomTextCLIP"
 FORMAT_VERSION = 1
 
 
@@ -94,10 +100,13 @@ def event_input_stats(representation: str, image_mean: Sequence[float], image_st
 class EventClip(nn.Module):
     """f_E (``event_tower``, trainable) with CLIP (``clip``: f_I and f_T, frozen)."""
 
-    def __init__(self, clip: nn.Module, meta: ModelMeta, tokenizer, image_preprocess, event_tower: nn.Module | None = None) -> None:
+    event_mean: torch.Tensor  # (1, 3, 1, 1) buffers of the input normalisation (_set_event_norm)
+    event_std: torch.Tensor
+
+    def __init__(self, clip: ClipModel, meta: ModelMeta, tokenizer, image_preprocess, event_tower: nn.Module | None = None) -> None:
         super().__init__()
         self.clip = clip
-        self.event_tower = event_tower if event_tower is not None else copy.deepcopy(clip.visual)
+        self.event_tower: nn.Module = event_tower if event_tower is not None else copy.deepcopy(clip.visual)
         self.meta = meta
         self.tokenizer = tokenizer
         self.image_preprocess = image_preprocess
@@ -132,7 +141,7 @@ class EventClip(nn.Module):
         self.clip.eval()  # f_I and f_T stay in eval mode (frozen)
         return self
 
-    def place(self, device: str | torch.device = "auto", precision: str = "auto") -> "EventClip":
+    def place(self, device: str | torch.device = "auto", precision: str = "auto") -> EventClip:
         """Move to ``device`` ("auto": CUDA when present) and pick the autocast precision."""
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)

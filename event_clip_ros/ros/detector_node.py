@@ -15,8 +15,11 @@ Topics (relative to the node, so namespaces and remaps work):
   to ROS time, frame_id from the input (see :mod:`event_clip_ros.ros.messages`).
 * ``~/label_info`` (vision_msgs/LabelInfo) and ``~/vision_info``
   (vision_msgs/VisionInfo): transient local, republished when labels change.
-* ``~/frame`` (sensor_msgs/Image mono8): the window, built only while someone subscribes.
-* ``/diagnostics``: rates, drops, decode errors, lost packets, latency percentiles.
+* ``~/frame`` (sensor_msgs/Image): the window, built only while someone subscribes; ``frame_mode``
+  model: the model's input frame (mono8), view: a picture for people (rgb8, polarity colours, robust
+  scaling; :mod:`event_clip_ros.events.view`). The encoding says which one it is.
+* ``/diagnostics``: rates, drops, decode errors, lost packets, latency percentiles; with a noise
+  filter (``noise_*`` parameters) the events in and removed per filter.
 
 Inference runs on a worker thread with a latest-only hand-off
 (:class:`~event_clip_ros.ros.worker.LatestOnlyWorker`): a window still
@@ -42,14 +45,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Classification, LabelInfo, VisionInfo
 
@@ -68,6 +73,8 @@ from .worker import LatestOnlyWorker
 IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
                        durability=DurabilityPolicy.VOLATILE)
 
+_Entity = TypeVar("_Entity")  # a subscription or publisher to destroy
+
 
 class DetectorNode(LifecycleNode):
     """Lifecycle node around :class:`~event_clip_ros.apps.detector.Detector` (see module doc)."""
@@ -83,8 +90,11 @@ class DetectorNode(LifecycleNode):
         self._detector: Detector | None = None
         self._msg_class: type | None = None
         self._worker: LatestOnlyWorker[PendingWindow] | None = None
-        self._subscription = None
-        self._result_pub = self._frame_pub = self._label_info_pub = self._vision_info_pub = None
+        self._subscription: Subscription | None = None
+        self._result_pub: LifecyclePublisher | None = None  # the publishers exist while configured
+        self._frame_pub: LifecyclePublisher | None = None
+        self._label_info_pub: LifecyclePublisher | None = None
+        self._vision_info_pub: LifecyclePublisher | None = None
         self._active = False
         self._error: str | None = None
         self._callback_errors = 0
@@ -117,9 +127,11 @@ class DetectorNode(LifecycleNode):
         self._label_info_pub = self.create_lifecycle_publisher(LabelInfo, "~/label_info", LATCHED_QOS)
         self._vision_info_pub = self.create_lifecycle_publisher(VisionInfo, "~/vision_info", LATCHED_QOS)
         model = detector.model
+        assert model is not None  # loaded above
         self.get_logger().info(
             f"configured: {config.mode}, {len(detector.labels)} labels, input {msgtype}, "
-            f"model {model.meta.arch or 'checkpoint'} on {model.device} ({model.precision})"
+            f"model {model.meta.arch or 'checkpoint'} on {model.device} ({model.precision}), "
+            f"noise filter: {config.noise.describe()}, ~/frame: {config.frame_mode}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -137,6 +149,7 @@ class DetectorNode(LifecycleNode):
         if self._detector.takes_images:
             self._subscription = self.create_subscription(Image, "~/image", self._on_image, IMAGE_QOS)
         else:
+            assert self._msg_class is not None  # set with the detector
             self._subscription = self.create_subscription(self._msg_class, "~/events", self._on_events, EVENT_QOS, raw=True)
         result = super().on_activate(state)
         self._active = True
@@ -186,7 +199,7 @@ class DetectorNode(LifecycleNode):
         self._detector = None
         self._worker = None
 
-    def _destroy(self, what: str, destroy: Callable[[object], object], entity: object) -> None:
+    def _destroy(self, what: str, destroy: Callable[[_Entity], object], entity: _Entity) -> None:
         """``destroy(entity)``; a failure (context already shut down, handle gone) is logged, not raised."""
         try:
             destroy(entity)
@@ -258,14 +271,14 @@ class DetectorNode(LifecycleNode):
             frame_pub.publish(image_msg(detector.frame(window), result.stamp_ns, result.frame_id))
 
     def _publish_label_info(self) -> None:
-        detector = self._detector
-        if detector is None or not self._active:
+        detector, label_info_pub, vision_info_pub = self._detector, self._label_info_pub, self._vision_info_pub
+        if detector is None or label_info_pub is None or vision_info_pub is None or not self._active:
             return
         self._labels_version += 1
         now = self.get_clock().now().nanoseconds
-        self._label_info_pub.publish(label_info_msg(detector.labels, detector.threshold, now))
+        label_info_pub.publish(label_info_msg(detector.labels, detector.threshold, now))
         location = f"{self.get_fully_qualified_name()}/label_info"
-        self._vision_info_pub.publish(vision_info_msg(detector.config.mode, self._labels_version, location, now))
+        vision_info_pub.publish(vision_info_msg(detector.config.mode, self._labels_version, location, now))
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -17,7 +18,7 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def message_class(msgtype: str) -> type:
+def message_class(msgtype: str) -> type[Any]:
     """The Python class of 'pkg/msg/Type'; ValueError when its package is not installed."""
     package, _, name = msgtype.split("/")
     try:

@@ -55,11 +55,11 @@ def wait_connected(session: RosSession, publisher, probe: Any, watch: NodeWatch,
 def probe_message(msgtype: str, first_raw: bytes) -> bytes:
     """An event-free message of ``msgtype`` that continues the stream of ``first_raw`` unchanged."""
     if msgtype in EVENT_PACKET_TYPES:
-        msg = parse_event_packet(first_raw)
-        return encode_event_packet(b"", encoding=msg.encoding, width=msg.width, height=msg.height, seq=msg.seq,
-                                   time_base_ns=msg.time_base_ns, stamp_ns=msg.stamp_ns, frame_id=msg.frame_id)
-    msg = parse_event_array(first_raw)
-    return encode_event_array(empty_events(), msg.width, msg.height, stamp_ns=msg.stamp_ns, frame_id=msg.frame_id)
+        packet = parse_event_packet(first_raw)
+        return encode_event_packet(b"", encoding=packet.encoding, width=packet.width, height=packet.height, seq=packet.seq,
+                                   time_base_ns=packet.time_base_ns, stamp_ns=packet.stamp_ns, frame_id=packet.frame_id)
+    array = parse_event_array(first_raw)
+    return encode_event_array(empty_events(), array.width, array.height, stamp_ns=array.stamp_ns, frame_id=array.frame_id)
 
 
 def start_detector_node(namespace: str, parameters: dict[str, Any]) -> subprocess.Popen:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rclpy.duration import Duration
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..apps.evaluation.bag_input import BagTopics, bag_messages, inspect_bag
@@ -114,11 +115,13 @@ def replay_bag(path: str | Path, topics: Sequence[str] | None = None, rate: floa
         passes = 0
         try:
             subscriptions = discover_subscriptions(session, chosen, wait_s) if wait_s > 0 else {}
-            publishers = {}
+            publishers: dict[str, Publisher] = {}
             for topic in chosen:
-                default = EVENT_QOS if bag.topics[topic] in SUPPORTED_MSGTYPES else OTHER_QOS
+                msgtype = bag.topics[topic]
+                assert msgtype is not None  # mixed topics are refused above
+                default = EVENT_QOS if msgtype in SUPPORTED_MSGTYPES else OTHER_QOS
                 qos = replay_qos(default, subscriptions.get(topic, []))
-                publishers[topic] = session.node.create_publisher(message_class(bag.topics[topic]), topic, qos)
+                publishers[topic] = session.node.create_publisher(message_class(msgtype), topic, qos)
             if wait_s > 0:
                 wait_for_subscribers(session, publishers, {t: len(s) for t, s in subscriptions.items()}, wait_s)
                 print(f"replay: {', '.join(f'{t} ({p.get_subscription_count()})' for t, p in publishers.items())} "

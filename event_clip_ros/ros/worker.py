@@ -83,6 +83,7 @@ class LatestOnlyWorker(Generic[T]):
                 if self._stopping and not (self._drain and self._item is not None):
                     return
                 item, self._item = self._item, None
+            assert item is not None  # the wait ends with an item unless stopping
             try:
                 self._handle(item)
             except Exception as exc:  # a failing window must not end the worker

@@ -45,7 +45,7 @@ def run_detector(
     bag: BagTopics,
     detector: Detector,
     batch_size: int = 32,
-    on_message: Callable[[], None] | None = None,
+    on_message: Callable[[], object] | None = None,
 ) -> Pass:
     """Feed every message of ``bag.event_topic`` to the (loaded) detector; infer windows in batches."""
     out = Pass()
@@ -106,7 +106,7 @@ def evaluate_bag(
     out_dir: str | Path,
     topic: str | None = None,
     model=None,
-    on_message: Callable[[], None] | None = None,
+    on_message: Callable[[], object] | None = None,
     on_start: Callable[[BagTopics], None] | None = None,
 ) -> tuple[RunInfo, Evaluation]:
     """Run the detector over a bag, score it and write the evaluation's files into ``out_dir``.
@@ -145,7 +145,7 @@ def score_and_write(bag: BagTopics, setup: EvaluationSetup, detector: Detector, 
                   "score_threshold": config.score_threshold, "anomaly_threshold": config.anomaly.threshold,
                   "templates": list(config.templates), "checkpoint": config.model.checkpoint,
                   "model": loaded_arch(detector) or config.model.arch, "batch_size": setup.batch_size,
-                  "max_problem_rate": setup.max_problem_rate},
+                  "max_problem_rate": setup.max_problem_rate, "noise_filter": config.noise.describe()},
     )
     write_evaluation(out_dir, run, evaluation)
     return run, evaluation

@@ -79,7 +79,7 @@ def write_evaluation(out_dir: str | Path, run: RunInfo, evaluation: Evaluation) 
 
 
 def _run_dict(run: RunInfo, evaluation: Evaluation) -> dict[str, Any]:
-    out = {
+    out: dict[str, Any] = {
         "bag": run.bag, "topic": run.topic, "msgtype": run.msgtype, "mode": run.mode, "source": run.source,
         "status": run.status, "problems": run.problems + evaluation.problems, "truth": run.truth,
         "classes": run.classes, "settings": run.settings, "counters": run.counters, "timing": run.timing,

@@ -29,6 +29,8 @@ Payload = Union[bytes, bytearray, memoryview, np.ndarray]
 #: Gives a writable EVENT_DTYPE array of at least the requested length for a decoder to fill
 #: (default: a new array; a Windower's ``reserve`` lets the decoder write into its buffer).
 Allocator = Callable[[int], np.ndarray]
+#: A kernel's counts, one per counter slot: the int64 array of ``Decoder._new_counts`` or a tuple.
+KernelCounts = Union[np.ndarray, Sequence[int]]
 
 
 def as_uint8(payload: Payload) -> np.ndarray:
@@ -121,7 +123,7 @@ class Decoder(ABC):
         """A zeroed counter array for one kernel call (one int64 per :attr:`counter_slots`)."""
         return np.zeros(len(self.counter_slots), dtype=np.int64)
 
-    def _account(self, events: np.ndarray, counts: Sequence[int], units: int) -> np.ndarray:
+    def _account(self, events: np.ndarray, counts: KernelCounts, units: int) -> np.ndarray:
         """Count one decoded packet of ``units`` words or records and the kernel's ``counts``
         into :attr:`stats` (each kind warned about once), keep its events' time plausible
         (:attr:`guard`) and return them. A packet that is mostly garbage gives no events and
@@ -172,7 +174,7 @@ class StreamDecoder(Decoder):
 
     word_dtype: ClassVar[np.dtype]
     state_slots: ClassVar[int]
-    max_events: ClassVar[Callable[[np.ndarray], int]]
+    max_events: ClassVar[staticmethod[[np.ndarray], int]]
     kernel: ClassVar[Callable[..., int]]
 
     judges_jumps = True
@@ -221,15 +223,15 @@ class TimeBaseDecoder(Decoder):
     stamps_time_base = True
 
     def decode(self, payload: Payload, time_base_ns: int = 0, alloc: Allocator = empty_events) -> np.ndarray:
-        time_base_ns = checked_time_base(self.stats, self.encoding, time_base_ns)
-        if time_base_ns is None:
+        checked_ns = checked_time_base(self.stats, self.encoding, time_base_ns)
+        if checked_ns is None:
             return empty_events()
         records = self._whole_records(payload)
-        events, counts = self._decode_records(records, time_base_ns, alloc)
+        events, counts = self._decode_records(records, checked_ns, alloc)
         return self._account(events, counts, records.shape[0])
 
     @abstractmethod
-    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, Sequence[int]]:
+    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, KernelCounts]:
         """The events of one packet's whole ``records`` (written into ``alloc(bound)``) and
         the kernel's counts (one per counter slot)."""
 

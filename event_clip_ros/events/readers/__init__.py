@@ -24,6 +24,7 @@ ATIS .bin          ``.bin`` extension                           :class:`AtisBinR
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..types import SensorSize
@@ -48,7 +49,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _DAT_CD_TYPES = (0, 12)
 _DAT_EVENT_BYTES = 8
 
-_READERS = {
+_READERS: dict[str, Callable[..., EventReader]] = {
     "raw": RawReader, "dat": DatReader, "aedat4": Aedat4Reader, "aedat31": Aedat31Reader,
     "nimagenet": NImageNetReader, "atis_bin": AtisBinReader,
 }

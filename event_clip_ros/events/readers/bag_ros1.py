@@ -89,7 +89,7 @@ def event_array_to_cdr(raw: bytes) -> bytes:
     body = np.zeros(_CDR_FIRST.itemsize + (n - 1) * _CDR_EVENT.itemsize, dtype=np.uint8)
     first = body[: _CDR_FIRST.itemsize].view(_CDR_FIRST)
     rest = body[_CDR_FIRST.itemsize :].view(_CDR_EVENT)
-    for name in _ROS1_EVENT.names:
+    for name in _ROS1_EVENT.names or ():
         first[name] = events[name][:1]
         rest[name] = events[name][1:]
     return bytes(head) + body[:-1].tobytes()  # no padding after the last event

@@ -209,7 +209,11 @@ class EmbeddingIndex:
         return self.query(model.embed_windows(events, size), k, modality)
 
     def search_image(
-        self, model: "EventClip", images: ImageSource | Sequence[ImageSource], k: int = 5, modality: str | None = "event"
+        self,
+        model: "EventClip",
+        images: ImageSource | list[ImageSource] | tuple[ImageSource, ...],
+        k: int = 5,
+        modality: str | None = "event",
     ) -> list[list[Hit]]:
         """images (a PIL image or path, or a list/tuple of them) -> items (event windows by default)."""
         self._check_model(model)

@@ -61,8 +61,8 @@ class EventDataset(Dataset, ABC):
 
     Subclasses set ``classes``, ``kind`` (a key of
     :data:`~event_clip_ros.train.data.recommended.RECOMMENDED`) and implement
-    :meth:`__len__` and :meth:`__getitem__`, drawing all randomness of item
-    ``i`` from :meth:`item_rng`.
+    :meth:`__len__`, :meth:`__getitem__`, :meth:`prompts` and :meth:`labels`, drawing
+    all randomness of item ``i`` from :meth:`item_rng`.
     """
 
     kind: str
@@ -94,3 +94,11 @@ class EventDataset(Dataset, ABC):
 
     @abstractmethod
     def __getitem__(self, index: int) -> Sample: ...
+
+    @abstractmethod
+    def prompts(self) -> list[str]:
+        """The class prompts, in class order (for zero-shot evaluation)."""
+
+    @abstractmethod
+    def labels(self) -> np.ndarray:
+        """Class index of every item (int64, length ``len(self)``)."""

@@ -42,7 +42,7 @@ class SyntheticConfig:
     """What :class:`SyntheticGlyphs` draws."""
 
     image_size: int = 48  #: side of the square image and sensor (pixels)
-    classes: str | tuple[str, ...] = "all"  #: class names, or a group: all, glyphs, digits, letters, shapes
+    classes: str | tuple[str, ...] | list[str] = "all"  #: class names (a tuple once made), or a group: all, glyphs, digits, letters, shapes
     samples_per_class: int = 100
     seed: int = 0
     fonts: tuple[str, ...] = tuple(FONTS)  #: Hershey fonts glyphs are drawn with (keys of glyphs.FONTS)
@@ -118,6 +118,7 @@ class SyntheticGlyphs(EventDataset):
         if sample is None:
             sample = self._make(index)
             if self.config.cache:
+                assert sample["image"] is not None  # glyph samples carry their image
                 sample["events"].flags.writeable = False
                 sample["image"].flags.writeable = False
                 self._cache[index] = sample

@@ -23,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from ...events.frames import build_frames_torch
+from ...events.types import SensorSize
 from ...model.event_clip import EventClip
 from ...model.prompts import fill_templates
 from ...model.zero_shot import ensemble_text_weights
@@ -151,7 +152,7 @@ def embed_event_items(
 
 def _embed_batch(model: EventClip, batch: Sequence[Mapping]) -> torch.Tensor:
     out = torch.empty(len(batch), model.embed_dim, device=model.device)
-    by_size: dict[object, list[int]] = {}
+    by_size: dict[SensorSize, list[int]] = {}
     for i, item in enumerate(batch):
         by_size.setdefault(item["size"], []).append(i)
     for size, rows in by_size.items():

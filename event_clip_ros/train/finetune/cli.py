@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.checkpoint is None:
             raise ValueError("--checkpoint is required (our .safetensors or the paper's vitb.pt / vitl.pt)")
         out = args.out if args.out is not None else cfg.default_out(eval_only=args.eval_only)
+        report: dict[str, Any] | None  # None on the ranks other than 0
         if args.eval_only:
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise ValueError("--eval-only runs in one process: start it without torchrun")

@@ -106,6 +106,8 @@ class ZeroShotProbe:
         """Metrics of f_I on the items' paired images."""
         embeddings, labels, batch = [], [], []
         for item in iterate_items(self.dataset, self.batch_size, self.workers):
+            if item["image"] is None:
+                raise ValueError("f_I needs the paired images: load the dataset with its images")
             batch.append(to_pil(item["image"]))
             labels.append(int(item["label"]))
             if len(batch) == self.batch_size:

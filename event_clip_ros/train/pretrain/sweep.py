@@ -189,6 +189,7 @@ def sweep(cfg: PretrainConfig, options: SweepOptions) -> dict[str, Any]:
             if report is None:
                 report = run(run_cfg, RunOptions(out_dir=run_dir, resume=options.resume, max_steps=options.max_steps,
                                                  ablations=options.ablations, teacher=shared))
+                assert report is not None  # a sweep runs in one process, whose report this is
             if key is not None and key not in teachers:
                 teachers[key] = Path(report.get("teacher_file") or run_dir / "teacher" / TEACHER_FILE)
             reports.append(report)
@@ -212,7 +213,7 @@ def sweep(cfg: PretrainConfig, options: SweepOptions) -> dict[str, Any]:
         "completed": all(r.get("completed", False) for r in reports),
         "wall_s": time.monotonic() - started,
         "runs_wall_s": [r.get("wall_s") for r in reports],
-        "threads": sorted({r.get("threads") for r in reports if r.get("threads") is not None}),
+        "threads": sorted({threads for r in reports if (threads := r.get("threads")) is not None}),
         "classes": {"count": len(classes), "held_out_per_split": len(base_unseen), "seen_per_split": len(base_seen)},
         "splits": [{"index": j, "held_out": s, "file": str(split_files[j].relative_to(out))} for j, s in enumerate(splits)],
         "seeds": [{"index": i, "runtime_seed": cfg.runtime.seed + i, "data_seed": cfg.data.seed + DATA_SEED_STRIDE * i}
@@ -282,7 +283,7 @@ def run_rows(report: dict[str, Any], *, split: int, seed: int, runtime_seed: int
 
 
 # ------------------------------------------------------------------------------------ aggregation
-def describe(values: Sequence[float]) -> dict[str, float | int]:
+def describe(values: Sequence[float | None]) -> dict[str, float | int | None]:
     """n, mean, sample standard deviation (0 for one value), min and max of ``values`` (None / NaN left out)."""
     xs = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if xs.size == 0:

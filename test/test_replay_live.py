@@ -46,7 +46,7 @@ def glyph_bag(tmp_path_factory) -> Path:
 def test_live_results_equal_offline_window_by_window(ros, glyph_bag, tmp_path, capfd, backend):
     """The live node (backend torch, or onnxruntime on the toy model's exported encoder) publishes what the offline
     evaluation with the torch encoder computes, window by window."""
-    from event_clip_ros.ros.replay import evaluate_live
+    from event_clip_ros.ros.live_evaluation import evaluate_live
 
     torch.set_num_threads(1)
     parameters = dict(PARAMETERS)

@@ -50,6 +50,7 @@ from ..events.types import SensorSize
 from ..events.view import FRAME_MODES, ViewConfig, build_view
 from ..events.windows import WindowConfig
 from ..model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, TextAnomalyScorer
+from ..model.device import resolve_device
 from ..model.event_clip import EventClip
 from ..model.factory import ModelSpec, create_event_clip
 from ..model.finite import FiniteEmbeddings
@@ -242,8 +243,6 @@ class Detector:
                 torch.cuda.empty_cache()
 
     def _target_device(self) -> torch.device:
-        from ..model.device import resolve_device
-
         return resolve_device(self._config.model.device)
 
     def _build_head(self, config: DetectorConfig) -> _Head:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..events.readers import open_events
 from .common import (
     MAX_BANK,
     MAX_NEIGHBOURS,
@@ -78,6 +79,7 @@ def backend_from_args(args: argparse.Namespace) -> dict:
 
 
 def model_from_args(args: argparse.Namespace) -> "EventClip":
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model import ModelSpec, create_event_clip
 
     pretrained = None if args.pretrained.lower() == "none" else args.pretrained
@@ -101,6 +103,7 @@ def reader_windows(reader: "EventReader", args: argparse.Namespace, desc: str) -
 
 def embedded_windows(model: "EventClip", reader: "EventReader", args: argparse.Namespace, desc: str):
     """(windows, embeddings) batches of the opened recording."""
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.recording import embed_windows
 
     return embed_windows(model, reader_windows(reader, args, desc), reader.size, args.batch_size)
@@ -115,8 +118,6 @@ def _window_text(w: "Window") -> str:
 
 
 def _open(args: argparse.Namespace) -> "EventReader":
-    from ..events.readers import open_events
-
     return open_events(args.path, topic=args.topic, size=args.sensor_size)
 
 
@@ -130,7 +131,7 @@ def _shot_arg(text: str) -> tuple[str, str]:
 
 def _few_shot(model: "EventClip", zero_shot, args: argparse.Namespace):
     """The few-shot classifier of --few-shot / --shot, or None for plain zero-shot."""
-    from ..events.readers import open_events
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model.few_shot import FewShotClassifier
 
     if args.few_shot:
@@ -153,6 +154,7 @@ def _few_shot(model: "EventClip", zero_shot, args: argparse.Namespace):
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model.prompts import load_labels, parse_labels, resolve_templates
     from ..model.zero_shot import ZeroShotClassifier
 
@@ -176,7 +178,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ anomaly
 def _reference_scorer(model: "EventClip", args: argparse.Namespace):
-    from ..events.readers import open_events
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
 
     ref = Path(args.reference)
@@ -207,6 +209,7 @@ def checked_reference_bank(scorer: "ReferenceAnomalyScorer", too_few: str, unit:
 
 def text_scorer(model: "EventClip", args: argparse.Namespace) -> "TextAnomalyScorer":
     """The prompt-based anomaly scorer from --normal-prompts / --abnormal-prompts / --threshold."""
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model.anomaly import TextAnomalyScorer
     from ..model.prompts import ABNORMAL_PROMPTS, NORMAL_PROMPTS, load_prompts
 
@@ -240,8 +243,8 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ retrieve
 def cmd_retrieve_build(args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.recording import batched
-    from ..events.readers import open_events
     from ..model.prompts import load_labels, parse_labels
     from ..model.retrieval import EmbeddingIndex
 
@@ -280,6 +283,7 @@ def _print_hits(query: str, hits, as_json: bool) -> None:
 
 
 def cmd_retrieve_query(args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model.retrieval import EmbeddingIndex
 
     index = EmbeddingIndex.load(args.index, mmap=True)
@@ -292,6 +296,7 @@ def cmd_retrieve_query(args: argparse.Namespace) -> int:
         for hits in index.search_image(model, [args.image], k=args.k, modality=target or "event"):
             _print_hits(f"image: {args.image}", hits, args.json)
     else:
+        # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
         from ..apps.recording import batched
 
         with _open(args) as reader:
@@ -304,6 +309,7 @@ def cmd_retrieve_query(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parser
 def cmd_export(args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     import torch
 
     from ..model import ModelSpec, create_event_clip

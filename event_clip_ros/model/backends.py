@@ -16,13 +16,10 @@ and :meth:`EventClip.embed_windows`; training keeps calling ``encode_frames`` (g
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from .event_clip import EventClip
 
 #: The backends ModelSpec.backend, the node's ``backend`` parameter and ``--backend`` accept.
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
@@ -50,12 +47,22 @@ class FrameEncoder(ABC):
         """Follow the model to ``device`` (:meth:`EventClip.place`); nothing to do by default."""
 
 
+class TorchTower(Protocol):
+    """What :class:`TorchEncoder` needs of the model (an :class:`~event_clip_ros.model.event_clip.EventClip`,
+    named structurally so that this module does not import the one that imports it)."""
+
+    device: torch.device
+    precision: str
+
+    def encode_frames(self, frames: torch.Tensor, normalize: bool = True) -> torch.Tensor: ...
+
+
 class TorchEncoder(FrameEncoder):
     """f_E of the model itself, in torch (its device and autocast precision)."""
 
     backend = "torch"
 
-    def __init__(self, model: "EventClip") -> None:
+    def __init__(self, model: TorchTower) -> None:
         self._model = model
 
     def __call__(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:

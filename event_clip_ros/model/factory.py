@@ -20,6 +20,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+from huggingface_hub import constants
 
 from .assembly import assemble, make_image_preprocess, make_tokenizer, model_config
 from .backends import check_backend
@@ -80,8 +81,6 @@ def _offline_unless_hub_reachable() -> Iterator[None]:
 
     Without this a missing cache costs about 45 s of download retries before failing.
     """
-    from huggingface_hub import constants
-
     saved = constants.HF_HUB_OFFLINE
     if not saved and not _hub_reachable():
         constants.HF_HUB_OFFLINE = True

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
@@ -129,7 +130,6 @@ class DetectorNode(LifecycleNode):
         declare_input_parameters(self, self._input_names)
         threads = self.get_parameter("torch_threads").value
         if threads:
-            import torch
 
             torch.set_num_threads(threads)
         self._inputs: list[_Input] = []

@@ -7,6 +7,8 @@
     ros2 launch event_clip_ros detector.launch.py camera:=camera input_type:=sensor_msgs/msg/Image
     ros2 launch event_clip_ros detector.launch.py camera:=perception cameras:=left,right labels:="person,car"
     ros2 launch event_clip_ros detector.launch.py camera:=perception params_file:=two_cameras.yaml
+    ros2 launch event_clip_ros detector.launch.py checkpoint:=my_model.safetensors backend:=onnxruntime \\
+        onnx_file:=my_model.onnx labels:="person,car"
 
 The node runs in the camera's namespace (/<camera>/detector), subscribes to
 /<camera>/events (the metavision/libcaer drivers' topic) or, with
@@ -59,6 +61,10 @@ ARGUMENTS = (
                   "model or pretrained given here also drops a checkpoint of the parameter files)", None),
     ("pretrained", "", "open_clip pretrained tag (openai) or CLIP weights file, used without a checkpoint "
                        "(empty: the parameter files')", None),
+    ("backend", "", "what runs the event encoder: torch | onnxruntime (with onnx_file) (empty: the parameter "
+                    "files', torch)", ["", "torch", "onnxruntime"]),
+    ("onnx_file", "", "the event encoder of the model exported by event-clip export --onnx: a path, or a file name in "
+                      "the package's models/ folder (empty: the parameter files')", None),
     ("labels", "", "comma-separated zero-shot labels, e.g. 'cat,dog' (empty: the parameter files')", None),
     ("mode", "", "zero_shot | anomaly (empty: the parameter files')", ["", "zero_shot", "anomaly"]),
     ("device", "", "auto | cpu | cuda | cuda:N (empty: the parameter files')", None),
@@ -109,10 +115,13 @@ def node_parameters(context) -> list:
             raise RuntimeError(f"params_file {params_file} does not exist")
         files.append(params_file)
     overrides = {}
-    for name in ("device", "mode", "input_type", "model", "pretrained"):
+    for name in ("device", "mode", "input_type", "model", "pretrained", "backend"):
         value = argument(context, name)
         if value:
             overrides[name] = value
+    onnx_file = argument(context, "onnx_file")
+    if onnx_file:
+        overrides["onnx_file"] = resolve_path(onnx_file, share, "models")
     checkpoint = argument(context, "checkpoint")
     if checkpoint:
         overrides["checkpoint"] = resolve_path(checkpoint, share, "models")

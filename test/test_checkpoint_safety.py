@@ -43,16 +43,11 @@ from event_clip_ros.cli import main
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.events.windows import WindowConfig
 from event_clip_ros.model import ModelSpec, create_event_clip
-from event_clip_ros.model.checkpoint import (
-    CheckpointError,
-    import_official_checkpoint,
-    load_any_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from event_clip_ros.model.checkpoint import CheckpointError, load_any_checkpoint, load_checkpoint, save_checkpoint
 from event_clip_ros.model.event_clip import EventClip
 from event_clip_ros.model.factory import model_config
 from event_clip_ros.model.finite import FiniteEmbeddings, split_finite
+from event_clip_ros.model.official_checkpoint import import_official_checkpoint
 from event_clip_ros.train.engine.checkpointing import CheckpointDir, CheckpointLoadError, read_training_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -27,12 +27,10 @@ from event_clip_ros.train.data import (
     recommended_frame_config,
 )
 from event_clip_ros.train.data.labelled import DVS_GESTURE_CLASSES, caltech_class_name
+from event_clip_ros.train.finetune import cli
 
 from event_files import random_events, write_aedat31, write_atis_bin, write_dat
-from script_loader import load_script
 
-REPO = Path(__file__).resolve().parents[1]
-cli = load_script(REPO / "training" / "finetune.py", "finetune_cli_datasets")
 QUIET = ["--set", "runtime.progress=false", "--set", "runtime.threads=1", "--set", "runtime.tensorboard=false"]
 
 

@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "detector.launch.py"
 ARGUMENTS = {"camera", "cameras", "params_file", "checkpoint", "model", "pretrained", "labels", "mode", "device", "input_type",
-             "image_topic", "use_sim_time", "log_level"}
+             "image_topic", "use_sim_time", "log_level", "backend", "onnx_file"}
 
 
 def console_scripts() -> dict[str, str]:
@@ -120,6 +120,9 @@ def test_parameters_overlay_package_defaults_then_params_file_then_arguments(tmp
     local = tmp_path / "local.safetensors"
     local.write_bytes(b"")
     assert module.node_parameters(launch_context(module, checkpoint="local.safetensors"))[1]["checkpoint"] == str(local)
+    (tmp_path / "local.onnx").write_bytes(b"")  # the ONNX backend: its file found like a checkpoint
+    assert module.node_parameters(launch_context(module, backend="onnxruntime", onnx_file="local.onnx"))[1] == {
+        "backend": "onnxruntime", "onnx_file": str(tmp_path / "local.onnx")}
     # model/pretrained given here drop a checkpoint set in a file
     assert module.node_parameters(launch_context(module, model="ViT-B-32", pretrained="openai"))[1] == {
         "model": "ViT-B-32", "pretrained": "openai", "checkpoint": ""}

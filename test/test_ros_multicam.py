@@ -78,7 +78,7 @@ def test_a_burst_loses_no_window_that_is_not_stale_and_equals_offline(ros, burst
     from diagnostic_msgs.msg import DiagnosticArray
 
     from event_clip_ros.ros.interfaces import status_name
-    from event_clip_ros.ros.replay import evaluate_live
+    from event_clip_ros.ros.live_evaluation import evaluate_live
 
     torch.set_num_threads(1)
     bag = open_bag_topics(burst_bag)

@@ -37,6 +37,7 @@ from ..batching import batched
 from ..events.frames import FrameConfig, build_frame, frame_to_uint8
 from ..events.types import SensorSize
 from ..events.view import ViewConfig, build_view
+from ..model.device import resolve_device
 from ..model.event_clip import EventClip
 from ..model.factory import ModelSpec, create_event_clip
 from ..model.finite import FiniteEmbeddings
@@ -163,8 +164,6 @@ class Detector:
                 torch.cuda.empty_cache()
 
     def _target_device(self) -> torch.device:
-        from ..model.device import resolve_device
-
         return resolve_device(self._config.model.device)
 
     # ------------------------------------------------------------------ run-time changes

@@ -70,7 +70,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("pretrained", "openai", "open_clip pretrained tag or CLIP weights file; 'none': random weights"),
     ParamSpec("checkpoint", "", "event encoder checkpoint (.safetensors, or the paper's vitb.pt/vitl.pt); wins over model"),
     ParamSpec("device", "auto", "auto (CUDA when present), cpu, cuda or cuda:N"),
-    ParamSpec("precision", "auto", "auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16"),
+    ParamSpec("precision", "auto", "auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16; backend onnxruntime: "
+              "auto (fp16 on the CUDA/TensorRT provider, fp32 on the CPU), fp32 or fp16"),
+    ParamSpec("backend", "torch", "what runs the event encoder: torch, or onnxruntime (onnx_file; the text heads stay "
+              "the model's)"),
+    ParamSpec("onnx_file", "", "backend onnxruntime: the event encoder of this model exported by event-clip export "
+              "--onnx (refused when exported from another model)"),
+    ParamSpec("onnx_providers", "auto", "backend onnxruntime: auto (on a CUDA device TensorRT, CUDA, then CPU, those "
+              "present; else CPU) or a comma-separated list of tensorrt, cuda, cpu (each must be present)"),
     ParamSpec("window_duration_ms", 50.0, "window length on sensor time, ms", range=(0.01, 60_000.0)),
     ParamSpec("window_event_count", 0, "windows of this many events instead of a duration; 0: duration windows",
               range=(0, 100_000_000)),
@@ -198,6 +205,9 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         checkpoint=_optional_path(v["checkpoint"]),
         device=v["device"],
         precision=v["precision"],
+        backend=v["backend"],
+        onnx=_optional_path(v["onnx_file"]),
+        onnx_providers=v["onnx_providers"],
     )
     anomaly = AnomalyConfig(
         normal_prompts=tuple(v["anomaly_normal_prompts"]),

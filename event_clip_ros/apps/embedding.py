@@ -6,7 +6,8 @@ a window that carries a ready event frame (image input, video segments) is
 resized to the model input (a no-op when it already has that size), each of
 its views (the ten crops of a video segment) separately. The frames of a batch
 (which may mix sensors and kinds: several cameras) then go through
-:meth:`EventClip.encode_frames` in one pass. The detector's
+:meth:`EventClip.embed_frames` (the model's frame encoder: the torch tower or
+an ONNX export) in one pass. The detector's
 inference, the video scorer and the reference banks built from recordings or
 videos all embed through :func:`window_embeddings`, so a window gives one
 embedding whichever of them asks.
@@ -55,9 +56,9 @@ def model_frames(model: EventClip, windows: Sequence[PendingWindow]) -> tuple[to
     return torch.cat(ready), views[0]
 
 
-@torch.inference_mode()
 def window_embeddings(model: EventClip, windows: Sequence[PendingWindow]) -> torch.Tensor:
-    """(B, V, D) L2-normalised f_E embeddings of ``windows`` in one forward pass (V = 1 but for windows with views)."""
+    """(B, V, D) L2-normalised f_E embeddings of ``windows`` in one forward pass (V = 1 but for windows with views),
+    through :meth:`EventClip.embed_frames` (the torch tower or the model's exported encoder, without gradients)."""
     frames, views = model_frames(model, windows)
-    embeddings = model.encode_frames(frames)
+    embeddings = model.embed_frames(frames)
     return embeddings.reshape(len(windows), views, embeddings.shape[-1])

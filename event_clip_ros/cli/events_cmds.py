@@ -7,8 +7,15 @@ import contextlib
 import json
 from pathlib import Path
 
+import cv2
+
+from ..events.frames import FrameConfig, build_frame, frame_to_uint8
 from ..events.readers import open_events
+from ..events.simulate import SimulatorConfig, frames_to_events, moving_shapes
 from ..events.types import SensorSize
+from ..events.view import ViewConfig, build_view
+from ..events.writers import write_raw_evt3
+from ..sim.glyph_scene import glyph_sequence
 from .common import (
     MAX_CLAMP,
     MAX_CONTRAST,
@@ -69,11 +76,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    import cv2
-
-    from ..events.frames import FrameConfig, build_frame, frame_to_uint8
-    from ..events.view import ViewConfig, build_view
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     out_size = None if args.frame_size is None else (args.frame_size.height, args.frame_size.width)
@@ -112,11 +114,8 @@ GLYPH_SCENE_SEED = 7
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..events.writers import write_raw_evt3
-
     if args.scene == "glyphs":
         return _simulate_glyphs(args)
-    from ..events.simulate import SimulatorConfig, frames_to_events, moving_shapes
 
     size = args.sensor_size or SensorSize(240, 180)
     seed = args.seed or 0
@@ -129,9 +128,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _simulate_glyphs(args: argparse.Namespace) -> int:
     """Glyph instances one after another (the toy model's domain) + a ground-truth CSV beside the recording."""
-    from ..events.writers import write_raw_evt3
-    from ..train.data.synthetic import glyph_sequence
-
     if args.sensor_size and args.sensor_size.width != args.sensor_size.height:
         raise ValueError("--scene glyphs needs a square --sensor-size (the glyph images are square)")
     side = args.sensor_size.width if args.sensor_size else 48

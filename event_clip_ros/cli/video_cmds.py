@@ -11,10 +11,21 @@ import csv
 import json
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
+import numpy as np
+
+from ..apps.bag_writer import BagWriteConfig, write_event_bag
+from ..events.simulate import SimulatorConfig
+from ..events.types import SensorSize
+from ..video.extraction import ExtractionConfig, extract_event_frames
+from ..video.reader import VideoFileError, VideoFrame, VideoReader
+from ..video.to_events import write_video_evt3
 from .common import (
     MAX_CLAMP,
     MAX_CONTRAST,
@@ -42,8 +53,6 @@ if TYPE_CHECKING:
     from ..apps.detector import Detector
     from ..model.anomaly import AnomalyScorer
     from ..model.event_clip import EventClip
-    from ..video.extraction import ExtractionConfig
-    from ..video.reader import VideoFrame, VideoReader
 
 
 # ------------------------------------------------------------------ shared
@@ -65,14 +74,10 @@ def add_extraction_args(p: argparse.ArgumentParser) -> None:
 
 
 def extraction_from_args(args: argparse.Namespace) -> "ExtractionConfig":
-    from ..video.extraction import ExtractionConfig
-
     return ExtractionConfig(threshold=args.diff_threshold, stack=args.stack, clamp=args.clamp or None, on_value=args.on_value)
 
 
 def open_video(path: str, args: argparse.Namespace) -> "VideoReader":
-    from ..video.reader import VideoReader
-
     return VideoReader(path, fps=args.fps, resize=None if args.resize is None else (args.resize.width, args.resize.height))
 
 
@@ -87,22 +92,15 @@ def video_frames(reader: "VideoReader", args: argparse.Namespace, desc: str) -> 
 
 # ------------------------------------------------------------------ video2events
 def cmd_video2events(args: argparse.Namespace) -> int:
-    from ..events.types import SensorSize
-
     with open_video(args.video, args) as reader:
         width, height = reader.size
         if args.mode == "events":
-            from ..events.simulate import SimulatorConfig
-            from ..video.to_events import write_video_evt3
-
             sim = SimulatorConfig(contrast_threshold=args.contrast, noise_rate_hz=args.noise_hz, seed=args.seed)
             as_bag = Path(args.out).suffix.lower() != ".raw"
             with tempfile.TemporaryDirectory(prefix="video2events_") as tmp:
                 raw = Path(tmp) / "events.raw" if as_bag else Path(args.out)
                 n = write_video_evt3(video_frames(reader, args, "simulating"), SensorSize(width, height), raw, sim)
                 if as_bag:  # the RAW file through the bag writer: EventPackets that replay into the node
-                    from ..apps.bag_writer import BagWriteConfig, write_event_bag
-
                     write_event_bag(raw, args.out, BagWriteConfig(packet_ms=args.packet_ms, storage=args.storage))
             print(f"wrote {n} events ({width}x{height}, {reader.fps:g} fps video) to {args.out}"
                   + (f" as a bag of {args.packet_ms:g} ms EventPackets" if as_bag else ""))
@@ -114,13 +112,6 @@ def cmd_video2events(args: argparse.Namespace) -> int:
 
 def _write_event_frames(reader: "VideoReader", args: argparse.Namespace) -> int:
     """Mode (a): one PNG per stack plus frames.csv (stack, first_frame, n_frames, t_start_us, t_end_us, file)."""
-    from dataclasses import replace
-
-    import cv2
-    import numpy as np
-
-    from ..video.extraction import extract_event_frames
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = extraction_from_args(args)
@@ -142,8 +133,6 @@ def _write_event_frames(reader: "VideoReader", args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ video-anomaly
 def _anomaly_extraction(model: "EventClip", args: argparse.Namespace) -> "ExtractionConfig":
     """The extraction options, with the 10 crops (default: the model's input size) when --ten-crop."""
-    from dataclasses import replace
-
     config = extraction_from_args(args)
     if not args.ten_crop:
         return config
@@ -152,6 +141,7 @@ def _anomaly_extraction(model: "EventClip", args: argparse.Namespace) -> "Extrac
 
 
 def _reference_scorer(model: "EventClip", args: argparse.Namespace, config: "ExtractionConfig") -> "AnomalyScorer":
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.video_anomaly import embed_video
     from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
 
@@ -183,6 +173,7 @@ def cmd_video_anomaly(args: argparse.Namespace) -> int:
         if args.frame_scores:
             raise SystemExit("video-anomaly: --frame-scores is for one video without --annotations (windows.csv has the segment scores)")
         annotated = _annotated_videos(args)  # before the model loads: a missing annotation fails fast
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.detector import Detector
     from ..apps.heads import AnomalyHead
 
@@ -196,6 +187,7 @@ def cmd_video_anomaly(args: argparse.Namespace) -> int:
 
 
 def _score_one_video(detector: "Detector", config: "ExtractionConfig", args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.video_anomaly import frame_scores, score_video
 
     video = args.video[0]
@@ -238,6 +230,7 @@ def _score_one_video(detector: "Detector", config: "ExtractionConfig", args: arg
 
 def _annotated_videos(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     """(the VIDEO arguments, then the listed videos found in --videos-dir; problems), each with an annotation line."""
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.evaluation.ucf import find_annotated_videos, video_truth
 
     videos = [Path(v) for v in args.video]
@@ -262,12 +255,10 @@ def _evaluate_ucf(
     problems: list[str],
 ) -> int:
     """UCF-Crime protocol: every annotated video scored, frame-level metrics over all frames, the evaluation report."""
-    import time
-
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.evaluation.report import RunInfo, write_evaluation
     from ..apps.evaluation.ucf import ScoredVideo, evaluate_videos, video_truth
     from ..apps.video_anomaly import score_video
-    from ..video.reader import VideoFileError
 
     started = time.perf_counter()
     scored: list[ScoredVideo] = []

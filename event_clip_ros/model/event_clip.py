@@ -10,6 +10,10 @@ metadata (``event_mean`` / ``event_std``; null: none) before f_E, in one place,
 :meth:`EventClip.frames_to_input`, which the node, the CLI, evaluation and
 training all go through.
 
+Inference (:meth:`EventClip.embed_frames`, :meth:`EventClip.embed_windows`) runs f_E through
+the model's :class:`~event_clip_ros.model.backends.FrameEncoder`: its own torch tower by
+default, or an exported ONNX encoder on onnxruntime (:meth:`EventClip.use_encoder`).
+
 Which statistics (:func:`event_input_stats`): f_E starts as a copy of f_I, which
 was trained on CLIP-normalised images, so a frame enters it as an image would.
 A "paper" frame lies in [0, 1) like an image's pixels, so it gets CLIP's image
@@ -34,6 +38,7 @@ from torch import nn
 from ..batching import batched
 from ..events.frames import FrameConfig, build_frames_torch
 from ..events.types import SensorSize
+from .backends import FrameEncoder, TorchEncoder
 from .device import autocast, resolve_device, resolve_precision
 
 if TYPE_CHECKING:
@@ -117,6 +122,7 @@ class EventClip(nn.Module):
         self._set_event_norm()
         self.device = torch.device("cpu")
         self.precision = "fp32"
+        self.frame_encoder: FrameEncoder = TorchEncoder(self)  #: what runs f_E at inference (embed_frames)
 
     def _set_event_norm(self) -> None:
         mean = list(self.meta.event_mean) if self.meta.event_mean is not None else [0.0, 0.0, 0.0]
@@ -146,7 +152,14 @@ class EventClip(nn.Module):
         """Move to ``device`` ("auto": CUDA when present) and pick the autocast precision."""
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        return self.to(self.device)
+        self.to(self.device)
+        self.frame_encoder.place(self.device)
+        return self
+
+    def use_encoder(self, encoder: FrameEncoder | None) -> "EventClip":
+        """Run f_E at inference through ``encoder`` (e.g. an ONNX file on onnxruntime); None: the torch tower."""
+        self.frame_encoder = TorchEncoder(self) if encoder is None else encoder
+        return self
 
     # ----------------------------------------------------------------- encoders
     @property
@@ -192,10 +205,16 @@ class EventClip(nn.Module):
         z = z.float()
         return nn.functional.normalize(z, dim=-1) if normalize else z
 
+    def embed_frames(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Normalised embeddings (B, D) of (B, H, W) frames (tensor or array), without gradients, through
+        :attr:`frame_encoder` (the torch tower, or an exported encoder on onnxruntime)."""
+        return self.frame_encoder(frames)
+
     @torch.inference_mode()
     def embed_windows(self, windows_events: Sequence[np.ndarray], size: SensorSize, batch_size: int = 64) -> torch.Tensor:
-        """Normalised embeddings (N, D) of N event windows: frames built on the model's device, batched."""
-        out = [self.encode_frames(build_frames_torch(batch, size, self.frame_config, self.device))
+        """Normalised embeddings (N, D) of N event windows: frames built on the model's device, batched,
+        through :meth:`embed_frames`."""
+        out = [self.embed_frames(build_frames_torch(batch, size, self.frame_config, self.device))
                for batch in batched(windows_events, batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)
 

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
@@ -136,7 +137,6 @@ class DetectorNode(LifecycleNode):
         declare_input_parameters(self, self._input_names)
         threads = self.get_parameter("torch_threads").value
         if threads:
-            import torch
 
             torch.set_num_threads(threads)
         self._inputs: list[_Input] = []
@@ -189,7 +189,8 @@ class DetectorNode(LifecycleNode):
                     f"noise filter: {config.noise.describe()}, ~/frame: {config.frame_mode}")
             self.get_logger().info(f"configured{' ' + inp.spec.name if inp.spec.name else ''}: {what}")
         self.get_logger().info(f"model {model.meta.arch or 'checkpoint'} on {model.device} ({model.precision}), "
-                               f"{len(self._inputs)} input(s), batches of up to {self._queue_config.max_batch} windows")
+                               f"event encoder on {model.frame_encoder.describe()}, {len(self._inputs)} input(s), "
+                               f"batches of up to {self._queue_config.max_batch} windows")
         return TransitionCallbackReturn.SUCCESS
 
     def _make_input(self, spec: InputSpec, source: EventInput | ImageInput, detector: Detector, msg_class: type) -> _Input:

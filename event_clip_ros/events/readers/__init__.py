@@ -126,7 +126,8 @@ def open_events(path: str | Path, topic: str | None = None, size: SensorSize | N
     if fmt == "rosbag":
         if size is not None:
             raise ValueError("size= does not apply to rosbag2 inputs (the messages carry the sensor size)")
-        from .rosbag import RosbagReader  # needs rosbags; imported only for bags
+        # lazy: rosbag imports events.packet_stream, which imports this package (readers.streaming): a cycle
+        from .rosbag import RosbagReader
 
         return RosbagReader(path, topic=topic)
     if topic is not None:

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from rosbags.rosbag1 import Reader
 
 from ..ros_cdr import EVENT_ARRAY_TYPES
 from .bag_parts import RosbagsPart, StorageDamage
@@ -40,8 +41,6 @@ _CDR_LE = b"\x00\x01\x00\x00"
 
 def open_ros1(path: Path) -> RosbagsPart:
     """A ROS 1 bag opened as a storage part whose messages are CDR (rosbags errors propagate)."""
-    from rosbags.rosbag1 import Reader
-
     reader = Reader(path)
     try:
         reader.open()

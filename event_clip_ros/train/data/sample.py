@@ -31,6 +31,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ...events.types import Counters, SensorSize
+from ...sim.seeding import keyed_rng
 from .augment import EventAugmentConfig, augment_events
 
 log = logging.getLogger("event_clip_ros.train")
@@ -53,13 +54,6 @@ class DatasetStats(Counters):
     unreadable: int = 0  #: items whose event file or image could not be read (replaced by the next one)
     unknown_class: int = 0  #: list entries whose class is not in the class list (left out)
     _warned: set[str] = field(default_factory=set, repr=False, compare=False)
-
-
-def keyed_rng(*keys: int) -> np.random.Generator:
-    """A generator determined by non-negative integer keys (e.g. seed, epoch, index)."""
-    if any(k < 0 for k in keys):
-        raise ValueError(f"random keys must be non-negative integers, got {keys}")
-    return np.random.default_rng([int(k) for k in keys])
 
 
 class EventDataset(Dataset, ABC):

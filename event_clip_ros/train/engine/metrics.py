@@ -209,6 +209,7 @@ def _json_default(obj: Any) -> Any:
 def _summary_writer(log_dir: Path, purge_step: int) -> SummaryWriter | None:
     """A TensorBoard SummaryWriter, or None (with a warning) when the tensorboard package is missing."""
     try:
+        # lazy: tensorboard is optional (a warning and no TensorBoard log without it)
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as err:
         log.warning(

@@ -51,10 +51,12 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
+from tqdm.auto import tqdm
 
 from ...atomic_files import atomic_write_bytes, atomic_write_text
+from ...plotting import pyplot
+from ...sim.glyphs import CLASS_GROUPS, resolve_classes
 from ..data import ClassSplit
-from ..data.glyphs import CLASS_GROUPS, resolve_classes
 from .config import ConfigError, PretrainConfig
 from .evaluation import HEADLINE_METRIC, chance_metrics
 from .report import json_finite
@@ -233,8 +235,6 @@ def _relative(path: Path, folder: Path) -> str:
 
 
 def _bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc="sweep", unit="run", dynamic_ncols=True, disable=not enabled)
 
 
@@ -419,10 +419,7 @@ def markdown(summary: dict[str, Any]) -> str:
 def chart(summary: dict[str, Any]) -> bytes:
     """PNG: per configuration (selected checkpoints), the mean of the headline and of the N-way figure as bars with
     std error bars, each run as a dot, chance dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     mode = (summary.get("selection") or {}).get("mode")
     table = [row for row in summary["table"] if row["selected"]]

@@ -43,9 +43,9 @@ from torch.utils.data import Dataset
 from ...model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ...model.event_clip import ClipModel, ModelMeta
 from ...model.factory import assemble, make_image_preprocess, model_config
+from ...sim.glyphs import caption, class_prompt, render, resolve_classes
+from ...sim.seeding import keyed_rng
 from ..data import ClassSplit, SyntheticConfig, SyntheticGlyphs
-from ..data.glyphs import caption, class_prompt, render, resolve_classes
-from ..data.sample import keyed_rng
 from ..distributed import DistEnv, barrier, gather_with_grad
 from ..engine import OptimizerConfig, Trainer, TrainerConfig, WarmupCosine, build_loader, build_optimizer, seed_everything
 from ..engine.evaluation import zero_shot_accuracy
@@ -62,7 +62,7 @@ _CAPTION_STREAM = 7  #: keyed-RNG stream of the plain-caption draw
 class GlyphCaptions(Dataset):
     """Image-caption pairs of synthetic glyphs: the images :class:`SyntheticGlyphs` pairs with its events.
 
-    The caption describes the instance (:func:`~event_clip_ros.train.data.glyphs.caption`), or, for a
+    The caption describes the instance (:func:`~event_clip_ros.sim.glyphs.caption`), or, for a
     fraction ``plain_caption_p`` of the items (drawn once per item), is the plain class prompt.
     """
 

@@ -39,21 +39,23 @@ def model_frames(model: EventClip, windows: Sequence[PendingWindow]) -> tuple[to
     if len(set(views)) > 1:
         raise ValueError(f"windows of one batch must have as many views each, got {sorted(set(views))}")
     height, width = model.meta.input_size
-    frames: list[torch.Tensor | None] = [None] * len(windows)
     by_size: dict[SensorSize, list[int]] = {}
     for i, w in enumerate(windows):
         if w.frame is None:
             by_size.setdefault(w.size, []).append(i)
-        else:
-            stack = w.frame if w.frame.ndim == 3 else w.frame[None]
-            frames[i] = torch.from_numpy(np.stack([resize_image(view, (width, height)) for view in stack])).to(model.device)
-    for size, rows in by_size.items():
+    if len(by_size) == 1 and len(next(iter(by_size.values()))) == len(windows):  # one sensor: its frames as built
+        return build_frames_torch([w.window.events for w in windows], windows[0].size, model.frame_config,
+                                  model.device), 1
+    frames = torch.empty((len(windows) * views[0], height, width), dtype=torch.float32, device=model.device)
+    for size, rows in by_size.items():  # event windows: one view each
         built = build_frames_torch([windows[i].window.events for i in rows], size, model.frame_config, model.device)
-        for i, frame in zip(rows, built):
-            frames[i] = frame[None]
-    ready = [f for f in frames if f is not None]
-    assert len(ready) == len(windows)  # each window is an event window or carries its frame
-    return torch.cat(ready), views[0]
+        frames[torch.tensor(rows, device=model.device)] = built
+    for i, w in enumerate(windows):
+        if w.frame is not None:
+            stack = w.frame if w.frame.ndim == 3 else w.frame[None]
+            resized = np.stack([resize_image(view, (width, height)) for view in stack])
+            frames[i * views[0]:(i + 1) * views[0]] = torch.from_numpy(resized)
+    return frames, views[0]
 
 
 def window_embeddings(model: EventClip, windows: Sequence[PendingWindow]) -> torch.Tensor:

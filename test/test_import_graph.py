@@ -35,7 +35,7 @@ LAYERS: dict[str, set[str]] = {
     "cli": {"events", "sim", "video", "model", "apps", "ros"},
 }
 #: Modules at the package root that every part may use; they import nothing of the package.
-BASE = {"atomic_files", "plotting"}
+BASE = {"atomic_files", "batching", "plotting"}
 #: Top-level names of ROS's Python packages: rclpy, launch, ament, rosidl and the message packages.
 ROS_NAMES = ("rclpy", "rosidl", "launch", "ament_index")
 

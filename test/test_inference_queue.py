@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from event_clip_ros.apps.detector import AnomalyConfig, Detector, DetectorConfig
+from event_clip_ros.apps.detector import Detector
+from event_clip_ros.apps.detector_config import AnomalyConfig, DetectorConfig
 from event_clip_ros.apps.detector_inputs import input_names, input_specs, queue_config
 from event_clip_ros.apps.detector_params import defaults, load_parameters_yaml
 from event_clip_ros.apps.event_input import PendingWindow

@@ -277,8 +277,8 @@ def test_event_input_stamps_are_the_same_with_and_without_the_filter():
     window = WindowConfig(duration_us=20_000, min_events=1)
     plain, filtered = EventInput("event_camera_msgs/msg/EventPacket", window), EventInput(
         "event_camera_msgs/msg/EventPacket", window, noise=BOTH)
-    got_plain = [w for raw in packets for w in plain.feed_cdr(raw)]
-    got_filtered = [w for raw in packets for w in filtered.feed_cdr(raw)]
+    got_plain = [w for raw in packets for w in plain.feed(raw)]
+    got_filtered = [w for raw in packets for w in filtered.feed(raw)]
     assert len(got_filtered) == len(got_plain) > 20
     for a, b in zip(got_plain, got_filtered):
         assert (a.window.t_start_us, a.window.t_end_us, a.stamp_ns, a.frame_id) == \

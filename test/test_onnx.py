@@ -15,9 +15,10 @@ import onnx
 import pytest
 import torch
 
-from event_clip_ros.apps.detector import Detector, DetectorConfig
+from event_clip_ros.apps.detector import Detector
+from event_clip_ros.apps.detector_config import DetectorConfig
 from event_clip_ros.apps.detector_params import config_from_parameters
-from event_clip_ros.apps.event_input import IMAGE_MSGTYPE
+from event_clip_ros.apps.event_input import IMAGE_MSGTYPE, make_input
 from event_clip_ros.cli import build_parser, main
 from event_clip_ros.cli.eval_cmds import detector_parameters
 from event_clip_ros.events.frames import build_frames_torch
@@ -158,9 +159,10 @@ def test_an_image_detector_on_onnxruntime_gives_the_labels_of_torch(tiny):
     results = {}
     for backend, spec in (("torch", ModelSpec(checkpoint=str(checkpoint), device="cpu")),
                           ("onnxruntime", onnx_spec(checkpoint, onnx_file))):
-        detector = Detector(DetectorConfig(labels=("a", "b", "c", "d"), top_k=4, model=spec), IMAGE_MSGTYPE)
+        config = DetectorConfig(labels=("a", "b", "c", "d"), top_k=4, model=spec)
+        detector, source = Detector(config), make_input(IMAGE_MSGTYPE, config)
         detector.load()
-        pending = [w for i, image in enumerate(images) for w in detector.feed_image(image, 10**9 + i * 10**7)]
+        pending = [w for i, image in enumerate(images) for w in source.feed_image(image, 10**9 + i * 10**7)]
         results[backend] = detector.infer(pending)
     assert len(results["onnxruntime"]) == len(results["torch"]) == 2
     for a, b in zip(results["onnxruntime"], results["torch"]):

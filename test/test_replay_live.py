@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
-from event_clip_ros.apps.detector import DetectorConfig
+from event_clip_ros.apps.detector_config import DetectorConfig
 from event_clip_ros.apps.evaluation.bag_input import bag_messages, open_bag_topics
 from event_clip_ros.apps.evaluation.offline import EvaluationSetup, evaluate_bag
 from event_clip_ros.apps.evaluation.truth import load_truth_csv

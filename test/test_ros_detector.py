@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from event_clip_ros.apps.detector import Detector, DetectorConfig
+from event_clip_ros.apps.detector import DetectionResult, Detector
+from event_clip_ros.apps.detector_config import AnomalyConfig, DetectorConfig
+from event_clip_ros.apps.event_input import make_input
 from event_clip_ros.events.encoders import encode_evt3, encode_mono
 from event_clip_ros.events.noise import NoiseFilterConfig
 from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet
@@ -66,13 +68,32 @@ def evt3_packets(events: np.ndarray, n: int, seq0: int = 0, width: int = SIZE.wi
     return out
 
 
+class OfflineDetector:
+    """The node's data path without ROS or a worker: its input and its Detector, every window inferred."""
+
+    def __init__(self, config: DetectorConfig, msgtype: str = "event_camera_msgs/msg/EventPacket") -> None:
+        self.input = make_input(msgtype, config)
+        self.detector = Detector(config)
+        self.detector.load()
+
+    def process(self, raw: bytes) -> list[DetectionResult]:
+        """The results of the windows one serialised message completes."""
+        return self.detector.infer_all(self.input.feed(raw))
+
+    def counters(self) -> dict[str, int]:
+        """The counters the node reports: its input's and its detector's."""
+        return {**self.input.counters(), **self.detector.counters()}
+
+
+def offline_config(checkpoint: Path, **kwargs) -> DetectorConfig:
+    window = WindowConfig(duration_us=WINDOW_MS * 1000, min_events=MIN_EVENTS, max_events=2_000_000)
+    return DetectorConfig(**{"labels": LABELS, "top_k": 3, "window": window,
+                             "model": ModelSpec(checkpoint=str(checkpoint), device="cpu"), **kwargs})
+
+
 def offline_detector(checkpoint: Path, msgtype: str = "event_camera_msgs/msg/EventPacket", labels=LABELS,
-                     noise: NoiseFilterConfig = NoiseFilterConfig()) -> Detector:
-    det = Detector(DetectorConfig(labels=tuple(labels), top_k=3,
-                                  window=WindowConfig(duration_us=WINDOW_MS * 1000, min_events=MIN_EVENTS, max_events=2_000_000),
-                                  model=ModelSpec(checkpoint=str(checkpoint), device="cpu"), noise=noise), msgtype)
-    det.load()
-    return det
+                     noise: NoiseFilterConfig = NoiseFilterConfig()) -> OfflineDetector:
+    return OfflineDetector(offline_config(checkpoint, labels=tuple(labels), noise=noise), msgtype)
 
 
 class DetectorClient:
@@ -252,7 +273,7 @@ def test_evt3_labels_frames_diagnostics_label_change_and_bad_input(ros, checkpoi
     packets = evt3_packets(events, 20)
     expected, counts = [], []
     for raw in packets:
-        expected += offline.process_cdr(raw)
+        expected += offline.process(raw)
         counts.append(len(expected))
     client.lockstep(packets, counts)
     assert_same(client.results, expected)
@@ -331,7 +352,7 @@ def test_mono_packets_and_event_arrays(ros, checkpoint, input_type):
     offline = offline_detector(checkpoint, msgtype, noise=noise)
     expected, counts = [], []
     for raw in packets:
-        expected += offline.process_cdr(raw)
+        expected += offline.process(raw)
         counts.append(len(expected))
     client.lockstep(packets, counts)
     assert len(expected) == 5
@@ -359,22 +380,15 @@ def rss_mb(pid: int) -> float:
 def test_anomaly_mode_publishes_anomaly_and_normal_equal_to_the_offline_scores(ros, checkpoint):
     from event_camera_msgs.msg import EventPacket
 
-    from event_clip_ros.apps.detector import AnomalyConfig
-
     threshold = 0.45
     client = DetectorClient(ros, "anomaly", EventPacket, f"checkpoint:={checkpoint}", "mode:=anomaly",
                             f"anomaly_threshold:={threshold}")
     client.wait_connected(EVT3_PROBE)
-    offline = Detector(DetectorConfig(mode="anomaly", top_k=3, anomaly=AnomalyConfig(threshold=threshold),
-                                      window=WindowConfig(duration_us=WINDOW_MS * 1000, min_events=MIN_EVENTS,
-                                                          max_events=2_000_000),
-                                      model=ModelSpec(checkpoint=str(checkpoint), device="cpu")),
-                       "event_camera_msgs/msg/EventPacket")
-    offline.load()
+    offline = OfflineDetector(offline_config(checkpoint, mode="anomaly", labels=(), anomaly=AnomalyConfig(threshold=threshold)))
     packets = evt3_packets(scene(6_000, 60_000, seed=5), 12)
     expected, counts = [], []
     for raw in packets:
-        expected += offline.process_cdr(raw)
+        expected += offline.process(raw)
         counts.append(len(expected))
     client.lockstep(packets, counts)
     assert len(expected) >= 4
@@ -437,7 +451,7 @@ def test_lifecycle_transitions_and_a_missing_checkpoint(ros, checkpoint, tmp_pat
     packets = evt3_packets(scene(3_000, 30_000), 6)
     offline, counts = offline_detector(checkpoint), []
     for raw in packets:
-        counts.append(len(offline.process_cdr(raw)) + (counts[-1] if counts else 0))
+        counts.append(len(offline.process(raw)) + (counts[-1] if counts else 0))
     assert counts[-1] == 2
     client.lockstep(packets, counts)  # results flow again after re-activation
     assert client.transition(Transition.TRANSITION_DEACTIVATE)

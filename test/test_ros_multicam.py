@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
-from test_ros_detector import SIZE, STAMP0_NS, checkpoint, offline_detector, scene, stamp_ns  # noqa: F401
+from test_ros_detector import SIZE, STAMP0_NS, OfflineDetector, checkpoint, offline_detector, scene, stamp_ns  # noqa: F401
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
-from event_clip_ros.apps.detector import AnomalyConfig, Detector, DetectorConfig
+from event_clip_ros.apps.detector_config import AnomalyConfig, DetectorConfig
 from event_clip_ros.apps.evaluation.bag_input import bag_messages, open_bag_topics
 from event_clip_ros.apps.evaluation.offline import EvaluationSetup, evaluate_bag
 from event_clip_ros.apps.evaluation.truth import load_truth_csv
@@ -184,17 +184,16 @@ def test_two_cameras_in_one_node_equal_two_single_camera_runs(ros, checkpoint): 
 
     # the same streams through single-camera detectors (what single-camera nodes publish)
     left_offline = offline_detector(checkpoint, labels=["cat", "dog", "bird"])
-    right_offline = Detector(DetectorConfig(mode="anomaly", top_k=3, anomaly=AnomalyConfig(threshold=0.45),
-                                            window=WindowConfig(duration_us=10_000, min_events=50, max_events=2_000_000),
-                                            model=ModelSpec(checkpoint=str(checkpoint), device="cpu")))
-    right_offline.load()
+    right_offline = OfflineDetector(DetectorConfig(mode="anomaly", top_k=3, anomaly=AnomalyConfig(threshold=0.45),
+                                                   window=WindowConfig(duration_us=10_000, min_events=50, max_events=2_000_000),
+                                                   model=ModelSpec(checkpoint=str(checkpoint), device="cpu")))
     streams = {"left": evt3_stream(scene(9_000, 80_000, seed=7), 16, SIZE, "left_optical"),
                "right": evt3_stream(scene(9_000, 80_000, seed=8, t0_us=3_000), 16, big, "right_optical")}
     expected: dict[str, list] = {"left": [], "right": []}
     counts: dict[str, list[int]] = {}
     for cam, det in (("left", left_offline), ("right", right_offline)):
         for raw in streams[cam]:
-            expected[cam] += det.process_cdr(raw)
+            expected[cam] += det.process(raw)
             counts.setdefault(cam, []).append(len(expected[cam]))
     assert len(expected["left"]) == len(expected["right"]) == 7
     # interleaved as two drivers send them; after each pair, the results they complete
@@ -220,7 +219,7 @@ def test_two_cameras_in_one_node_equal_two_single_camera_runs(ros, checkpoint): 
     tail = scene(6_000, 60_000, seed=9, t0_us=100_000)
     raw = encode_event_packet(encode_evt3(tail, None), encoding="evt3", width=SIZE.width, height=SIZE.height,
                               seq=16, stamp_ns=STAMP0_NS + 99_000_000, frame_id="left_optical")
-    more = left_offline.process_cdr(raw)
+    more = left_offline.process(raw)
     assert len(more) == 7  # the open window and six in the packet
     pubs["left"].publish(raw)
     ros.spin_until(lambda: len(results["left"]) == len(expected["left"]) + 7, "the seven windows", 30, watch=proc)

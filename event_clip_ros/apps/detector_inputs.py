@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .detector import DetectorConfig
+from .detector_config import DetectorConfig
 from .detector_params import ParamSpec, config_from_parameters, defaults
 from .event_input import IMAGE_MSGTYPE
 from .inference_queue import QueueConfig

@@ -3,7 +3,7 @@
 The ROS node declares exactly these (:mod:`event_clip_ros.ros.parameters`),
 ``config/detector.yaml`` documents them, and offline tools read the same YAML
 with :func:`load_parameters_yaml`; :func:`config_from_parameters` turns a set
-of values into a validated :class:`~event_clip_ros.apps.detector.DetectorConfig`
+of values into a validated :class:`~event_clip_ros.apps.detector_config.DetectorConfig`
 plus the input message type, so the node and offline evaluation agree.
 
 Parameters marked ``runtime`` take effect at once when changed on a running
@@ -34,7 +34,7 @@ from ..model.prompts import (
     resolve_templates,
 )
 from ..video.extraction import ExtractionConfig
-from .detector import AnomalyConfig, DetectorConfig
+from .detector_config import AnomalyConfig, DetectorConfig
 from .event_input import IMAGE_ENCODINGS, IMAGE_MSGTYPE
 
 NODE_NAME = "detector"

@@ -1,4 +1,9 @@
-"""Sub-commands that run the event encoder on a recording: classify, anomaly, retrieve."""
+"""Sub-commands that run the event encoder on a recording: classify, anomaly, retrieve.
+
+``classify`` and ``anomaly`` build their head (zero-shot or few-shot classifier, text or reference
+scorer) and infer the recording's windows with the node's :class:`~event_clip_ros.apps.detector.Detector`,
+so a window gets the result the node would publish for it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..batching import batched
 from ..events.readers import open_events
 from .common import (
     MAX_BANK,
@@ -30,6 +36,8 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    from ..apps.detector import DetectionResult, Detector
+    from ..apps.event_input import PendingWindow
     from ..events.readers.base import EventReader
     from ..events.windows import Window
     from ..model.anomaly import ReferenceAnomalyScorer, TextAnomalyScorer
@@ -101,20 +109,25 @@ def reader_windows(reader: "EventReader", args: argparse.Namespace, desc: str) -
             bar.update()
 
 
-def embedded_windows(model: "EventClip", reader: "EventReader", args: argparse.Namespace, desc: str):
-    """(windows, embeddings) batches of the opened recording."""
+def pending_batches(reader: "EventReader", args: argparse.Namespace, desc: str) -> Iterator[list["PendingWindow"]]:
+    """The windows of the opened recording, ready for the detector, in batches of --batch-size."""
     # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
-    from ..apps.recording import embed_windows
+    from ..apps.recording import pending_windows
 
-    return embed_windows(model, reader_windows(reader, args, desc), reader.size, args.batch_size)
-
-
-def _window_fields(w: "Window") -> dict:
-    return {"t_start_us": int(w.t_start_us), "t_end_us": int(w.t_end_us), "events": int(w.events.size)}
+    return batched(pending_windows(reader_windows(reader, args, desc), reader.size), args.batch_size)
 
 
-def _window_text(w: "Window") -> str:
-    return f"{w.t_start_us:>14} {w.t_end_us:>14} {w.events.size:>9}"
+def _result_fields(r: "DetectionResult") -> dict:
+    return {"t_start_us": int(r.t_start_us), "t_end_us": int(r.t_end_us), "events": int(r.n_events)}
+
+
+def _result_text(r: "DetectionResult") -> str:
+    return f"{r.t_start_us:>14} {r.t_end_us:>14} {r.n_events:>9}"
+
+
+def _print_problems(reader: "EventReader", detector: "Detector") -> None:
+    """What the reader and the detector skipped (windows whose embedding is not finite are not printed)."""
+    print_problems({**reader.stats.as_dict(), **detector.finite.as_dict()})
 
 
 def _open(args: argparse.Namespace) -> "EventReader":
@@ -155,6 +168,8 @@ def _few_shot(model: "EventClip", zero_shot, args: argparse.Namespace):
 
 def cmd_classify(args: argparse.Namespace) -> int:
     # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.detector import Detector
+    from ..apps.heads import ClassifierHead
     from ..model.prompts import load_labels, parse_labels, resolve_templates
     from ..model.zero_shot import ZeroShotClassifier
 
@@ -162,23 +177,25 @@ def cmd_classify(args: argparse.Namespace) -> int:
     templates = resolve_templates(args.prompts)
     model = model_from_args(args)
     zero_shot = ZeroShotClassifier(model, labels, templates)
-    classifier = _few_shot(model, zero_shot, args) or zero_shot
+    detector = Detector.for_head(model, ClassifierHead(_few_shot(model, zero_shot, args) or zero_shot), top_k=args.top_k)
     with _open(args) as reader:
         if not args.json:
             print(f"{'t_start_us':>14} {'t_end_us':>14} {'events':>9}  top-{args.top_k} labels (probability)")
-        for batch, emb in embedded_windows(model, reader, args, "classifying"):
-            for w, top in zip(batch, classifier.classify(emb, top_k=args.top_k)):
+        for batch in pending_batches(reader, args, "classifying"):
+            for r in detector.infer(batch):
                 if args.json:
-                    print(json.dumps({**_window_fields(w), "labels": [{"label": s.label, "score": round(float(s.score), 6)} for s in top]}))
+                    labels_json = [{"label": s.label, "score": round(float(s.score), 6)} for s in r.labels]
+                    print(json.dumps({**_result_fields(r), "labels": labels_json}))
                 else:
-                    print(f"{_window_text(w)}  " + ", ".join(f"{s.label} ({s.score:.3f})" for s in top))
-        print_problems(reader.stats.as_dict())
+                    print(f"{_result_text(r)}  " + ", ".join(f"{s.label} ({s.score:.3f})" for s in r.labels))
+        _print_problems(reader, detector)
     return 0
 
 
 # ------------------------------------------------------------------ anomaly
 def _reference_scorer(model: "EventClip", args: argparse.Namespace):
     # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.embedding import window_embeddings
     from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
 
     ref = Path(args.reference)
@@ -190,8 +207,8 @@ def _reference_scorer(model: "EventClip", args: argparse.Namespace):
     config = ReferenceScorerConfig(k=args.k, capacity=args.capacity, **({} if args.threshold is None else {"threshold": args.threshold}))
     scorer = ReferenceAnomalyScorer(config, device=model.device)
     with open_events(ref, topic=args.topic, size=args.sensor_size) as reader:
-        for _, emb in embedded_windows(model, reader, args, "reference"):
-            scorer.update(emb)
+        for batch in pending_batches(reader, args, "reference"):
+            scorer.update(window_embeddings(model, batch)[:, 0])
     return checked_reference_bank(
         scorer, f"{ref}: {len(scorer)} reference window(s) with at least {args.min_events} events", "windows", args.save_reference
     )
@@ -219,23 +236,28 @@ def text_scorer(model: "EventClip", args: argparse.Namespace) -> "TextAnomalySco
 
 
 def cmd_anomaly(args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.detector import Detector
+    from ..apps.heads import AnomalyHead
+
     model = model_from_args(args)
     scorer = _reference_scorer(model, args) if args.reference else text_scorer(model, args)
+    detector = Detector.for_head(model, AnomalyHead(scorer))
     n = flagged = 0
     with _open(args) as reader:
         if not args.json:
-            print(f"{'t_start_us':>14} {'t_end_us':>14} {'events':>9}  score  (threshold {scorer.threshold:g})")
-        for batch, emb in embedded_windows(model, reader, args, "scoring"):
-            scores = scorer.score(emb)
-            decisions = scorer.decide(scores)
-            for w, s, d in zip(batch, scores, decisions):
+            print(f"{'t_start_us':>14} {'t_end_us':>14} {'events':>9}  score  (threshold {detector.threshold:g})")
+        for batch in pending_batches(reader, args, "scoring"):
+            for r in detector.infer(batch):
+                score, is_anomaly = r.anomaly_score, r.is_anomaly
+                assert score is not None and is_anomaly is not None  # an anomaly head decides every window
                 n += 1
-                flagged += int(d)
+                flagged += int(is_anomaly)
                 if args.json:
-                    print(json.dumps({**_window_fields(w), "score": round(float(s), 6), "anomaly": bool(d)}))
+                    print(json.dumps({**_result_fields(r), "score": round(score, 6), "anomaly": is_anomaly}))
                 else:
-                    print(f"{_window_text(w)}  {s:.3f}{'  ANOMALY' if d else ''}")
-        print_problems(reader.stats.as_dict())
+                    print(f"{_result_text(r)}  {score:.3f}{'  ANOMALY' if is_anomaly else ''}")
+        _print_problems(reader, detector)
     if not args.json:
         print(f"{flagged} of {n} windows above the threshold")
     return 0
@@ -244,7 +266,6 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ retrieve
 def cmd_retrieve_build(args: argparse.Namespace) -> int:
     # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
-    from ..apps.recording import batched
     from ..model.prompts import load_labels, parse_labels
     from ..model.retrieval import EmbeddingIndex
 
@@ -296,9 +317,6 @@ def cmd_retrieve_query(args: argparse.Namespace) -> int:
         for hits in index.search_image(model, [args.image], k=args.k, modality=target or "event"):
             _print_hits(f"image: {args.image}", hits, args.json)
     else:
-        # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
-        from ..apps.recording import batched
-
         with _open(args) as reader:
             for batch in batched(reader_windows(reader, args, "querying"), args.batch_size):
                 results = index.search_events(model, batch, reader.size, k=args.k, modality=target or "text")
@@ -340,6 +358,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"{model.meta.arch or 'custom'} architecture)"
         )
     if args.onnx:
+        # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
         from ..model.onnx_export import export_onnx
 
         if sys.stderr.isatty():

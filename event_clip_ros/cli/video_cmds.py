@@ -1,4 +1,8 @@
-"""Sub-commands on ordinary videos: video2events, video-anomaly."""
+"""Sub-commands on ordinary videos: video2events, video-anomaly.
+
+``video-anomaly`` scores each segment (stack of frames) with the node's
+:class:`~event_clip_ros.apps.detector.Detector` and the scorer built from its options.
+"""
 
 from __future__ import annotations
 
@@ -37,9 +41,16 @@ from .common import (
     seed_arg,
     size_arg,
 )
-from .model_cmds import add_model_args, add_scorer_args, checked_reference_bank, model_from_args, text_scorer
+from .model_cmds import (
+    add_model_args,
+    add_scorer_args,
+    checked_reference_bank,
+    model_from_args,
+    text_scorer,
+)
 
 if TYPE_CHECKING:
+    from ..apps.detector import Detector
     from ..model.anomaly import AnomalyScorer
     from ..model.event_clip import EventClip
 
@@ -162,15 +173,20 @@ def cmd_video_anomaly(args: argparse.Namespace) -> int:
         if args.frame_scores:
             raise SystemExit("video-anomaly: --frame-scores is for one video without --annotations (windows.csv has the segment scores)")
         annotated = _annotated_videos(args)  # before the model loads: a missing annotation fails fast
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.detector import Detector
+    from ..apps.heads import AnomalyHead
+
     model = model_from_args(args)
     config = _anomaly_extraction(model, args)
     scorer = _reference_scorer(model, args, config) if args.reference else text_scorer(model, args)
+    detector = Detector.for_head(model, AnomalyHead(scorer))
     if annotated is not None:
-        return _evaluate_ucf(model, scorer, config, args, *annotated)
-    return _score_one_video(model, scorer, config, args)
+        return _evaluate_ucf(detector, config, args, *annotated)
+    return _score_one_video(detector, config, args)
 
 
-def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "ExtractionConfig", args: argparse.Namespace) -> int:
+def _score_one_video(detector: "Detector", config: "ExtractionConfig", args: argparse.Namespace) -> int:
     # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.video_anomaly import frame_scores, score_video
 
@@ -178,10 +194,9 @@ def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "Extra
     segments = []
     with open_video(video, args) as reader:
         if not args.json:
-            print(f"{'segment':>7} {'t_start_us':>12} {'t_end_us':>12} {'frames':>6}  score  (threshold {scorer.threshold:g})")
-        for seg in score_video(model, scorer, video_frames(reader, args, "scoring"), config, args.batch_size):
+            print(f"{'segment':>7} {'t_start_us':>12} {'t_end_us':>12} {'frames':>6}  score  (threshold {detector.threshold:g})")
+        for seg in score_video(detector, video_frames(reader, args, "scoring"), config, args.batch_size):
             segments.append(seg)
-            flagged = bool(scorer.decide(np.array([seg.score]))[0])
             if args.json:
                 print(
                     json.dumps(
@@ -192,12 +207,12 @@ def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "Extra
                             "t_start_us": seg.t_start_us,
                             "t_end_us": seg.t_end_us,
                             "score": round(seg.score, 6),
-                            "anomaly": flagged,
+                            "anomaly": seg.is_anomaly,
                         }
                     )
                 )
             else:
-                mark = "  ANOMALY" if flagged else ""
+                mark = "  ANOMALY" if seg.is_anomaly else ""
                 print(f"{seg.index:>7} {seg.t_start_us:>12} {seg.t_end_us:>12} {seg.n_frames:>6}  {seg.score:.3f}{mark}")
     if not segments:
         raise ValueError(f"{video}: fewer than 2 frames, no segment to score")
@@ -208,7 +223,7 @@ def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "Extra
             w.writerow(["frame", "score"])
             w.writerows((i, f"{s:.6f}") for i, s in enumerate(frame_scores(segments, n_frames)))
     if not args.json:
-        n_flagged = int(scorer.decide(np.array([s.score for s in segments])).sum())
+        n_flagged = sum(s.is_anomaly for s in segments)
         print(f"{n_flagged} of {len(segments)} segments above the threshold")
     return 0
 
@@ -233,8 +248,7 @@ def _annotated_videos(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
 
 
 def _evaluate_ucf(
-    model: "EventClip",
-    scorer: "AnomalyScorer",
+    detector: "Detector",
     config: "ExtractionConfig",
     args: argparse.Namespace,
     videos: list[Path],
@@ -252,7 +266,7 @@ def _evaluate_ucf(
         try:
             with open_video(str(video), args) as reader:
                 frames = video_frames(reader, args, f"[{i + 1}/{len(videos)}] {video.name}")
-                segments = tuple(score_video(model, scorer, frames, config, args.batch_size))
+                segments = tuple(score_video(detector, frames, config, args.batch_size))
                 fps, n_frames = reader.fps, reader.frames_read
         except VideoFileError as exc:
             problems.append(f"skipped: {exc}")
@@ -265,7 +279,7 @@ def _evaluate_ucf(
         scored.append(ScoredVideo(video, fps, n_frames, segments, video_truth(args.annotations, video, fps)))
     if not scored:
         raise ValueError("no video could be scored: " + "; ".join(problems))
-    evaluation, summaries = evaluate_videos(scored, scorer.threshold)
+    evaluation, summaries = evaluate_videos(scored, detector.threshold)
     elapsed = time.perf_counter() - started
     frames_total = sum(v.n_frames for v in scored)
     run = RunInfo(
@@ -282,7 +296,7 @@ def _evaluate_ucf(
         timing={"wall_s": elapsed, "frames_per_s": frames_total / elapsed if elapsed > 0 else 0.0},
         settings={
             "scorer": "reference" if args.reference else "text",
-            "anomaly_threshold": scorer.threshold,
+            "anomaly_threshold": detector.threshold,
             "diff_threshold": config.threshold,
             "stack": config.stack,
             "clamp": config.clamp,

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..batching import batched
 from ..events.frames import FrameConfig, build_frames_torch
 from ..events.types import SensorSize
 from .backends import FrameEncoder, TorchEncoder
@@ -213,25 +214,19 @@ class EventClip(nn.Module):
     def embed_windows(self, windows_events: Sequence[np.ndarray], size: SensorSize, batch_size: int = 64) -> torch.Tensor:
         """Normalised embeddings (N, D) of N event windows: frames built on the model's device, batched,
         through :meth:`embed_frames`."""
-        out = []
-        for i in range(0, len(windows_events), batch_size):
-            frames = build_frames_torch(windows_events[i : i + batch_size], size, self.frame_config, self.device)
-            out.append(self.embed_frames(frames))
-        if not out:
-            return torch.empty(0, self.embed_dim, device=self.device)
-        return torch.cat(out)
+        out = [self.embed_frames(build_frames_torch(batch, size, self.frame_config, self.device))
+               for batch in batched(windows_events, batch_size)]
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)
 
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Normalised text embeddings (N, D), batched, without gradients."""
-        parts = [self.encode_texts(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+        parts = [self.encode_texts(batch) for batch in batched(texts, batch_size)]
         return torch.cat(parts) if parts else torch.empty(0, self.embed_dim, device=self.device)
 
     @torch.inference_mode()
     def embed_images(self, images: Sequence, batch_size: int = 64) -> torch.Tensor:
         """Normalised image embeddings (N, D) of PIL images (CLIP preprocessing applied), batched."""
-        out = []
-        for i in range(0, len(images), batch_size):
-            batch = torch.stack([self.image_preprocess(im) for im in images[i : i + batch_size]])
-            out.append(self.encode_images(batch))
+        out = [self.encode_images(torch.stack([self.image_preprocess(im) for im in batch]))
+               for batch in batched(images, batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)

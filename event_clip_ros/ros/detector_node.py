@@ -7,7 +7,7 @@ Topics (relative to the node, so namespaces and remaps work):
   decoded, in order, in the subscription callback (the decoders are stateful).
 * ``~/image`` (in, with ``input_type`` sensor_msgs/msg/Image instead of
   ``~/events``): camera images (bgr8, rgb8, mono8; others counted and skipped),
-  camera QoS (best effort, keep last 5); each stack of ``image_stack`` images
+  raw subscription with camera QoS (best effort, keep last 5); each stack of ``image_stack`` images
   becomes one frame-difference event frame (the paper's video path), inferred
   like an event window and stamped with the stack's last image.
 * ``~/classification`` (zero_shot) or ``~/anomaly`` (anomaly):
@@ -25,6 +25,12 @@ Topics (relative to the node, so namespaces and remaps work):
 Several cameras (parameter ``inputs``, see :mod:`event_clip_ros.apps.detector_inputs`):
 one subscription per named input (``<name>.topic``) and the outputs above under
 ``~/<name>/``, one model, one worker; /diagnostics then also has one status per input.
+
+The node is an adapter: each input's side
+(:func:`~event_clip_ros.apps.event_input.make_input`, one ``feed(raw)`` for
+event and image messages) cuts windows, its
+:class:`~event_clip_ros.apps.detector.Detector` (one model shared by all inputs,
+each with its own head) infers them; the node subscribes, queues, publishes and reports.
 
 Inference runs on one worker thread fed by an
 :class:`~event_clip_ros.apps.inference_queue.InferenceQueue`: the windows waiting
@@ -71,12 +77,12 @@ from ..apps.detector import Detector
 from ..apps.detector_inputs import INPUT_RUNTIME_PARAMETERS, InputSpec, input_names, input_specs, queue_config
 from ..apps.detector_params import NODE_NAME, RUNTIME_PARAMETERS
 from ..apps.detector_stats import Health, RateMeter, assess
-from ..apps.event_input import PendingWindow
+from ..apps.event_input import EventInput, ImageInput, make_input
 from ..apps.inference_queue import InferenceQueue, QueueConfig, QueuedWindow, infer_batch
 from .diagnostics import diagnostic_array, diagnostic_status
 from .interfaces import EVENT_QOS, LATCHED_QOS, RESULT_QOS, message_class, status_name
 from .log_bridge import forward_core_logging
-from .messages import classification_msg, image_msg, label_info_msg, stamp_to_ns, vision_info_msg
+from .messages import classification_msg, image_msg, label_info_msg, vision_info_msg
 from .parameters import declare_input_parameters, declare_parameters, input_parameter_values, parameter_values
 from .worker import BatchWorker
 
@@ -97,9 +103,10 @@ def arrival_ns(info: dict[str, Any] | None) -> int:
 
 @dataclass
 class _Input:
-    """One configured input: its detector (input side and head) and publishers, its subscription while active."""
+    """One configured input: its input side, its detector (head) and publishers, its subscription while active."""
 
     spec: InputSpec
+    source: EventInput | ImageInput
     detector: Detector
     msg_class: type
     result_pub: Any
@@ -163,16 +170,17 @@ class DetectorNode(LifecycleNode):
             msg_classes = [message_class(spec.msgtype) for spec in specs]
             detectors: list[Detector] = []
             for spec in specs:  # the first builds the model, the others share it
-                detector = Detector(spec.config, spec.msgtype, model=detectors[0].model if detectors else None)
+                detector = Detector(spec.config, model=detectors[0].model if detectors else None)
                 detector.load()
                 detectors.append(detector)
+            sources = [make_input(spec.msgtype, spec.config) for spec in specs]
         except Exception as exc:  # any bad parameter, file or model must fail the transition, not the node
             self._error = f"configure failed: {exc}"
             self.get_logger().error(self._error)
             return TransitionCallbackReturn.FAILURE
         self._error = None
-        self._inputs = [self._make_input(spec, detector, msg_class)
-                        for spec, detector, msg_class in zip(specs, detectors, msg_classes)]
+        self._inputs = [self._make_input(spec, source, detector, msg_class)
+                        for spec, source, detector, msg_class in zip(specs, sources, detectors, msg_classes)]
         model = detectors[0].model
         assert model is not None and self._queue_config is not None  # loaded above; set with the parameters
         for inp in self._inputs:
@@ -185,10 +193,10 @@ class DetectorNode(LifecycleNode):
                                f"batches of up to {self._queue_config.max_batch} windows")
         return TransitionCallbackReturn.SUCCESS
 
-    def _make_input(self, spec: InputSpec, detector: Detector, msg_class: type) -> _Input:
+    def _make_input(self, spec: InputSpec, source: EventInput | ImageInput, detector: Detector, msg_class: type) -> _Input:
         result = spec.output("classification" if spec.config.mode == "zero_shot" else "anomaly")
         return _Input(
-            spec, detector, msg_class,
+            spec, source, detector, msg_class,
             result_pub=self.create_lifecycle_publisher(Classification, result, RESULT_QOS),
             frame_pub=self.create_lifecycle_publisher(Image, spec.output("frame"), 1),
             label_info_pub=self.create_lifecycle_publisher(LabelInfo, spec.output("label_info"), LATCHED_QOS),
@@ -210,12 +218,9 @@ class DetectorNode(LifecycleNode):
         self._worker = BatchWorker(self._queue, self._handle_batch)
         self._worker.start()
         for camera, inp in enumerate(self._inputs):
-            if inp.detector.takes_images:
-                inp.subscription = self.create_subscription(Image, inp.spec.topic, partial(self._on_image, camera),
-                                                            IMAGE_QOS)
-            else:
-                inp.subscription = self.create_subscription(inp.msg_class, inp.spec.topic,
-                                                            partial(self._on_events, camera), EVENT_QOS, raw=True)
+            qos = IMAGE_QOS if isinstance(inp.source, ImageInput) else EVENT_QOS
+            inp.subscription = self.create_subscription(inp.msg_class, inp.spec.topic, partial(self._on_message, camera),
+                                                        qos, raw=True)
         result = super().on_activate(state)
         self._active = True
         self._publish_label_info()
@@ -301,17 +306,9 @@ class DetectorNode(LifecycleNode):
         super().destroy_node()
 
     # ------------------------------------------------------------------ data path
-    def _on_events(self, camera: int, raw: bytes, info: dict) -> None:
-        """Subscription callback: decode every message in order, queue the windows it completes."""
-        self._feed(camera, info, "decoding a message", lambda detector: detector.feed_cdr(raw))
-
-    def _on_image(self, camera: int, msg: Image, info: dict) -> None:
-        """Subscription callback: every image, in order, through the extraction; completed windows queued."""
-        self._feed(camera, info, "processing an image", lambda detector: detector.feed_encoded_image(
-            msg.encoding, msg.height, msg.width, msg.step, msg.data, stamp_to_ns(msg.header.stamp), msg.header.frame_id))
-
-    def _feed(self, camera: int, info: dict, what: str, feed: Callable[[Detector], list[PendingWindow]]) -> None:
-        """Run one input message through its detector (while active) and queue the windows it completes.
+    def _on_message(self, camera: int, raw: bytes, info: dict) -> None:
+        """Subscription callback: every message of an input, in order, through its input side; the windows it
+        completes queued.
 
         The input side counts bad input itself; an exception here is a bug: counted, logged, not fatal.
         """
@@ -319,11 +316,12 @@ class DetectorNode(LifecycleNode):
         inputs, queue = self._inputs, self._queue
         if not self._active or queue is None or camera >= len(inputs):
             return
+        source = inputs[camera].source
         try:
-            windows = feed(inputs[camera].detector)
+            windows = source.feed(raw)
         except Exception:
             self._callback_errors += 1
-            self.get_logger().error(f"{what} failed", throttle_duration_sec=5.0)
+            self.get_logger().error(f"processing a {source.msgtype} message failed", throttle_duration_sec=5.0)
             return
         queue.put(camera, windows, arrived)
 
@@ -385,7 +383,7 @@ class DetectorNode(LifecycleNode):
 
     # ------------------------------------------------------------------ diagnostics
     def _input_counters(self, camera: int, inp: _Input) -> dict[str, int]:
-        counters = inp.detector.counters()
+        counters = {**inp.source.counters(), **inp.detector.counters()}
         queue = self._queue
         if queue is not None and camera < queue.cameras:
             counters.update(queue.counters(camera))
@@ -404,7 +402,7 @@ class DetectorNode(LifecycleNode):
         counters["worker_errors"] = worker.errors if worker is not None else 0
         counters["callback_errors"] = self._callback_errors
         rates, increments = self._rates.update(counters, now_s)
-        takes_images = bool(inputs) and all(inp.detector.takes_images for inp in inputs)
+        takes_images = bool(inputs) and all(isinstance(inp.source, ImageInput) for inp in inputs)
         health = assess(self._active, self._error, increments, "images" if takes_images else "events")
         state = "active" if self._active else ("inactive" if inputs else "unconfigured")
         values: dict[str, object] = {
@@ -425,7 +423,7 @@ class DetectorNode(LifecycleNode):
     def _input_status(self, fqn: str, camera: int, inp: _Input, counters: dict[str, int], now_s: float):
         """One named input's status: its counters, rates, health and latency."""
         rates, increments = inp.rates.update(counters, now_s)
-        images = inp.detector.takes_images
+        images = isinstance(inp.source, ImageInput)
         health: Health = assess(self._active, self._error, increments, "images" if images else "events")
         values: dict[str, object] = {"topic": inp.subscription.topic_name if inp.subscription else inp.spec.topic,
                                      "input_type": inp.spec.msgtype, "mode": inp.spec.config.mode,

@@ -67,4 +67,4 @@ def evaluate_live(bag: BagTopics, setup, parameters: dict[str, Any], out_dir: st
     done.counters = {**counters, "inferred_windows": len(done.results), "dropped_windows": len(missing)}
     done.timing = {"wall_s": round(wall_s, 4), "windows_per_s": round(len(done.results) / wall_s, 2) if wall_s else 0.0,
                    "messages": messages, "rate": rate}
-    return score_and_write(bag, setup, Detector(config, bag.msgtype), done, out_dir, source="live")
+    return score_and_write(bag, setup, Detector(config), done, out_dir, source="live")

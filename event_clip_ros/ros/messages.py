@@ -32,11 +32,6 @@ def ros_time(stamp_ns: int) -> Time:
     return Time(sec=sec, nanosec=nanosec)
 
 
-def stamp_to_ns(stamp: Time) -> int:
-    """A builtin_interfaces/Time in ns."""
-    return stamp.sec * _NS_PER_S + stamp.nanosec
-
-
 def header(stamp_ns: int, frame_id: str) -> Header:
     return Header(stamp=ros_time(stamp_ns), frame_id=frame_id)
 

@@ -34,6 +34,7 @@ from ...atomic_files import atomic_write_text
 from ...events.frames import build_frames_torch
 from ...model.checkpoint import load_any_checkpoint, load_checkpoint, save_checkpoint
 from ...model.event_clip import EventClip
+from ...model.zero_shot import ensemble_text_weights
 from ..data import EpochSubset, FrameAugmentConfig, augment_frames, collate_samples, recommended_frame_config
 from ..distributed import DistEnv, barrier, cleanup, init_distributed
 from ..engine import BestPolicy, CheckpointDir, Trainer, TrainState, build_loader, build_trainer, seed_everything
@@ -44,7 +45,7 @@ from ..selection import Selection, resolve_selection
 from ..threads import apply_threads
 from .config import FinetuneConfig
 from .data import FinetuneData, build_data, requested_batch_size
-from .evaluation import MethodComparison, prompt_weights
+from .evaluation import MethodComparison
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def _trainer(cfg: FinetuneConfig, out: Path, resume: str | None, env: DistEnv, m
     """The engine's trainer over the k-shot subset with L_pred, validating and exporting on rank 0."""
     o, rt = cfg.optim, cfg.runtime
     main = env.rank == 0
-    text = prompt_weights(model, data.prompts).clone()  # an inference tensor: cloned to enter autograd
+    text = ensemble_text_weights(model, [[p] for p in data.prompts]).clone()  # an inference tensor: cloned to enter autograd
     assert data.train is not None  # built with a training split (shots)
     subset = EpochSubset(data.train, data.train_indices)
     loader = build_loader(subset, batch_size=data.batch_size, collate_fn=collate_samples, shuffle=True, seed=rt.seed,

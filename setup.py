@@ -14,6 +14,8 @@ PACKAGE = "event_clip_ros"
 CONSOLE_SCRIPTS = [
     "event-clip = event_clip_ros.cli:main",
     "detector = event_clip_ros.ros.node:main",
+    "event-clip-pretrain = event_clip_ros.train.pretrain.cli:main",
+    "event-clip-finetune = event_clip_ros.train.finetune.cli:main",
 ]
 
 setup(
@@ -29,6 +31,11 @@ setup(
         (f"share/{PACKAGE}/launch", sorted(glob("launch/*.launch.py"))),
         (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml")) + sorted(glob("config/*.txt")) + sorted(glob("config/*.xml"))),
         (f"share/{PACKAGE}/models", sorted(glob("models/*.safetensors"))),
+        # the training presets and the split configs they name (../configs/...), found by the installed
+        # event-clip-pretrain / event-clip-finetune (event_clip_ros/train/presets.py)
+        (f"share/{PACKAGE}/training/presets", sorted(glob("training/presets/*.yaml"))),
+        (f"share/{PACKAGE}/training/presets/finetune", sorted(glob("training/presets/finetune/*.yaml"))),
+        (f"share/{PACKAGE}/training/configs", sorted(glob("training/configs/*.yaml"))),
     ],
     python_requires=">=3.10",
     install_requires=[
@@ -45,7 +52,9 @@ setup(
         "rosbags>=0.11",
         "dv-processing>=2.0",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # The onnxruntime backend (event-clip export --onnx; backend: onnxruntime). onnxruntime-gpu (CUDA,
+    # TensorRT providers) can stand in for onnxruntime.
+    extras_require={"test": ["pytest>=8"], "onnx": ["onnx>=1.16", "onnxruntime>=1.18"]},
     zip_safe=True,
     maintainer="event_clip_ros developers",
     maintainer_email="dev@event-clip-ros.org",

@@ -21,7 +21,7 @@ import torch
 from results_file import RESULTS_DIR, write_results
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
-from event_clip_ros.apps.detector import DetectorConfig
+from event_clip_ros.apps.detector_config import DetectorConfig
 from event_clip_ros.apps.evaluation.offline import EvaluationSetup, evaluate_bag
 from event_clip_ros.apps.evaluation.truth import WholeLabel
 from event_clip_ros.events.readers import open_events

@@ -181,11 +181,12 @@ def main() -> None:
     def numpy_bincount() -> int:
         import cv2
 
+        assert frames.out_size is not None  # FrameConfig(): 224 x 224
         h, wd = frames.out_size
         for w in wins:
             c = np.bincount(w["y"].astype(np.int64) * size.width + w["x"], minlength=size.width * size.height)
             img = cv2.resize(c.reshape(size.height, size.width).astype(np.float32), (wd, h), interpolation=cv2.INTER_AREA)
-            img /= img.max() + 1
+            np.divide(img, img.max() + 1, out=img)
         return n_ev
 
     frame_runs = {"ours build_frame": ours_frames, "numpy bincount + cv2.resize": numpy_bincount}

@@ -39,6 +39,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -94,15 +95,21 @@ class Results:
     """The run's results, rewritten to ``path`` whenever a section adds to them."""
 
     def __init__(self, path: Path, meta: dict) -> None:
-        self.path, self.data = path, {"meta": meta, "encoder": [], "onnx": [], "node": None, "skipped": []}
+        self.path = path
+        self.meta = meta
+        self.encoder: list[dict] = []
+        self.onnx: list[dict] = []
+        self.node: dict | None = None
+        self.skipped: list[dict] = []
 
-    def add(self, section: str, value) -> None:
-        if isinstance(self.data[section], list):
-            self.data[section].append(value)
+    def add(self, section: str, value: dict) -> None:
+        if section == "node":
+            self.node = value
         else:
-            self.data[section] = value
+            getattr(self, section).append(value)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.data, indent=2))
+        data = {"meta": self.meta, "encoder": self.encoder, "onnx": self.onnx, "node": self.node, "skipped": self.skipped}
+        self.path.write_text(json.dumps(data, indent=2))
 
     def skip(self, what: str, reason: str) -> None:
         say(f"skipped: {what}: {reason}")
@@ -130,7 +137,7 @@ def encoder_latency(arch: str, device: torch.device, precisions: list[str], repe
                 rows["torch autocast (node)"] = timed_ms(lambda: model.encode_frames(frames), device, repeats)
             tower = copy.deepcopy(model.event_tower).to(dtype).eval()
             x = model.frames_to_input(frames).to(dtype)
-            rows[f"torch {precision} weights"] = timed_ms(lambda m=tower, x=x: m(x), device, repeats)
+            rows[f"torch {precision} weights"] = timed_ms(partial(tower, x), device, repeats)
             if device.type == "cuda":
                 rows[f"torch {precision} weights, CUDA graph"] = timed_ms(cuda_graph(tower, x), device, repeats)
         for variant, t in rows.items():
@@ -196,7 +203,7 @@ def onnx_latency(arch: str, device: torch.device, precisions: list[str], repeats
                 encoder = OnnxRuntimeEncoder.open(exported.path, model, provider, precision, source=arch)
                 encoder(frames)  # a TensorRT engine is built at the first call
                 start_s = time.perf_counter() - t0
-                t = timed_ms(lambda e=encoder, f=frames: e(f), device, repeats)
+                t = timed_ms(partial(encoder, frames), device, repeats)
             except Exception as exc:  # a provider that fails to start: say why, go on
                 results.skip(f"onnxruntime {provider} {arch} {precision}", f"{type(exc).__name__}: {exc}")
                 continue
@@ -235,15 +242,9 @@ def node_latency_ros(events: np.ndarray, folder: Path, params: dict) -> dict:
     from event_clip_ros.apps.evaluation.bag_input import bag_messages, open_bag_topics
     from event_clip_ros.events.writers import write_raw_evt3
     from event_clip_ros.ros.interfaces import EVENT_QOS, message_class
-    from event_clip_ros.ros.replay import (
-        NodeWatch,
-        RosSession,
-        play,
-        probe_message,
-        start_detector_node,
-        stop_process,
-        wait_connected,
-    )
+    from event_clip_ros.ros.node_process import NodeWatch, probe_message, start_detector_node, stop_process, wait_connected
+    from event_clip_ros.ros.replay import play
+    from event_clip_ros.ros.session import RosSession
 
     raw, bag_dir = folder / "scene.raw", folder / "scene_bag"
     write_raw_evt3(raw, [events], SCENE)
@@ -282,13 +283,15 @@ def node_latency_in_process(events: np.ndarray, params: dict) -> dict:
     worker thread)."""
     from event_clip_ros.apps.detector import Detector
     from event_clip_ros.apps.detector_params import config_from_parameters
+    from event_clip_ros.apps.event_input import make_input
     from event_clip_ros.events.encoders import encode_evt3
     from event_clip_ros.events.ros_cdr import encode_event_packet
 
     config, msgtype = config_from_parameters({k: v for k, v in params.items() if k != "torch_threads"
                                               and k != "diagnostics_period_s"})
-    detector = Detector(config, msgtype)
+    detector = Detector(config)
     detector.load()
+    source = make_input(msgtype, config)
     size = SCENE
     slots = (events["t"] - events["t"][0]) // 1000
     cuts = np.flatnonzero(np.diff(slots)) + 1
@@ -304,7 +307,7 @@ def node_latency_in_process(events: np.ndarray, params: dict) -> dict:
         wait = start + due_us * 1e-6 - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
-        for window in detector.feed_cdr(raw_msg):
+        for window in source.feed(raw_msg):
             t0 = time.perf_counter()
             detector.infer([window])
             if detector.model is not None and detector.model.device.type == "cuda":
@@ -432,7 +435,7 @@ def main() -> int:
                 traceback.print_exc()
 
     say("\nsummary")
-    b32 = [r for r in results.data["encoder"] if r["arch"] == "ViT-B-32" and r["precision"] == "fp16"]
+    b32 = [r for r in results.encoder if r["arch"] == "ViT-B-32" and r["precision"] == "fp16"]
     if b32 and gpu:
         best = min(b32, key=lambda r: r["median_ms"])
         say(f"  ViT-B/32 fp16 batch 1: {best['median_ms']:.3f} ms ({best['variant']}); target < {B32_FP16_TARGET_MS:g} ms "
@@ -440,11 +443,11 @@ def main() -> int:
         node_path = next((r for r in b32 if r["variant"] == "torch autocast (node)"), None)
         if node_path:
             say(f"  as the node runs it (autocast): {node_path['median_ms']:.3f} ms")
-    node = results.data["node"]
+    node = results.node
     if node and "meets_target" in node:
         say(f"  detector latency p50 {float(node['latency_ms_p50']):.2f} ms vs inference + {NODE_MARGIN_MS:g} ms = "
             f"{node['target_ms']:.2f}: {'OK' if node['meets_target'] else 'MISSED'}")
-    for s in results.data["skipped"]:
+    for s in results.skipped:
         say(f"  skipped {s['what']}: {s['reason']}")
     say(f"results: {args.out}")
     return status

@@ -160,8 +160,8 @@ class Driver:
         while not (self.pubs[name].get_subscription_count() and self.status[name].get("state") == "active"
                    and self.counts(name).get("packets", 0) > 0):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                dead = [p for p in procs if p.poll() is not None]
-                sys.exit(f"{name} did not come up{': ' + dead[0].stderr.read()[-2000:] if dead else ''}")
+                dead = [p for p in procs if p.poll() is not None and p.stderr is not None]
+                sys.exit(f"{name} did not come up{': ' + dead[0].stderr.read()[-2000:] if dead and dead[0].stderr else ''}")
             if self.pubs[name].get_subscription_count():
                 self.pubs[name].publish(probe)
             self.spin_for(0.05)
@@ -310,8 +310,9 @@ def main() -> None:
               "fastdds_profiles_file": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
               "duration_s": args.duration_s, "lossless_mev_s": ceiling, "rows": rows}
     print("\nhighest lossless rate: " + ", ".join(f"{n} {c} Mev/s" for n, c in ceiling.items()))
-    if ceiling.get("bare") and ceiling.get("detector") is not None:
-        ratio = ceiling["detector"] / ceiling["bare"]
+    bare, node = ceiling.get("bare"), ceiling.get("detector")
+    if bare and node is not None:
+        ratio = node / bare
         result["node_vs_bare"] = round(ratio, 3)
         print(f"node / bare rclpy subscriber: {ratio:.2f} (target >= 0.9: {'OK' if ratio >= 0.9 else 'MISSED'})")
     write_results(result, args.out)

@@ -80,7 +80,7 @@ def compare(arch: str, device: str, precision: str, batch: int, events_per_windo
         return model.embed_windows(wins, SIZE, batch_size=batch)
 
     # interleave the three so drift on a shared machine hits all alike
-    t = {"bare": [], "frames": [], "events": []}
+    t: dict[str, list[float]] = {"bare": [], "frames": [], "events": []}
     for _ in range(3):
         t["bare"] += timed(bare, model.device, repeats)
         t["frames"] += timed(ours_frames, model.device, repeats)

@@ -53,7 +53,7 @@ def packet_events(rate_mev_s: float, packet_ms: float, k: int, rng: np.random.Ge
     return make_events(t, rng.integers(0, SIZE.width, n), rng.integers(0, SIZE.height, n), rng.integers(0, 2, n))
 
 
-def encoded_packets(rate: float, packet_ms: float, duration_s: float, seq0: int, t0_us: int) -> list[tuple[int, bytes]]:
+def encoded_packets(rate: float, packet_ms: float, duration_s: float, seq0: int, t0_us: int) -> list[tuple[int, bytes, int]]:
     """(due time in ns from the step start, EVT3 payload, first event time in us) per packet."""
     rng = np.random.default_rng(seq0)
     out, prev = [], None
@@ -152,7 +152,8 @@ def run_rates(args: argparse.Namespace, node_proc: NodeUnderTest, ns: str) -> li
     deadline = time.monotonic() + 60
     while not (pub.get_subscription_count() and diag.get("state") == "active"):
         if time.monotonic() > deadline or node_proc.proc.poll() is not None:
-            sys.exit(f"the node did not come up: {node_proc.proc.stderr.read() if node_proc.proc.poll() is not None else ''}")
+            stderr = node_proc.proc.stderr
+            sys.exit(f"the node did not come up: {stderr.read() if stderr is not None and node_proc.proc.poll() is not None else ''}")
         rclpy.spin_once(node, timeout_sec=0.05)
     probe = encode_event_packet(b"", encoding="evt3", width=SIZE.width, height=SIZE.height, seq=0)
     while int(diag.get("packets", "0")) == 0:  # until the node's reader has matched this writer

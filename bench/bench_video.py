@@ -36,11 +36,11 @@ def synth_video(path: Path, n_frames: int, size: tuple[int, int], fps: float, se
     w, h = size
     rng = np.random.default_rng(seed)
     bg = cv2.GaussianBlur(rng.uniform(40, 200, (h, w, 3)).astype(np.float32), (0, 0), 3)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     if not writer.isOpened():
         raise RuntimeError("this OpenCV build cannot write mp4v")
     for i in range(n_frames):
-        img = bg + rng.normal(0, 2, bg.shape).astype(np.float32)
+        img = bg + rng.normal(0, 2, (h, w, 3)).astype(np.float32)
         cx = int(w / 2 + 0.35 * w * np.sin(0.05 * i))
         cv2.circle(img, (cx, h // 3), h // 8, (230, 230, 230), -1, cv2.LINE_AA)
         sy = int((3 * i) % (h + 40)) - 20

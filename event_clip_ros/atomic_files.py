@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 TMP_SUFFIX = ".tmp"
 
@@ -72,7 +72,7 @@ def atomic_write_file(path: str | os.PathLike, write_to: Callable[[Path], None])
     return path
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Replace ``path`` with what ``write(file)`` writes to a binary file, all or nothing
     (see :func:`atomic_write_file`)."""
 
@@ -178,8 +178,8 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def fsync_file_object(f: BinaryIO) -> None:
-    """Flush an open file and persist its content."""
+def fsync_file_object(f: IO[Any]) -> None:
+    """Flush an open file (binary or text) and persist its content."""
     f.flush()
     os.fsync(f.fileno())
 

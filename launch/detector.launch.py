@@ -5,12 +5,19 @@
     ros2 launch event_clip_ros detector.launch.py camera:=cam checkpoint:=my_model.safetensors \\
         labels:="person,car" params_file:=my_detector.yaml
     ros2 launch event_clip_ros detector.launch.py camera:=camera input_type:=sensor_msgs/msg/Image
+    ros2 launch event_clip_ros detector.launch.py camera:=perception cameras:=left,right labels:="person,car"
+    ros2 launch event_clip_ros detector.launch.py camera:=perception params_file:=two_cameras.yaml
+    ros2 launch event_clip_ros detector.launch.py checkpoint:=my_model.safetensors backend:=onnxruntime \\
+        onnx_file:=my_model.onnx labels:="person,car"
 
 The node runs in the camera's namespace (/<camera>/detector), subscribes to
 /<camera>/events (the metavision/libcaer drivers' topic) or, with
 input_type sensor_msgs/msg/Image, to image_topic (default /<camera>/image_raw)
 through the frame-difference extraction, and configures and activates itself
-(parameter autostart in config/detector.yaml).
+(parameter autostart in config/detector.yaml). With cameras (or a parameter file
+setting inputs, e.g. config/two_cameras.yaml) one node serves several cameras:
+input <name> reads /<name>/events (/<name>/image_raw for images) and publishes
+on /<camera>/detector/<name>/classification; one model, one batching worker.
 
 Parameters, later ones winning: the package's config/detector.yaml (every
 parameter's default), then params_file (it needs to set only what it changes),
@@ -41,6 +48,9 @@ DEFAULTS_FILE = "/config/detector.yaml"
 #: (name, default, description, choices or None). Empty values leave the parameter files' value.
 ARGUMENTS = (
     ("camera", "event_camera", "camera namespace: the node is /<camera>/detector and reads /<camera>/events", None),
+    ("cameras", "", "several cameras in one node: comma-separated input names, e.g. 'left,right'; input <name> "
+                    "reads /<name>/events (/<name>/image_raw with input_type sensor_msgs/msg/Image) and publishes "
+                    "on /<camera>/detector/<name>/... (empty: one camera, or the parameter files' inputs)", None),
     ("params_file", "", "parameter file overlaid on the package's config/detector.yaml: it sets only what it "
                         "changes (keys /**/detector or /**); a path, or a file name in the package's config/ "
                         "folder, e.g. toy_glyphs.yaml (the toy model's settings)", None),
@@ -51,6 +61,10 @@ ARGUMENTS = (
                   "model or pretrained given here also drops a checkpoint of the parameter files)", None),
     ("pretrained", "", "open_clip pretrained tag (openai) or CLIP weights file, used without a checkpoint "
                        "(empty: the parameter files')", None),
+    ("backend", "", "what runs the event encoder: torch | onnxruntime (with onnx_file) (empty: the parameter "
+                    "files', torch)", ["", "torch", "onnxruntime"]),
+    ("onnx_file", "", "the event encoder of the model exported by event-clip export --onnx: a path, or a file name in "
+                      "the package's models/ folder (empty: the parameter files')", None),
     ("labels", "", "comma-separated zero-shot labels, e.g. 'cat,dog' (empty: the parameter files')", None),
     ("mode", "", "zero_shot | anomaly (empty: the parameter files')", ["", "zero_shot", "anomaly"]),
     ("device", "", "auto | cpu | cuda | cuda:N (empty: the parameter files')", None),
@@ -101,10 +115,13 @@ def node_parameters(context) -> list:
             raise RuntimeError(f"params_file {params_file} does not exist")
         files.append(params_file)
     overrides = {}
-    for name in ("device", "mode", "input_type", "model", "pretrained"):
+    for name in ("device", "mode", "input_type", "model", "pretrained", "backend"):
         value = argument(context, name)
         if value:
             overrides[name] = value
+    onnx_file = argument(context, "onnx_file")
+    if onnx_file:
+        overrides["onnx_file"] = resolve_path(onnx_file, share, "models")
     checkpoint = argument(context, "checkpoint")
     if checkpoint:
         overrides["checkpoint"] = resolve_path(checkpoint, share, "models")
@@ -116,6 +133,11 @@ def node_parameters(context) -> list:
     labels = [label.strip() for label in argument(context, "labels").split(",") if label.strip()]
     if labels:
         overrides["labels"] = labels
+    cameras = [name.strip().strip("/") for name in argument(context, "cameras").split(",") if name.strip()]
+    if cameras:
+        leaf = "image_raw" if overrides.get("input_type", "").endswith("/Image") else "events"
+        overrides["inputs"] = cameras
+        overrides.update({f"{name}.topic": f"/{name}/{leaf}" for name in cameras})
     return [*files, overrides] if overrides else files
 
 

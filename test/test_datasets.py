@@ -4,13 +4,17 @@ small fake trees, and their zero-shot / k-shot evaluation through ``training/fin
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from real_recordings import DATA, needs_data
 
-from event_clip_ros.events.types import SensorSize
+from event_clip_ros.events.noise import NoiseFilter, NoiseFilterConfig
+from event_clip_ros.events.readers import open_events
+from event_clip_ros.events.types import SensorSize, concat_events
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.checkpoint import save_checkpoint
 from event_clip_ros.train.data import (
@@ -23,12 +27,10 @@ from event_clip_ros.train.data import (
     recommended_frame_config,
 )
 from event_clip_ros.train.data.labelled import DVS_GESTURE_CLASSES, caltech_class_name
+from event_clip_ros.train.finetune import cli
 
 from event_files import random_events, write_aedat31, write_atis_bin, write_dat
-from script_loader import load_script
 
-REPO = Path(__file__).resolve().parents[1]
-cli = load_script(REPO / "training" / "finetune.py", "finetune_cli_datasets")
 QUIET = ["--set", "runtime.progress=false", "--set", "runtime.threads=1", "--set", "runtime.tensorboard=false"]
 
 
@@ -85,6 +87,32 @@ def test_ncars_zero_and_few_shot_eval(ncars, checkpoint, tmp_path):
     assert few["train_items"] == 4 and few["few_shot"]["count"] == 4
     kshot = json.loads((tmp_path / "few" / "kshot.json").read_text())
     assert kshot["per_class"] == {"car": 2, "background": 2} and all("n-cars_train" in p for p in kshot["items"])
+
+
+@needs_data
+def test_the_noise_filter_reaches_the_training_items(tmp_path):
+    """data.noise of a run: every recording filtered as the node and the CLI filter it (real N-Cars sample)."""
+    from event_clip_ros.train.config import load
+    from event_clip_ros.train.finetune.config import FinetuneConfig
+    from event_clip_ros.train.finetune.data import build_data
+
+    root = tmp_path / "ncars"
+    for split in ("train", "test"):
+        for folder in ("cars", "background"):
+            (root / f"n-cars_{split}" / folder).mkdir(parents=True)
+            shutil.copy(DATA / "ncars_sample.dat", root / f"n-cars_{split}" / folder / "obj_000000_td.dat")
+    cfg = load(FinetuneConfig, {"data": {"kind": "n-cars", "root": str(root)}, "shots": 1},
+               [("data.noise.background_activity_us", 2000), ("data.noise.hot_pixel_learn_us", 50_000)])
+    assert cfg.data.noise == NoiseFilterConfig(background_activity_us=2000, hot_pixel_learn_us=50_000)
+    assert cfg.to_dict()["data"]["noise"]["background_activity_us"] == 2000  # recorded in config.yaml and checkpoints
+    data = build_data(cfg, (224, 224))
+    with open_events(DATA / "ncars_sample.dat") as reader:
+        raw = concat_events(list(reader.chunks()))
+        expected = NoiseFilter(cfg.data.noise).filter(raw, reader.size)
+    for dataset in (data.test, data.shots):
+        item = dataset[0]
+        assert np.array_equal(item["events"], expected) and 0 < item["events"].size < 0.5 * raw.size
+    assert NCars(NCarsConfig(root=root, split="test"))[0]["events"].size == raw.size  # off by default
 
 
 # ------------------------------------------------------------------------------------------- DVS Gesture

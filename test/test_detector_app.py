@@ -1,4 +1,4 @@
-"""The detector pipeline without ROS (event_clip_ros.apps.detector and its helpers).
+"""The detector pipeline without ROS: the node's input (event_clip_ros.apps.event_input) and its Detector.
 
 * Results equal the offline path (windows on sensor time -> EventClip.embed_windows ->
   ZeroShotClassifier / TextAnomalyScorer), window by window, for EVT3 packets.
@@ -6,19 +6,19 @@
   event; mono: time_base; EventArray: first event), relearned after a bag loop.
 * Bad input (unknown encoding, garbage, size change, seq gaps) is counted, never raised.
 * Run-time label / template / threshold changes; parameters and config/detector.yaml.
-* The latest-only worker and the statistics used by /diagnostics.
+* The statistics used by /diagnostics (the inference queue and its worker: test_inference_queue.py).
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from event_clip_ros.apps.detector import ANOMALY, NORMAL, AnomalyConfig, Detector, DetectorConfig
+from event_clip_ros.apps.detector import Detector
+from event_clip_ros.apps.detector_config import AnomalyConfig, DetectorConfig
 from event_clip_ros.apps.detector_params import (
     PARAMETERS,
     config_from_parameters,
@@ -26,15 +26,17 @@ from event_clip_ros.apps.detector_params import (
     normalise_msgtype,
 )
 from event_clip_ros.apps.detector_stats import LatencyTracker, RateMeter, assess
+from event_clip_ros.apps.event_input import EventInput, make_input
+from event_clip_ros.apps.heads import ANOMALY, NORMAL, AnomalyHead, ClassifierHead
 from event_clip_ros.events.encoders import encode_evt3, encode_mono
 from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.events.windows import WindowConfig, iter_windows
 from event_clip_ros.model import ModelSpec, create_event_clip
-from event_clip_ros.model.anomaly import ReferenceAnomalyScorer, TextAnomalyScorer
+from event_clip_ros.model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, TextAnomalyScorer
 from event_clip_ros.model.checkpoint import save_checkpoint
+from event_clip_ros.model.few_shot import FewShotClassifier
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
-from event_clip_ros.ros.worker import LatestOnlyWorker
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = SensorSize(64, 48)
@@ -70,18 +72,32 @@ def evt3_packets(events: np.ndarray, n_packets: int, stamp0_ns: int = STAMP0_NS,
     return out
 
 
-def detector(model, **kwargs) -> Detector:
+EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
+
+
+def detector(model, msgtype: str = EVENT_PACKET, **kwargs) -> tuple[EventInput, Detector]:
+    """The node's data path: the input of ``msgtype`` and a loaded detector of ``model``."""
     config = DetectorConfig(**{"labels": LABELS, "window": WINDOW, "top_k": 3, **kwargs})
     det = Detector(config, model=model)
     det.load()
-    return det
+    return make_input(msgtype, config), det
 
 
-def run(det: Detector, packets: list[bytes]) -> list:
-    results = []
-    for raw in packets:
-        results += det.process_cdr(raw)
-    return results + det.infer_all(det.flush())
+def run(pipe: tuple[EventInput, Detector], packets: list[bytes]) -> list:
+    """Every message through the input, in order, then the end of the stream; every window inferred."""
+    source, det = pipe
+    return run_without_flush(pipe, packets) + det.infer_all(source.flush())
+
+
+def run_without_flush(pipe: tuple[EventInput, Detector], packets: list[bytes]) -> list:
+    source, det = pipe
+    return [r for raw in packets for r in det.infer_all(source.feed(raw))]
+
+
+def counters(pipe: tuple[EventInput, Detector]) -> dict[str, int]:
+    """The counters the node reports: its input's and its detector's."""
+    source, det = pipe
+    return {**source.counters(), **det.counters()}
 
 
 def test_zero_shot_results_equal_the_offline_path(model):
@@ -102,24 +118,25 @@ def test_zero_shot_results_equal_the_offline_path(model):
 
 
 def test_top_k_and_score_threshold(model):
-    det = detector(model, top_k=2)
-    results = run(det, evt3_packets(scene(), 5))
+    pipe = detector(model, top_k=2)
+    results = run(pipe, evt3_packets(scene(), 5))
     assert all(len(r.labels) == 2 and r.labels[0].score >= r.labels[1].score for r in results)
-    det.set_score_threshold(0.999)
-    assert all(r.labels == () for r in run(det, evt3_packets(scene(seed=1), 5)))
+    pipe[1].set_score_threshold(0.999)
+    assert all(r.labels == () for r in run(pipe, evt3_packets(scene(seed=1), 5)))
 
 
 def test_run_time_label_and_template_changes(model):
-    det = detector(model)
-    first = run(det, evt3_packets(scene(), 5))
+    pipe = detector(model)
+    source, det = pipe
+    first = run(pipe, evt3_packets(scene(), 5))
     assert det.set_labels(["cat", "dog"]) and not det.set_labels(["cat", "dog"])
-    after = run(det, evt3_packets(scene(seed=0, t0_us=200_000), 5))
+    after = run(pipe, evt3_packets(scene(seed=0, t0_us=200_000), 5))
     assert {s.label for r in after for s in r.labels} == {"cat", "dog"}
     assert det.labels == ("cat", "dog") and {s.label for r in first for s in r.labels} == set(LABELS)
     det.set_templates(["a {} in the dark."])
     expected = ZeroShotClassifier(model, ["cat", "dog"], ["a {} in the dark."])
     w = list(iter_windows([scene(seed=3)], WINDOW))[0]
-    got = det.infer(det.feed_events(w.events.copy(), SIZE) + det.flush())[0]
+    got = det.infer(source.feed_events(w.events.copy(), SIZE) + source.flush())[0]
     want = expected.classify(model.embed_windows([w.events], SIZE), top_k=3)[0]
     assert [(s.label, round(s.score, 5)) for s in got.labels] == [(s.label, round(s.score, 5)) for s in want]
     with pytest.raises(ValueError, match="no labels"):
@@ -128,9 +145,10 @@ def test_run_time_label_and_template_changes(model):
 
 
 def test_anomaly_mode_from_prompts(model):
-    det = detector(model, mode="anomaly", anomaly=AnomalyConfig(threshold=0.5))
+    pipe = detector(model, mode="anomaly", anomaly=AnomalyConfig(threshold=0.5))
+    det = pipe[1]
     events = scene()
-    results = run(det, evt3_packets(events, 9))
+    results = run(pipe, evt3_packets(events, 9))
     scorer = TextAnomalyScorer(model)
     windows = list(iter_windows([events], WINDOW))
     expected = scorer.score(model.embed_windows([w.events for w in windows], SIZE))
@@ -142,7 +160,7 @@ def test_anomaly_mode_from_prompts(model):
         assert r.labels[0].label == (ANOMALY if r.is_anomaly else NORMAL)
     # a threshold below every score flags every window, and the decided class comes first
     det.set_anomaly(AnomalyConfig(threshold=0.0))
-    flagged = run(det, evt3_packets(scene(seed=2), 9))
+    flagged = run(pipe, evt3_packets(scene(seed=2), 9))
     assert flagged and all(r.is_anomaly and r.labels[0].label == ANOMALY for r in flagged)
     assert det.counters()["anomalies"] >= len(flagged)
 
@@ -152,16 +170,85 @@ def test_anomaly_mode_from_a_reference_bank(model, tmp_path):
     bank = ReferenceAnomalyScorer()
     bank.fit(model.embed_windows([w.events for w in windows], SIZE))
     bank.save(tmp_path / "bank.npz")
-    det = detector(model, mode="anomaly", anomaly=AnomalyConfig(reference_file=str(tmp_path / "bank.npz"), threshold=0.9))
-    results = run(det, evt3_packets(scene(seed=6), 9))
+    pipe = detector(model, mode="anomaly", anomaly=AnomalyConfig(reference_file=str(tmp_path / "bank.npz"), threshold=0.9))
+    results = run(pipe, evt3_packets(scene(seed=6), 9))
     expected = bank.score(model.embed_windows([w.events for w in iter_windows([scene(seed=6)], WINDOW)], SIZE))
     assert [r.anomaly_score for r in results] == pytest.approx(expected.tolist())
     assert [r.is_anomaly for r in results] == [bool(s > 0.9) for s in expected]
 
 
+def test_a_head_built_elsewhere_runs_as_the_configured_one(model):
+    """Detector.for_head: a few-shot classifier (the CLI's --shot) gives its labels through infer; its labels are
+    fixed (a run-time change is refused, nothing changes); a head of the other mode is refused."""
+    windows = list(iter_windows([scene()], WINDOW))
+    emb = model.embed_windows([w.events for w in windows], SIZE)
+    few = FewShotClassifier(ZeroShotClassifier(model, LABELS), alpha=0.9)
+    few.fit(emb[:6], [LABELS[i % 3] for i in range(6)])
+    det = Detector.for_head(model, ClassifierHead(few), top_k=2)
+    source = EventInput(EVENT_PACKET, WINDOW)
+    results = det.infer_all(source.feed_events(scene(), SIZE) + source.flush())
+    expected = few.classify(emb, top_k=2)
+    assert [[(s.label, round(s.score, 6)) for s in r.labels] for r in results] == \
+           [[(s.label, round(s.score, 6)) for s in top] for top in expected]
+    assert det.labels == LABELS and det.config.top_k == 2
+    with pytest.raises(ValueError, match="FewShotClassifier are fixed"):
+        det.set_labels(["cat", "dog"])
+    assert det.labels == LABELS and det.config.labels == LABELS
+    wrong = Detector(DetectorConfig(mode="anomaly"), model=model)
+    with pytest.raises(ValueError, match="zero_shot head for a anomaly detector"):
+        wrong.load(ClassifierHead(few))
+
+
+class _FixedScores(AnomalyScorer):
+    """Scores given in advance (float32, as the real scorers return them): the head's decision alone under test."""
+
+    def __init__(self, scores: list[float], threshold: float) -> None:
+        self.scores, self.threshold = np.asarray(scores, np.float32), threshold
+
+    def score(self, embeddings) -> np.ndarray:
+        return self.scores[: len(embeddings)]
+
+
+def test_anomaly_decisions_are_those_of_the_reported_scores():
+    """The decision compares the reported (float64) score with the threshold: a float32 score just above 0.1 that
+    rounds to float32(0.1) is reported above it and decided anomalous (compared in float32 it was not)."""
+    scorer = _FixedScores([0.1, 0.05, 0.5], threshold=0.1)
+    verdicts = AnomalyHead(scorer).judge(torch.zeros(3, 1, 4), DetectorConfig(mode="anomaly"))
+    assert [v.anomaly_score > 0.1 for v in verdicts] == [v.is_anomaly for v in verdicts] == [True, False, True]
+    assert [v.labels[0].label for v in verdicts] == [ANOMALY, NORMAL, ANOMALY]
+    views = AnomalyHead(_FixedScores([0.2, 0.4, 0.9, 0.7], threshold=0.5)).judge(torch.zeros(2, 2, 4), DetectorConfig(mode="anomaly"))
+    assert [v.anomaly_score for v in views] == pytest.approx([0.3, 0.8]) and [v.is_anomaly for v in views] == [False, True]
+    with pytest.raises(ValueError, match="one view per window"):
+        ClassifierHead(ZeroShotClassifier.from_text_embeddings(["a", "b"], torch.eye(2, 4), 100.0)).judge(
+            torch.zeros(1, 2, 4), DetectorConfig(labels=("a", "b")))
+
+
+def test_window_embeddings_of_a_mixed_batch_are_those_of_its_parts(model):
+    """Event windows of two sensors and windows that carry frames (image input), in one forward pass: each window's
+    embedding is the one it has alone; windows with different numbers of views are refused."""
+    from event_clip_ros.apps.embedding import window_embeddings
+    from event_clip_ros.apps.event_input import PendingWindow
+    from event_clip_ros.events.types import empty_events
+    from event_clip_ros.events.windows import Window
+
+    small = EventInput(EVENT_PACKET, WINDOW).feed_events(scene(), SIZE)[:2]
+    large_size = SensorSize(128, 96)
+    large = EventInput(EVENT_PACKET, WINDOW).feed_events(scene(seed=4), large_size)[:1]
+    rng = np.random.default_rng(0)
+    framed = [PendingWindow(Window(i, 0, 1, empty_events()), SIZE, 0, "", 0, rng.random((n, 48, 64), np.float32))
+              for i, n in enumerate((1, 2))]
+    mixed = window_embeddings(model, [small[0], large[0], framed[0], small[1]])
+    alone = torch.cat([window_embeddings(model, [w]) for w in (small[0], large[0], framed[0], small[1])])
+    assert mixed.shape == (4, 1, model.embed_dim)
+    torch.testing.assert_close(mixed, alone, atol=1e-5, rtol=1e-5)
+    assert window_embeddings(model, framed[1:]).shape == (1, 2, model.embed_dim)
+    with pytest.raises(ValueError, match="as many views"):
+        window_embeddings(model, framed)
+
+
 def test_mono_stamps_follow_time_base_and_event_arrays_their_first_event(model):
     events = scene(n=4000, duration_us=40_000)
-    det = detector(model, window=WindowConfig(duration_us=10_000, min_events=10))
+    pipe = detector(model, window=WindowConfig(duration_us=10_000, min_events=10))
     packets, chunks = [], np.array_split(events, 4)
     base0_us = int(chunks[0]["t"][0]) - 500  # time_base: 0.5 ms before each packet's first event
     for i, chunk in enumerate(chunks):
@@ -169,15 +256,13 @@ def test_mono_stamps_follow_time_base_and_event_arrays_their_first_event(model):
         packets.append(encode_event_packet(encode_mono(chunk, base_us * 1000), encoding="mono", width=SIZE.width,
                                            height=SIZE.height, seq=i, time_base_ns=base_us * 1000,
                                            stamp_ns=STAMP0_NS + (base_us - base0_us) * 1000, frame_id="mono_cam"))
-    results = run(det, packets)
+    results = run(pipe, packets)
     assert len(results) == 4
     for r in results:  # header.stamp belongs to time_base, not to the first event
         assert r.stamp_ns == STAMP0_NS + (r.t_end_us - base0_us) * 1000
         assert r.frame_id == "mono_cam"
     first_base_us = int(events["t"][0])
-    arrays = Detector(DetectorConfig(labels=LABELS, window=WindowConfig(duration_us=10_000, min_events=10)),
-                      "dvs_msgs/msg/EventArray", model=model)
-    arrays.load()
+    arrays = detector(model, "dvs_msgs/msg/EventArray", window=WindowConfig(duration_us=10_000, min_events=10))
     msgs = [encode_event_array(c, SIZE.width, SIZE.height, stamp_ns=STAMP0_NS + i, frame_id="dvs")
             for i, c in enumerate(np.array_split(events, 4))]
     from_arrays = run(arrays, msgs)
@@ -186,12 +271,12 @@ def test_mono_stamps_follow_time_base_and_event_arrays_their_first_event(model):
 
 
 def test_bag_loop_closes_windows_and_relearns_the_clock(model):
-    det = detector(model)
+    pipe = detector(model)
     events = scene()
-    first = run_without_flush(det, evt3_packets(events, 10))
+    first = run_without_flush(pipe, evt3_packets(events, 10))
     # the bag starts again: seq back to 0, same sensor times, header stamps 10 s later
-    again = run_without_flush(det, evt3_packets(events, 10, stamp0_ns=STAMP0_NS + 10**10))
-    c = det.counters()
+    again = run_without_flush(pipe, evt3_packets(events, 10, stamp0_ns=STAMP0_NS + 10**10))
+    c = counters(pipe)
     assert c["stream_restarts"] == 1 and c["lost_packets"] == 0
     assert len(again) == len(first) + 1  # the open window of the first pass was closed by the restart
     loop = again[1:]
@@ -199,23 +284,54 @@ def test_bag_loop_closes_windows_and_relearns_the_clock(model):
     assert [r.stamp_ns - 10**10 for r in loop] == [r.stamp_ns for r in first]
 
 
-def run_without_flush(det: Detector, packets: list[bytes]) -> list:
-    return [r for raw in packets for r in det.process_cdr(raw)]
+def test_decoded_events_restart_on_time_going_back_or_a_new_size():
+    """feed_events has no stream to report restarts: time going back beyond the tolerance, or a new size, is one."""
+    source = EventInput(EVENT_PACKET, WINDOW)
+    events = scene()
+    first = source.feed_events(events, SIZE)
+    assert len(first) == 9 and source.restarts == 0  # the 10th window is still open
+    late = scene(n=500, duration_us=2_000, t0_us=int(events["t"][-1]) - WINDOW.reset_tolerance_us // 2)
+    assert source.feed_events(late, SIZE) == [] and source.restarts == 0  # back, but within the tolerance
+    again = source.feed_events(events, SIZE)  # played again from its start
+    assert source.restarts == 1
+    assert again[0].window.t_start_us == first[-1].window.t_end_us  # the open window, closed by the restart
+    assert [w.window.t_end_us for w in again[1:]] == [w.window.t_end_us for w in first]
+    assert source.feed_events(scene(n=100, seed=1), SensorSize(128, 96)) != [] and source.restarts == 2  # new size
+
+
+def test_event_arrays_played_again_restart_once_through_the_stream():
+    """Time going back in messages is the stream's to judge: its time guard drops the events until the
+    packets confirm the new time, then reports one restart; the input restarts with it, once."""
+    source = EventInput("dvs_msgs/msg/EventArray", WINDOW)
+    chunks = np.array_split(scene(), 10)
+
+    def messages(stamp0_ns: int) -> list[bytes]:
+        return [encode_event_array(c, SIZE.width, SIZE.height, stamp_ns=stamp0_ns + int(c["t"][0]) * 1000, frame_id="dvs")
+                for c in chunks]
+
+    first = [w for raw in messages(STAMP0_NS) for w in source.feed(raw)]
+    again = [w for raw in messages(STAMP0_NS + 10**10) for w in source.feed(raw)]  # played again 10 s later
+    assert source.restarts == 1 and source.counters()["stream_restarts"] == 1
+    assert source.counters()["time_dropped_events"] == chunks[0].size  # the message the next one confirmed
+    assert again[0].window.t_start_us == first[-1].window.t_end_us  # the open window, closed by the restart
+    assert again[1].window.t_start_us == int(chunks[1]["t"][0])  # windows start afresh at the new time ...
+    assert all(w.stamp_ns == STAMP0_NS + w.window.t_end_us * 1000 for w in first + again[:1])
+    assert all(w.stamp_ns == STAMP0_NS + 10**10 + w.window.t_end_us * 1000 for w in again[1:])  # ... the clock relearned
 
 
 def test_bad_input_is_counted_not_raised(model):
-    det = detector(model)
+    pipe = detector(model)
     events = scene()
     good = evt3_packets(events, 10)
-    assert det.process_cdr(b"\x00\x01\x00\x00garbage") == []
-    assert det.process_cdr(good[0][:40]) == []  # truncated message
+    assert run_without_flush(pipe, [b"\x00\x01\x00\x00garbage"]) == []
+    assert run_without_flush(pipe, [good[0][:40]]) == []  # truncated message
     unknown = encode_event_packet(b"\x00" * 64, encoding="evt9", width=64, height=48, seq=1)
-    assert det.process_cdr(unknown) == []
-    results = run_without_flush(det, good[:4] + good[6:])  # seq gap of 2
+    assert run_without_flush(pipe, [unknown]) == []
+    results = run_without_flush(pipe, good[:4] + good[6:])  # seq gap of 2
     bigger = encode_event_packet(encode_evt3(scene(seed=9)), encoding="evt3", width=128, height=96, seq=20,
                                  stamp_ns=STAMP0_NS)
-    results += det.process_cdr(bigger)  # new geometry: the open window closes with the old size
-    c = det.counters()
+    results += run_without_flush(pipe, [bigger])  # new geometry: the open window closes with the old size
+    c = counters(pipe)
     assert c["bad_packets"] == 3 and c["decode_errors"] >= 3
     assert c["lost_packets"] == 2
     assert c["stream_restarts"] >= 2  # the format changes (evt9, then 128x96)
@@ -258,55 +374,31 @@ def test_shipped_config_file_declares_every_parameter():
 def test_detector_loads_a_checkpoint_and_releases_it(model, tmp_path):
     save_checkpoint(model, tmp_path / "tiny.safetensors")
     spec = ModelSpec(checkpoint=str(tmp_path / "tiny.safetensors"), device="cpu")
-    det = Detector(DetectorConfig(labels=LABELS, window=WINDOW, model=spec))
+    config = DetectorConfig(labels=LABELS, window=WINDOW, model=spec)
+    det = Detector(config)
+    source = make_input(EVENT_PACKET, config)
     assert not det.loaded
     det.load()
-    results = run(det, evt3_packets(scene(), 5))
+    results = run((source, det), evt3_packets(scene(), 5))
     in_memory = run(detector(model), evt3_packets(scene(), 5))
     assert [[s.label for s in r.labels] for r in results] == [[s.label for s in r.labels] for r in in_memory]
     assert [r.labels[0].score for r in results] == pytest.approx([r.labels[0].score for r in in_memory], abs=1e-6)
     det.release()
     assert not det.loaded
     with pytest.raises(RuntimeError, match="not loaded"):
-        det.infer(det.feed_events(scene(), SIZE) + det.flush())
+        det.infer(source.feed_events(scene(), SIZE) + source.flush())
     det.load()
     assert det.loaded
 
 
 def test_frame_is_the_window_at_sensor_resolution(model):
-    det = detector(model)
-    w = det.feed_events(scene(), SIZE)[0]
+    source, det = detector(model)
+    w = source.feed_events(scene(), SIZE)[0]
     frame = det.frame(w)
     assert frame.shape == (SIZE.height, SIZE.width) and frame.dtype == np.uint8
     ev = w.window.events
     assert frame[ev["y"], ev["x"]].min() > 0 and frame.sum() > 0
     assert (frame > 0).sum() == len(set(zip(ev["x"].tolist(), ev["y"].tolist())))
-
-
-def test_latest_only_worker_drops_stale_items_and_survives_errors():
-    release, started = threading.Event(), threading.Event()
-    handled = []
-
-    def handle(item: int) -> None:
-        handled.append(item)
-        started.set()
-        release.wait()
-        if item == 4:
-            raise RuntimeError("bad window")
-
-    worker = LatestOnlyWorker(handle)
-    worker.start()
-    worker.submit(0)
-    assert started.wait(10)
-    for item in (1, 2, 3, 4):  # the worker is busy with 0: each waiting item is replaced by the next
-        worker.submit(item)
-    assert worker.dropped == 3
-    release.set()
-    worker.stop()  # finishes what it holds; 4 may or may not have started
-    assert handled[0] == 0 and set(handled) <= {0, 4}
-    assert worker.handled + worker.dropped == worker.submitted == 5
-    assert worker.errors == (1 if 4 in handled else 0)
-    assert not worker.running
 
 
 def test_statistics_for_diagnostics():
@@ -345,17 +437,17 @@ def test_garbage_packet_gives_no_future_windows_and_health_names_decode_errors(m
         stamp_ns=STAMP0_NS,
         frame_id="cam",
     )
-    det = detector(model)
+    pipe = detector(model)
     clean = run(detector(model), packets)
-    results = run(det, packets[:10] + [garbage] + packets[10:])
+    results = run(pipe, packets[:10] + [garbage] + packets[10:])
     last_end = int(events["t"][-1]) + WINDOW.duration_us
     assert all(r.t_end_us <= last_end for r in results)
     assert max(r.stamp_ns for r in results) <= STAMP0_NS + (last_end - int(events["t"][0])) * 1000
     # the windows the garbage did not touch are unchanged
     assert {(r.t_start_us, r.labels[0].label) for r in clean} >= {(r.t_start_us, r.labels[0].label) for r in results}
-    counters = det.counters()
-    assert counters["decode_errors"] >= 1 and counters["bad_packets"] == 1 and counters["stream_restarts"] == 0
-    health = assess(True, None, {**{k: 0 for k in counters}, "events": 10, "packets": 21, "bad_packets": 1, "decode_errors": 1})
+    c = counters(pipe)
+    assert c["decode_errors"] >= 1 and c["bad_packets"] == 1 and c["stream_restarts"] == 0
+    health = assess(True, None, {**{k: 0 for k in c}, "events": 10, "packets": 21, "bad_packets": 1, "decode_errors": 1})
     assert health.level == "warn" and health.message.startswith("1 decode errors")
     all_bad = assess(True, None, {"events": 0, "packets": 20, "bad_packets": 20, "decode_errors": 20})
     assert all_bad.level == "error" and "undecodable" in all_bad.message
@@ -378,10 +470,10 @@ def test_garbage_time_base_gives_no_future_windows(model):
                 stamp_ns=STAMP0_NS + i,
             )
         )
-    det = detector(model)
-    results = run(det, packets)
+    pipe = detector(model)
+    results = run(pipe, packets)
     assert results and all(r.t_end_us <= int(events["t"][-1]) + WINDOW.duration_us for r in results)
-    assert det.counters()["time_dropped_events"] == np.array_split(events, 10)[4].size
+    assert counters(pipe)["time_dropped_events"] == np.array_split(events, 10)[4].size
 
 
 def test_frame_is_bounded_whatever_the_claimed_sensor_size(model):
@@ -392,7 +484,7 @@ def test_frame_is_bounded_whatever_the_claimed_sensor_size(model):
     assert bounded_frame_size(SensorSize(16384, 16384)) == (MAX_FRAME_SIDE, MAX_FRAME_SIDE)
     assert bounded_frame_size(SensorSize(4096, 2048)) == (640, 1280)
     assert bounded_frame_size(SensorSize(640, 480)) == (480, 640)
-    det = detector(model)
+    _, det = detector(model)
     claimed = SensorSize(65535, 65535)
     window = Window(0, 0, 1000, make_events([1, 2], [0, 65534], [0, 65534], [1, 1]))
     frame = det.frame(PendingWindow(window, claimed, 0, "cam", 0))
@@ -405,7 +497,7 @@ def test_stream_limits_come_from_parameters():
         {"labels": ["a"], "max_time_jump_ms": 250.0, "max_sensor_size": 1024, "pretrained": "none", "model": "EventCLIP-Tiny"}
     )
     assert (config.stream_limits.max_jump_us, config.stream_limits.max_width) == (250_000, 1024)
-    det = Detector(config)
-    assert det.input.stream.limits is config.stream_limits
+    source = make_input(EVENT_PACKET, config)
+    assert source.stream.limits is config.stream_limits
     too_big = encode_event_packet(b"\x00" * 16, encoding="mono", width=2000, height=100, seq=0, stamp_ns=STAMP0_NS)
-    assert det.feed_cdr(too_big) == [] and det.counters()["bad_packets"] == 1
+    assert source.feed(too_big) == [] and source.counters()["bad_packets"] == 1

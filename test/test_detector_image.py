@@ -1,10 +1,11 @@
 """Image input of the detector (RGB-only robots): sensor_msgs/Image through the paper's frame differences.
 
-* ROS-free: Detector.feed_image / feed_encoded_image give, window by window, what the offline video
-  path gives for the same frames (extract_event_frames at the model input + encode_frames + the
-  zero-shot classifier); stamps are the stacks' last header stamps; rgb8, bgr8 (row padding too)
-  and mono8 decode to what the extractor expects; other encodings and short data are counted
-  skips; a size change or a stamp going back closes the open stack; parameters build the config.
+* ROS-free: the image input (ImageInput.feed of serialised sensor_msgs/Image, feed_image of decoded
+  images) and Detector.infer give, window by window, what the offline video computation gives for
+  the same frames (extract_event_frames at the model input + encode_frames + the zero-shot
+  classifier); stamps are the stacks' last header stamps; rgb8, bgr8 (row padding too) and mono8
+  decode to what the extractor expects; other encodings, short data and unparsable messages are
+  counted skips; a size change or a stamp going back closes the open stack; parameters build the config.
 * Real DDS: the node with input_type sensor_msgs/msg/Image publishes Classifications equal to the
   offline results window by window (labels, scores, stamps, frame_id).
 """
@@ -18,14 +19,16 @@ import numpy as np
 import pytest
 import torch
 
-from event_clip_ros.apps.detector import Detector, DetectorConfig
+from event_clip_ros.apps.detector import Detector
+from event_clip_ros.apps.detector_config import DetectorConfig
 from event_clip_ros.apps.detector_params import (
     config_from_parameters,
     normalise_input_type,
     normalise_msgtype,
 )
-from event_clip_ros.apps.event_input import IMAGE_MSGTYPE, decode_image
-from event_clip_ros.apps.video_anomaly import embed_event_frames, model_extraction
+from event_clip_ros.apps.event_input import IMAGE_MSGTYPE, ImageInput, decode_image, make_input
+from event_clip_ros.apps.video_anomaly import model_extraction
+from event_clip_ros.events.ros_cdr import encode_image
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.checkpoint import save_checkpoint
 from event_clip_ros.model.zero_shot import ZeroShotClassifier
@@ -71,21 +74,29 @@ def stamps(n: int) -> list[int]:
 
 
 def offline_results(model, frames: list[np.ndarray], extraction: ExtractionConfig, top_k: int = 3):
-    """The offline video path on the same frames: (stack last frame index, top-k LabelScores) per event frame."""
+    """The offline video computation on the same frames: (stack last frame index, top-k LabelScores) per event frame."""
     video = [VideoFrame(i, s // 1000, f) for i, (f, s) in enumerate(zip(frames, stamps(len(frames))))]
     classifier = ZeroShotClassifier(model, LABELS)
-    out = []
-    for batch, emb in embed_event_frames(model, extract_event_frames(video, model_extraction(model, extraction))):
-        for ef, top in zip(batch, classifier.classify(emb, top_k=top_k)):
-            out.append((ef.first_frame + ef.n_frames - 1, tuple(top)))
-    return out
+    event_frames = list(extract_event_frames(video, model_extraction(model, extraction)))
+    with torch.inference_mode():
+        emb = model.encode_frames(torch.from_numpy(np.stack([ef.frame for ef in event_frames])))
+    return [(ef.first_frame + ef.n_frames - 1, tuple(top)) for ef, top in zip(event_frames, classifier.classify(emb, top_k))]
 
 
-def image_detector(checkpoint: Path, extraction: ExtractionConfig = ExtractionConfig(stack=STACK)) -> Detector:
-    det = Detector(DetectorConfig(labels=LABELS, top_k=3, extraction=extraction,
-                                  model=ModelSpec(checkpoint=str(checkpoint), device="cpu")), IMAGE_MSGTYPE)
+def image_detector(checkpoint: Path, extraction: ExtractionConfig = ExtractionConfig(stack=STACK)
+                   ) -> tuple[ImageInput, Detector]:
+    """The node's data path for images: its image input and a loaded detector."""
+    config = DetectorConfig(labels=LABELS, top_k=3, extraction=extraction, model=ModelSpec(checkpoint=str(checkpoint), device="cpu"))
+    det = Detector(config)
     det.load()
-    return det
+    return make_input(IMAGE_MSGTYPE, config), det
+
+
+def image_cdr(image: np.ndarray, stamp: int, encoding: str = "rgb8", frame_id: str = "cam") -> bytes:
+    """A serialised sensor_msgs/Image of a BGR ``image`` (rgb8: channels swapped) as the node receives it."""
+    data = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if encoding == "rgb8" else image
+    return encode_image(data.tobytes(), encoding=encoding, width=image.shape[1], height=image.shape[0],
+                        step=image.shape[1] * (3 if image.ndim == 3 else 1), stamp_ns=stamp, frame_id=frame_id)
 
 
 def assert_same_labels(got, expected) -> None:
@@ -95,13 +106,13 @@ def assert_same_labels(got, expected) -> None:
 
 def test_feed_image_equals_the_offline_video_path_window_by_window(checkpoint):
     frames = colour_scene(5 * STACK + 3)  # 5 full stacks and a partial one of 3 frames
-    det = image_detector(checkpoint)
+    source, det = image_detector(checkpoint)
     expected = offline_results(det.model, frames, ExtractionConfig(stack=STACK))
     pending = []
     for image, stamp in zip(frames, stamps(len(frames))):
-        pending += det.feed_image(image, stamp, "cam")
+        pending += source.feed_image(image, stamp, "cam")
     assert len(pending) == 5
-    pending += det.flush()
+    pending += source.flush()
     results = det.infer_all(pending)
     assert len(results) == len(expected) == 6
     for r, (last, top) in zip(results, expected):
@@ -113,11 +124,9 @@ def test_feed_image_equals_the_offline_video_path_window_by_window(checkpoint):
     # the frame published on ~/frame: the event frame at image resolution
     frame = det.frame(pending[0])
     assert frame.shape == (H, W) and frame.dtype == np.uint8 and frame.max() == 255
-    counters = det.counters()
+    counters = {**source.counters(), **det.counters()}
     assert counters["images"] == len(frames) and counters["windows"] == 6 and counters["bad_images"] == 0
     assert counters["inferred_windows"] == 6
-    with pytest.raises(TypeError, match="images"):
-        det.feed_cdr(b"\x00" * 16)
 
 
 def test_encodings_decode_to_what_the_extractor_takes():
@@ -137,33 +146,35 @@ def test_encodings_decode_to_what_the_extractor_takes():
         decode_image("mono8", H, W, W - 1, bytes(W * H))
 
 
-def test_encoded_images_bad_ones_counted_and_restarts(checkpoint):
+def test_serialised_images_bad_ones_counted_and_restarts(checkpoint):
     frames = colour_scene(3 * STACK)
-    det = image_detector(checkpoint)
-    reference = image_detector(checkpoint)
+    source, det = image_detector(checkpoint)
+    reference = ImageInput(ExtractionConfig(stack=STACK))
     pending, expected = [], []
     for i, (image, stamp) in enumerate(zip(frames, stamps(len(frames)))):
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        pending += det.feed_encoded_image("rgb8", H, W, 3 * W, rgb.tobytes(), stamp, "cam")
+        pending += source.feed(image_cdr(image, stamp, "rgb8" if i % 2 else "bgr8"))
         expected += reference.feed_image(image, stamp, "cam")
-        if i == 4:  # skipped and counted; the stack goes on as if it had not come
-            assert det.feed_encoded_image("16UC1", H, W, 2 * W, bytes(2 * W * H), stamp, "cam") == []
-            assert det.feed_encoded_image("mono8", H, W, W, bytes(10), stamp, "cam") == []
-    assert [r.labels for r in det.infer_all(pending)] == [r.labels for r in reference.infer_all(expected)]
-    assert det.counters()["bad_images"] == 2 and det.counters()["decode_errors"] == 2
-    assert det.counters()["stream_restarts"] == 0
+        if i == 4:  # skipped and counted; the stack goes on as if they had not come
+            assert source.feed(encode_image(bytes(2 * W * H), encoding="16UC1", width=W, height=H, step=2 * W,
+                                            stamp_ns=stamp)) == []
+            assert source.feed(encode_image(bytes(10), encoding="mono8", width=W, height=H, step=W, stamp_ns=stamp)) == []
+            assert source.feed(image_cdr(image, stamp)[:-7]) == []  # truncated message
+    assert [(w.stamp_ns, w.frame_id) for w in pending] == [(w.stamp_ns, w.frame_id) for w in expected]
+    assert [r.labels for r in det.infer_all(pending)] == [r.labels for r in det.infer_all(expected)]
+    assert source.counters()["bad_images"] == 3 and source.counters()["decode_errors"] == 3
+    assert source.counters()["stream_restarts"] == 0
 
     # 5 images, then a smaller camera: the open stack (5 frames) is emitted, a new one starts
-    det = image_detector(checkpoint)
+    source, det = image_detector(checkpoint)
     for image, stamp in zip(frames[:5], stamps(5)):
-        assert det.feed_image(image, stamp) == []
+        assert source.feed_image(image, stamp) == []
     small = cv2.resize(frames[5], (32, 24))
-    closed = det.feed_image(small, stamps(6)[5])
+    closed = source.feed_image(small, stamps(6)[5])
     assert len(closed) == 1 and closed[0].size.width == W and closed[0].stamp_ns == stamps(5)[4]
     # a stamp going back (bag loop) closes the stack too; within the tolerance it does not
-    assert det.feed_image(small, stamps(6)[5] - 5_000_000) == []
-    assert len(det.feed_image(small, STAMP0_NS)) == 1
-    assert det.counters()["stream_restarts"] == 2
+    assert source.feed_image(small, stamps(6)[5] - 5_000_000) == []
+    assert len(source.feed_image(small, STAMP0_NS)) == 1
+    assert source.counters()["stream_restarts"] == 2
 
 
 def test_parameters_select_image_input_and_the_extraction():

@@ -15,7 +15,8 @@ import torch
 from rosbags.rosbag2 import Reader, Writer
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
-from event_clip_ros.apps.detector import DetectionResult, Detector, DetectorConfig
+from event_clip_ros.apps.detector import DetectionResult, Detector
+from event_clip_ros.apps.detector_config import DetectorConfig
 from event_clip_ros.apps.evaluation.bag_input import open_bag_topics
 from event_clip_ros.apps.evaluation.health import input_problems, worse_status
 from event_clip_ros.apps.evaluation.metrics import (
@@ -39,6 +40,7 @@ from event_clip_ros.apps.evaluation.truth import (
     load_ucf_annotations,
     ranges_from_label_messages,
 )
+from event_clip_ros.apps.event_input import make_input
 from event_clip_ros.cli import main as cli_main
 from event_clip_ros.events.readers.base import EventFileError
 from event_clip_ros.events.windows import WindowConfig
@@ -198,12 +200,13 @@ def test_offline_evaluation_equals_the_detector_on_the_raw_messages(glyph_bag, t
     bag = open_bag_topics(glyph_bag)
     setup = EvaluationSetup(toy_config(), load_ground_truth("topic:/labels", bag), "labels topic", batch_size=4)
     run, ev = evaluate_bag(glyph_bag, setup, tmp_path / "out", model=toy_model)
-    # the node's path, message by message: Detector.process_cdr on each raw message of the topic
-    reference = Detector(toy_config(), bag.msgtype, model=toy_model)
+    # the node's path, message by message: each raw message of the topic through its input, then Detector.infer
+    reference = Detector(toy_config(), model=toy_model)
     reference.load()
+    source = make_input(bag.msgtype, toy_config())
     with Reader(glyph_bag) as reader:
         expected = [r for _, _, raw in reader.messages([c for c in reader.connections if c.topic == bag.event_topic])
-                    for r in reference.process_cdr(raw)]
+                    for r in reference.infer(source.feed(raw))]
     got = [w.result for w in ev.windows]
     assert len(got) == len(expected) == 9  # the 10th window is still open when the bag ends, as on the node
     for a, b in zip(got, expected):

@@ -21,13 +21,12 @@ import torch
 from event_clip_ros.events.types import SensorSize
 from event_clip_ros.model import ModelSpec, create_event_clip
 from event_clip_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from event_clip_ros.sim.glyphs import class_prompt
 from event_clip_ros.train.config import ConfigError
-from event_clip_ros.train.data.glyphs import class_prompt
-from event_clip_ros.train.finetune import FinetuneConfig, build_data, load_config, load_preset, parse_override
+from event_clip_ros.train.finetune import FinetuneConfig, build_data, cli, load_config, load_preset, parse_override
 from event_clip_ros.train.finetune.evaluation import MethodComparison
 
 from event_files import random_events, write_atis_bin
-from script_loader import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "training" / "finetune.py"
@@ -45,7 +44,6 @@ TASK = [
 TRAINING = ["optim.epochs=10", "optim.batch_size=20", "optim.base_lr=1.28e-2", "optim.warmup_epochs=1"]
 
 
-cli = load_script(SCRIPT, "finetune_cli")
 
 
 def run_cli(*args: str) -> int:

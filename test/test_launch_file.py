@@ -13,8 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "detector.launch.py"
-ARGUMENTS = {"camera", "params_file", "checkpoint", "model", "pretrained", "labels", "mode", "device", "input_type",
-             "image_topic", "use_sim_time", "log_level"}
+ARGUMENTS = {"camera", "cameras", "params_file", "checkpoint", "model", "pretrained", "labels", "mode", "device", "input_type",
+             "image_topic", "use_sim_time", "log_level", "backend", "onnx_file"}
 
 
 def console_scripts() -> dict[str, str]:
@@ -120,6 +120,9 @@ def test_parameters_overlay_package_defaults_then_params_file_then_arguments(tmp
     local = tmp_path / "local.safetensors"
     local.write_bytes(b"")
     assert module.node_parameters(launch_context(module, checkpoint="local.safetensors"))[1]["checkpoint"] == str(local)
+    (tmp_path / "local.onnx").write_bytes(b"")  # the ONNX backend: its file found like a checkpoint
+    assert module.node_parameters(launch_context(module, backend="onnxruntime", onnx_file="local.onnx"))[1] == {
+        "backend": "onnxruntime", "onnx_file": str(tmp_path / "local.onnx")}
     # model/pretrained given here drop a checkpoint set in a file
     assert module.node_parameters(launch_context(module, model="ViT-B-32", pretrained="openai"))[1] == {
         "model": "ViT-B-32", "pretrained": "openai", "checkpoint": ""}
@@ -128,6 +131,14 @@ def test_parameters_overlay_package_defaults_then_params_file_then_arguments(tmp
         [defaults, share + "/config/toy_glyphs.yaml"]
     with pytest.raises(RuntimeError, match="params_file .*missing.yaml does not exist"):
         module.node_parameters(launch_context(module, params_file=str(tmp_path / "missing.yaml")))
+
+
+def test_cameras_make_one_node_with_an_input_per_camera():
+    module = load_launch_module()
+    overrides = module.node_parameters(launch_context(module, cameras=" left, /right/ ,"))[-1]
+    assert overrides == {"inputs": ["left", "right"], "left.topic": "/left/events", "right.topic": "/right/events"}
+    images = module.node_parameters(launch_context(module, cameras="rgb", input_type="sensor_msgs/msg/Image"))[-1]
+    assert images["inputs"] == ["rgb"] and images["rgb.topic"] == "/rgb/image_raw"
 
 
 def test_node_options_remap_the_camera_topics_and_pass_the_log_level():

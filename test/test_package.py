@@ -65,11 +65,17 @@ def test_setup_py_data_files_exist(distribution):
     assert installed[f"share/{PACKAGE}/package.xml"] == "package.xml"
     targets = {target for target, _ in distribution.data_files}
     assert {f"share/{PACKAGE}/launch", f"share/{PACKAGE}/config"} <= targets
+    # the installed training command lines find their presets and the split configs these name
+    assert installed[f"share/{PACKAGE}/training/presets/toy.yaml"] == "training/presets/toy.yaml"
+    assert installed[f"share/{PACKAGE}/training/presets/finetune/synthetic.yaml"] == "training/presets/finetune/synthetic.yaml"
+    assert installed[f"share/{PACKAGE}/training/configs/synthetic_glyphs_split.yaml"] == "training/configs/synthetic_glyphs_split.yaml"
 
 
 def test_console_scripts(distribution):
     scripts = distribution.entry_points["console_scripts"]
     assert "event-clip = event_clip_ros.cli:main" in scripts
+    assert "event-clip-pretrain = event_clip_ros.train.pretrain.cli:main" in scripts
+    assert "event-clip-finetune = event_clip_ros.train.finetune.cli:main" in scripts
     for spec in scripts:
         module, func = spec.split("=")[1].strip().split(":")
         assert callable(getattr(__import__(module, fromlist=[func]), func)), spec
@@ -115,3 +121,9 @@ def test_colcon_build(tmp_path):
     helped = subprocess.run([str(script), "--help"], cwd=tmp_path, env=run_env, capture_output=True, text=True)
     assert helped.returncode == 0, helped.stderr
     assert "inspect" in helped.stdout
+    # the training command lines run from the install too, with the presets installed beside it
+    pretrain = prefix / "lib" / PACKAGE / "event-clip-pretrain"
+    helped = subprocess.run([str(pretrain), "--help"], cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=300)
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: event-clip-pretrain") and "presets: toy, vitb32-nimagenet" in helped.stdout
+    assert (share / PACKAGE / "training" / "configs" / "synthetic_glyphs_split.yaml").is_file()

@@ -17,10 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from event_clip_ros.train.pretrain import ConfigError, load_config
+from event_clip_ros.train.pretrain import ConfigError, cli, load_config
 from event_clip_ros.train.pretrain.config import apply_override
-
-from script_loader import load_script
 
 pytestmark = pytest.mark.slow  # the quick tier (scripts/test.sh --quick) leaves it out
 
@@ -49,7 +47,6 @@ runtime: {{threads: 1, workers: 0, log_every_steps: 2, eval_batch_size: 64, prog
 CUT_AT_STEP = 8  # inside epoch 2 of 6 (6 steps per epoch)
 
 
-cli = load_script(SCRIPT, "pretrain_cli")
 
 
 def _write_config(folder: Path) -> Path:

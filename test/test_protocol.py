@@ -76,7 +76,7 @@ class _Items:
 def test_finetune_eval_ranks_targets_among_all_classes(monkeypatch):
     emb, labels = _held_out_items()
     monkeypatch.setattr(ft_eval, "embed_items", lambda *a, **k: (emb, labels))
-    monkeypatch.setattr(ft_eval, "prompt_weights", lambda model, prompts: WEIGHTS)
+    monkeypatch.setattr(ft_eval, "ensemble_text_weights", lambda model, prompts: WEIGHTS)
     items = _Items()
     data = FinetuneData(train=None, shots=None, val=None, test=items, classes=list(items.classes),
                         prompts=items.prompts(), classes_mode="held-out", targets=UNSEEN, train_indices=np.empty(0, int),

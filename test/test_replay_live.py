@@ -1,5 +1,6 @@
-"""Over real DDS: the node's live results on a replayed bag equal the offline evaluation window by window;
-event-clip replay publishes a bag's messages byte for byte in order (and loops); event-clip record writes
+"""Over real DDS: the node's live results on a replayed bag equal the offline evaluation window by window,
+also with its event encoder on onnxruntime (backend onnxruntime, the toy model exported to ONNX) against the
+offline torch encoder; event-clip replay publishes a bag's messages byte for byte in order (and loops); event-clip record writes
 what it receives into a bag."""
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import pytest
 import torch
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
-from event_clip_ros.apps.detector import DetectorConfig
+from event_clip_ros.apps.detector_config import DetectorConfig
 from event_clip_ros.apps.evaluation.bag_input import bag_messages, open_bag_topics
 from event_clip_ros.apps.evaluation.offline import EvaluationSetup, evaluate_bag
 from event_clip_ros.apps.evaluation.truth import load_truth_csv
+from event_clip_ros.cli import main
 from event_clip_ros.events.windows import WindowConfig
 from event_clip_ros.model import ModelSpec
 
@@ -40,17 +42,29 @@ def glyph_bag(tmp_path_factory) -> Path:
     return out
 
 
-def test_live_results_equal_offline_window_by_window(ros, glyph_bag, tmp_path):
-    from event_clip_ros.ros.replay import evaluate_live
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_live_results_equal_offline_window_by_window(ros, glyph_bag, tmp_path, capfd, backend):
+    """The live node (backend torch, or onnxruntime on the toy model's exported encoder) publishes what the offline
+    evaluation with the torch encoder computes, window by window."""
+    from event_clip_ros.ros.live_evaluation import evaluate_live
 
     torch.set_num_threads(1)
+    parameters = dict(PARAMETERS)
+    if backend == "onnxruntime":
+        onnx_file = tmp_path / "toy48.onnx"
+        assert main(["export", "--onnx", str(onnx_file), "--checkpoint", str(TOY)]) == 0
+        parameters.update(backend="onnxruntime", onnx_file=str(onnx_file))
+        score_tolerance = 1e-4  # another runtime: the same labels, scores equal to ~1e-6
+    else:
+        score_tolerance = 1e-5
     config = DetectorConfig(labels=CLASSES, templates=("the {}",), top_k=5,
                             window=WindowConfig(duration_us=300_000, min_events=100, max_events=2_000_000),
                             model=ModelSpec(checkpoint=str(TOY), device="cpu"))
     bag = open_bag_topics(glyph_bag)
     truth = load_truth_csv(GLYPHS.with_suffix(".labels.csv"))
     _, offline = evaluate_bag(glyph_bag, EvaluationSetup(config, truth, "csv"), tmp_path / "offline")
-    run, live = evaluate_live(bag, EvaluationSetup(config, truth, "csv"), PARAMETERS, tmp_path / "live", rate=2.0)
+    run, live = evaluate_live(bag, EvaluationSetup(config, truth, "csv"), parameters, tmp_path / "live", rate=2.0)
+    assert f"event encoder on {backend} " in capfd.readouterr().err  # the node's configure log says what runs f_E
     assert run.status == "complete" and run.counters["dropped_windows"] == 0
     assert len(live.windows) == len(offline.windows) == 9
     for a, b in zip(live.windows, offline.windows):
@@ -58,7 +72,7 @@ def test_live_results_equal_offline_window_by_window(ros, glyph_bag, tmp_path):
         assert (ra.index, ra.t_start_us, ra.t_end_us, ra.n_events, ra.stamp_ns) == \
                (rb.index, rb.t_start_us, rb.t_end_us, rb.n_events, rb.stamp_ns)
         assert [s.label for s in ra.labels] == [s.label for s in rb.labels]
-        assert [s.score for s in ra.labels] == pytest.approx([s.score for s in rb.labels], abs=1e-5)
+        assert [s.score for s in ra.labels] == pytest.approx([s.score for s in rb.labels], abs=score_tolerance)
         assert a.truth == b.truth and a.correct == b.correct
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert metrics["source"] == "live"

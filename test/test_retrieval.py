@@ -14,7 +14,6 @@ from PIL import Image
 from event_clip_ros.events.simulate import frames_to_events, moving_shapes
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.events.windows import WindowConfig, iter_windows
-from event_clip_ros.model import retrieval
 from event_clip_ros.model.factory import ModelSpec, create_event_clip
 from event_clip_ros.model.retrieval import (
     EmbeddingIndex,
@@ -23,6 +22,8 @@ from event_clip_ros.model.retrieval import (
     ModelStamp,
     Record,
 )
+from event_clip_ros.model.retrieval import index as retrieval_index
+from event_clip_ros.model.retrieval import store as retrieval_store
 
 SIZE = SensorSize(64, 48)
 TEXTS = ["a bright disc", "a dark square", "a spinning triangle"]
@@ -117,8 +118,8 @@ def test_modality_filter():
 
 
 def test_ties_rank_earlier_rows_first_across_blocks_and_chunks(monkeypatch):
-    monkeypatch.setattr(retrieval, "_SCORE_BLOCK_ELEMENTS", 1)  # the smallest blocks: 1024 rows
-    monkeypatch.setattr(retrieval, "_QUERY_CHUNK", 3)  # the 4 queries below go in two chunks
+    monkeypatch.setattr(retrieval_index, "_SCORE_BLOCK_ELEMENTS", 1)  # the smallest blocks: 1024 rows
+    monkeypatch.setattr(retrieval_index, "_QUERY_CHUNK", 3)  # the 4 queries below go in two chunks
     dim, n = 16, 3000
     index = EmbeddingIndex(dim)
     rng = np.random.default_rng(0)
@@ -288,7 +289,7 @@ def test_crash_while_writing_keeps_saved_index(tmp_path, model, filled, monkeypa
     def disk_full(f):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(retrieval, "fsync_file_object", disk_full)
+    monkeypatch.setattr(retrieval_store, "fsync_file_object", disk_full)
     with pytest.raises(OSError, match="No space"):
         bigger.save(path)
     assert_intact(path, filled)
@@ -306,7 +307,7 @@ def test_failed_rename_keeps_saved_index(tmp_path, model, filled, monkeypatch):
             raise OSError(5, "I/O error")
         real_rename(src, dst)
 
-    monkeypatch.setattr(retrieval.os, "rename", rename_fails_moving_new_in)
+    monkeypatch.setattr(retrieval_store.os, "rename", rename_fails_moving_new_in)
     with pytest.raises(OSError, match="I/O error"):
         bigger.save(path)
     assert calls[0] == ("idx", "idx.previous") and calls[2] == ("idx.previous", "idx")  # rolled back

@@ -33,7 +33,6 @@ import yaml
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
 from event_clip_ros.apps.evaluation.bag_input import open_bag_topics
 from event_clip_ros.apps.evaluation.truth import load_truth_csv
-from event_clip_ros.ros.worker import LatestOnlyWorker
 
 pytestmark = pytest.mark.slow  # the quick tier (scripts/test.sh --quick) leaves it out
 
@@ -272,27 +271,6 @@ class NodeWatcher:
 
 
 # ------------------------------------------------------------------ tests
-def test_worker_drain_handles_the_waiting_item():
-    """The clean shutdown's worker stop publishes what was handed over (without drain it is dropped)."""
-    started, release, handled = threading.Event(), threading.Event(), []
-
-    def handle(item: int) -> None:
-        started.set()
-        release.wait(10)
-        handled.append(item)
-
-    for drain, expected, dropped in ((True, [1, 2], 0), (False, [1], 1)):
-        started.clear(), release.clear(), handled.clear()
-        worker = LatestOnlyWorker(handle)
-        worker.start()
-        worker.submit(1)
-        assert started.wait(10)
-        worker.submit(2)  # waits while 1 is handled
-        threading.Timer(0.05, release.set).start()
-        worker.stop(drain=drain)
-        assert handled == expected and worker.dropped == dropped
-
-
 @needs_tools
 @pytest.mark.slow
 def test_ros2_launch_replay_cli_tools_and_ctrl_c(ros, glyph_bag, params_file, offline):

@@ -1,4 +1,4 @@
-"""CDR parsing/building of the event messages, checked byte for byte against rosbags' serialiser."""
+"""CDR parsing/building of the event and image messages, checked byte for byte against rosbags' serialiser."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import pytest
 from event_clip_ros.events.ros_cdr import (
     EVENT_ARRAY_TYPES,
     EVENT_PACKET_TYPES,
+    IMAGE_MSGTYPE,
     MSG_DEFINITIONS,
     CdrError,
     encode_event_array,
     encode_event_packet,
+    encode_image,
     parse_event_array,
     parse_event_packet,
+    parse_image,
 )
 from event_clip_ros.events.types import EVENT_DTYPE, make_events
 
@@ -132,11 +135,14 @@ def test_event_packet_bytes_equal_rosbags(typestore, msgtype, frame_id, encoding
     np.testing.assert_array_equal(msg.events, payload)
 
 
-def test_event_packet_payload_is_a_zero_copy_view():
+def test_event_packet_payload_and_image_data_are_zero_copy_views():
     raw = np.frombuffer(encode_event_packet(b"\x01\x02\x03", encoding="evt3", width=4, height=4), np.uint8)
     msg = parse_event_packet(raw)
     assert np.shares_memory(msg.events, raw)
     assert msg.events.tolist() == [1, 2, 3]
+    raw = np.frombuffer(encode_image(b"\x04\x05", encoding="mono8", width=2, height=1, step=2), np.uint8)
+    image = parse_image(raw)
+    assert np.shares_memory(image.data, raw) and image.data.tolist() == [4, 5]
 
 
 def test_trailing_padding_is_ignored():
@@ -147,7 +153,27 @@ def test_trailing_padding_is_ignored():
     np.testing.assert_array_equal(parse_event_array(encode_event_array(events, 4, 4) + b"\x00").events, events)
 
 
+@pytest.mark.parametrize("frame_id", FRAME_IDS)
+@pytest.mark.parametrize("encoding, width, step", [("bgr8", 3, 9), ("rgb8", 2, 8), ("mono8", 5, 5), ("", 0, 0)])
+def test_image_bytes_equal_rosbags(typestore, frame_id, encoding, width, step):
+    height = 2 if width else 0
+    pixels = (np.arange(step * height, dtype=np.uint8) * 7).astype(np.uint8)
+    ours = encode_image(pixels, encoding=encoding, width=width, height=height, step=step,
+                        stamp_ns=1_700_000_000_987_654_321, frame_id=frame_id)
+    Time = typestore.types["builtin_interfaces/msg/Time"]
+    Header = typestore.types["std_msgs/msg/Header"]
+    ref = typestore.types[IMAGE_MSGTYPE](
+        header=Header(stamp=Time(sec=1_700_000_000, nanosec=987_654_321), frame_id=frame_id),
+        height=height, width=width, encoding=encoding, is_bigendian=0, step=step, data=pixels)
+    assert ours == bytes(typestore.serialize_cdr(ref, IMAGE_MSGTYPE))
+    msg = parse_image(ours)
+    assert (msg.stamp_ns, msg.frame_id, msg.width, msg.height, msg.encoding, msg.is_bigendian, msg.step) == (
+        1_700_000_000_987_654_321, frame_id, width, height, encoding, False, step)
+    np.testing.assert_array_equal(msg.data, pixels)
+
+
 @pytest.mark.parametrize("parse, raw", [
+    (parse_image, encode_image(bytes(12), encoding="mono8", width=4, height=3, step=4, frame_id="cam")),
     (parse_event_packet, encode_event_packet(b"\x01\x02\x03\x04\x05", encoding="evt3", width=4, height=4,
                                              frame_id="cam")),
     (parse_event_array, encode_event_array(random_events(3), 8, 8, frame_id="cam")),
@@ -180,7 +206,8 @@ def test_random_corruption_never_raises_anything_but_cdr_error():
     rng = np.random.default_rng(1)
     packet = encode_event_packet(bytes(range(40)), encoding="evt3", width=4, height=4, frame_id="cam")
     array = encode_event_array(random_events(5), 8, 8, frame_id="cam")
-    for parse, raw in ((parse_event_packet, packet), (parse_event_array, array)):
+    image = encode_image(bytes(range(24)), encoding="rgb8", width=4, height=2, step=12, frame_id="cam")
+    for parse, raw in ((parse_event_packet, packet), (parse_event_array, array), (parse_image, image)):
         for _ in range(300):
             buf = np.frombuffer(raw, np.uint8).copy()
             idx = rng.integers(0, buf.size, rng.integers(1, 4))

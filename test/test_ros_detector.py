@@ -20,8 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from event_clip_ros.apps.detector import Detector, DetectorConfig
+from event_clip_ros.apps.detector import DetectionResult, Detector
+from event_clip_ros.apps.detector_config import AnomalyConfig, DetectorConfig
+from event_clip_ros.apps.event_input import make_input
 from event_clip_ros.events.encoders import encode_evt3, encode_mono
+from event_clip_ros.events.noise import NoiseFilterConfig
 from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet
 from event_clip_ros.events.types import SensorSize, make_events
 from event_clip_ros.events.windows import WindowConfig
@@ -65,12 +68,32 @@ def evt3_packets(events: np.ndarray, n: int, seq0: int = 0, width: int = SIZE.wi
     return out
 
 
-def offline_detector(checkpoint: Path, msgtype: str = "event_camera_msgs/msg/EventPacket", labels=LABELS) -> Detector:
-    det = Detector(DetectorConfig(labels=tuple(labels), top_k=3,
-                                  window=WindowConfig(duration_us=WINDOW_MS * 1000, min_events=MIN_EVENTS, max_events=2_000_000),
-                                  model=ModelSpec(checkpoint=str(checkpoint), device="cpu")), msgtype)
-    det.load()
-    return det
+class OfflineDetector:
+    """The node's data path without ROS or a worker: its input and its Detector, every window inferred."""
+
+    def __init__(self, config: DetectorConfig, msgtype: str = "event_camera_msgs/msg/EventPacket") -> None:
+        self.input = make_input(msgtype, config)
+        self.detector = Detector(config)
+        self.detector.load()
+
+    def process(self, raw: bytes) -> list[DetectionResult]:
+        """The results of the windows one serialised message completes."""
+        return self.detector.infer_all(self.input.feed(raw))
+
+    def counters(self) -> dict[str, int]:
+        """The counters the node reports: its input's and its detector's."""
+        return {**self.input.counters(), **self.detector.counters()}
+
+
+def offline_config(checkpoint: Path, **kwargs) -> DetectorConfig:
+    window = WindowConfig(duration_us=WINDOW_MS * 1000, min_events=MIN_EVENTS, max_events=2_000_000)
+    return DetectorConfig(**{"labels": LABELS, "top_k": 3, "window": window,
+                             "model": ModelSpec(checkpoint=str(checkpoint), device="cpu"), **kwargs})
+
+
+def offline_detector(checkpoint: Path, msgtype: str = "event_camera_msgs/msg/EventPacket", labels=LABELS,
+                     noise: NoiseFilterConfig = NoiseFilterConfig()) -> OfflineDetector:
+    return OfflineDetector(offline_config(checkpoint, labels=tuple(labels), noise=noise), msgtype)
 
 
 class DetectorClient:
@@ -250,7 +273,7 @@ def test_evt3_labels_frames_diagnostics_label_change_and_bad_input(ros, checkpoi
     packets = evt3_packets(events, 20)
     expected, counts = [], []
     for raw in packets:
-        expected += offline.process_cdr(raw)
+        expected += offline.process(raw)
         counts.append(len(expected))
     client.lockstep(packets, counts)
     assert_same(client.results, expected)
@@ -299,7 +322,13 @@ def test_evt3_labels_frames_diagnostics_label_change_and_bad_input(ros, checkpoi
 
 @pytest.mark.parametrize("input_type", ["mono", "dvs_msgs/msg/EventArray"])
 def test_mono_packets_and_event_arrays(ros, checkpoint, input_type):
+    """The EventArray node also runs the noise filters (a hot pixel in the scene) and shows ~/frame as the view."""
     events = scene(6_000, 60_000, seed=3)
+    noisy = input_type != "mono"
+    noise = NoiseFilterConfig(background_activity_us=2000, hot_pixel_learn_us=30_000) if noisy else NoiseFilterConfig()
+    if noisy:  # a hot pixel in a corner, every 100 us
+        hot = make_events(np.arange(1_000, 61_000, 100), np.full(600, 2), np.full(600, 2), np.ones(600))
+        events = np.sort(np.concatenate([events, hot]), order="t", kind="stable")
     chunks = np.array_split(events, 12)
     if input_type == "mono":
         from event_camera_msgs.msg import EventPacket as msg_class
@@ -315,17 +344,29 @@ def test_mono_packets_and_event_arrays(ros, checkpoint, input_type):
         msgtype = input_type
         packets = [encode_event_array(c, 64, 48, stamp_ns=STAMP0_NS + int(c["t"][0]) * 1000, frame_id="cam")
                    for c in chunks]
+    filter_params = [f"noise_background_activity_us:={noise.background_activity_us}",
+                     f"noise_hot_pixel_learn_ms:={noise.hot_pixel_learn_us / 1000}", "frame_mode:=view"] if noisy else []
     client = DetectorClient(ros, input_type.split("/")[0], msg_class, f"checkpoint:={checkpoint}",
-                            f"labels:={LABELS}", f"input_type:={msgtype}")
+                            f"labels:={LABELS}", f"input_type:={msgtype}", *filter_params, frame=noisy)
     client.wait_connected(MONO_PROBE if input_type == "mono" else ARRAY_PROBE)
-    offline = offline_detector(checkpoint, msgtype)
+    offline = offline_detector(checkpoint, msgtype, noise=noise)
     expected, counts = [], []
     for raw in packets:
-        expected += offline.process_cdr(raw)
+        expected += offline.process(raw)
         counts.append(len(expected))
     client.lockstep(packets, counts)
     assert len(expected) == 5
     assert_same(client.results, expected)
+    if noisy:  # the node's /diagnostics count what the filters removed, exactly as offline
+        offline_counts = offline.counters()
+        assert offline_counts["noise_hot_pixels"] == 1 and offline_counts["noise_background_removed"] > 0
+        assert offline_counts["noise_hot_pixel_removed"] > 500
+        values = client.wait_diagnostics(lambda v: int(v.get("noise_events_in", 0)) == events.size, "noise counters")
+        for key in ("noise_events_in", "noise_hot_pixel_removed", "noise_background_removed", "noise_hot_pixels"):
+            assert int(values[key]) == offline_counts[key]
+        ros.spin_until(lambda: client.frames, "a frame", watch=client.proc)
+        frame = client.frames[-1]
+        assert (frame.width, frame.height, frame.encoding, frame.step) == (64, 48, "rgb8", 192)
     client.stop()
 
 
@@ -339,22 +380,15 @@ def rss_mb(pid: int) -> float:
 def test_anomaly_mode_publishes_anomaly_and_normal_equal_to_the_offline_scores(ros, checkpoint):
     from event_camera_msgs.msg import EventPacket
 
-    from event_clip_ros.apps.detector import AnomalyConfig
-
     threshold = 0.45
     client = DetectorClient(ros, "anomaly", EventPacket, f"checkpoint:={checkpoint}", "mode:=anomaly",
                             f"anomaly_threshold:={threshold}")
     client.wait_connected(EVT3_PROBE)
-    offline = Detector(DetectorConfig(mode="anomaly", top_k=3, anomaly=AnomalyConfig(threshold=threshold),
-                                      window=WindowConfig(duration_us=WINDOW_MS * 1000, min_events=MIN_EVENTS,
-                                                          max_events=2_000_000),
-                                      model=ModelSpec(checkpoint=str(checkpoint), device="cpu")),
-                       "event_camera_msgs/msg/EventPacket")
-    offline.load()
+    offline = OfflineDetector(offline_config(checkpoint, mode="anomaly", labels=(), anomaly=AnomalyConfig(threshold=threshold)))
     packets = evt3_packets(scene(6_000, 60_000, seed=5), 12)
     expected, counts = [], []
     for raw in packets:
-        expected += offline.process_cdr(raw)
+        expected += offline.process(raw)
         counts.append(len(expected))
     client.lockstep(packets, counts)
     assert len(expected) >= 4
@@ -416,8 +450,8 @@ def test_lifecycle_transitions_and_a_missing_checkpoint(ros, checkpoint, tmp_pat
     client.wait_connected(EVT3_PROBE)
     packets = evt3_packets(scene(3_000, 30_000), 6)
     offline, counts = offline_detector(checkpoint), []
-    for raw in packets:  # wait for each packet's windows: two windows completed at once would leave only the latest
-        counts.append(len(offline.process_cdr(raw)) + (counts[-1] if counts else 0))
+    for raw in packets:
+        counts.append(len(offline.process(raw)) + (counts[-1] if counts else 0))
     assert counts[-1] == 2
     client.lockstep(packets, counts)  # results flow again after re-activation
     assert client.transition(Transition.TRANSITION_DEACTIVATE)

@@ -12,18 +12,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from event_clip_ros.train.pretrain import cli
 from event_clip_ros.train.pretrain.sweep import aggregate, cell, describe, draw_splits
-
-from script_loader import load_script
-
-REPO = Path(__file__).resolve().parents[1]
-cli = load_script(REPO / "training" / "pretrain.py", "pretrain_sweep_cli")
 
 CLASSES = ["0", "1", "3", "7", "a", "k"]
 HELD_OUT = ["3", "k"]

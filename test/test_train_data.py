@@ -15,6 +15,9 @@ from torch.utils.data import DataLoader
 
 from event_clip_ros.events.frames import FrameConfig, build_frame, build_frames_torch
 from event_clip_ros.events.types import EVENT_DTYPE, SensorSize, make_events
+from event_clip_ros.sim.glyph_scene import glyph_sequence
+from event_clip_ros.sim.glyphs import ALL_CLASSES, SHAPES, GlyphParams, caption, class_prompt, render
+from event_clip_ros.sim.saccades import saccade_events
 from event_clip_ros.train.data import (
     ClassSplit,
     EventAugmentConfig,
@@ -41,9 +44,7 @@ from event_clip_ros.train.data.augment import (
     random_shift,
     time_flip,
 )
-from event_clip_ros.train.data.glyphs import ALL_CLASSES, SHAPES, GlyphParams, caption, class_prompt, render
 from event_clip_ros.train.data.paired import load_class_list, nimagenet_image_path, read_list_file
-from event_clip_ros.train.data.saccades import saccade_events
 
 from event_files import random_events, write_atis_bin, write_nimagenet
 
@@ -90,6 +91,24 @@ def test_synthetic_class_subset_keeps_instances(glyphs):
     sub_k1 = subset[2]
     assert sub_k1["label"] == 0 and full_k1["label"] == glyphs.classes.index("k")
     assert np.array_equal(sub_k1["events"], full_k1["events"]) and sub_k1["caption"] == full_k1["caption"]
+
+
+def test_glyph_sequence_shows_the_training_instances_one_after_another(glyphs):
+    """``event-clip simulate --scene glyphs`` (sim.glyph_scene) draws instance 0 of each class as the training set does."""
+    events, size, segments = glyph_sequence(("k", "3", "star"), 48, seed=7)
+    duration_us = SyntheticConfig().saccades.duration_us
+    assert size == glyphs.size and [s.label for s in segments] == ["k", "3", "star"]
+    start = 0
+    for k, segment in enumerate(segments):
+        assert (segment.t_start_us, segment.t_end_us) == (k * duration_us, (k + 1) * duration_us)
+        item = glyphs[glyphs.classes.index(segment.label)]["events"]
+        shown = events[start : start + len(item)].copy()
+        shown["t"] -= segment.t_start_us
+        assert np.array_equal(shown, item)
+        start += len(item)
+    assert start == len(events)
+    with pytest.raises(ValueError, match="image_size"):
+        glyph_sequence(("k",), 8)
 
 
 def test_synthetic_classes_are_balanced_and_labels_match(glyphs):

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from event_clip_ros.apps.detector import Detector
+from event_clip_ros.apps.heads import AnomalyHead
 from event_clip_ros.apps.video_anomaly import (
     SegmentScore,
     fit_reference,
@@ -208,7 +210,7 @@ def test_reference_scorer_separates_the_anomalous_segment(model):
     scorer = fit_reference(model, normal, config, ReferenceScorerConfig(k=3))
     assert len(scorer) == 40
     test_frames = as_frames(scene(160, seed=3, anomaly=range(80, 160)))
-    segments = list(score_video(model, scorer, test_frames, config, batch_size=8))
+    segments = list(score_video(Detector.for_head(model, AnomalyHead(scorer)), test_frames, config, batch_size=8))
     assert [s.first_frame for s in segments] == list(range(0, 160, 8))
     truth = np.arange(160) >= 80
     per_frame = frame_scores(segments, 160)
@@ -218,7 +220,7 @@ def test_reference_scorer_separates_the_anomalous_segment(model):
 
 
 def test_frame_scores_spread_segments_over_their_frames():
-    segs = [SegmentScore(0, 0, 3, 0, 2, 0.25), SegmentScore(1, 3, 2, 3, 4, 0.75)]
+    segs = [SegmentScore(0, 0, 3, 0, 2, 0.25, False), SegmentScore(1, 3, 2, 3, 4, 0.75, True)]
     np.testing.assert_array_equal(frame_scores(segs, 6), np.array([0.25] * 3 + [0.75] * 3, np.float32))
     with pytest.raises(ValueError, match="cover 5 frames"):
         frame_scores(segs, 4)

@@ -115,9 +115,9 @@ def test_evaluation_concatenates_the_frames_of_all_videos(tmp_path):
     """Hand-made segments of two videos: frame metrics over the 12 concatenated frames, window truth by majority."""
     ann = tmp_path / "ann.txt"
     ann.write_text("a.mp4 Fighting 4 7 -1 -1\nb.mp4 Normal -1 -1 -1 -1\n")
-    a = ScoredVideo(Path("a.mp4"), FPS, 8, (SegmentScore(0, 0, 4, 0, 120_000, 0.2), SegmentScore(1, 4, 4, 160_000, 280_000, 0.9)),
-                    video_truth(ann, "a.mp4", FPS))
-    b = ScoredVideo(Path("b.mp4"), FPS, 5, (SegmentScore(0, 0, 4, 0, 120_000, 0.95),), video_truth(ann, "b.mp4", FPS))
+    a = ScoredVideo(Path("a.mp4"), FPS, 8, (SegmentScore(0, 0, 4, 0, 120_000, 0.2, False),
+                                            SegmentScore(1, 4, 4, 160_000, 280_000, 0.9, True)), video_truth(ann, "a.mp4", FPS))
+    b = ScoredVideo(Path("b.mp4"), FPS, 5, (SegmentScore(0, 0, 4, 0, 120_000, 0.95, True),), video_truth(ann, "b.mp4", FPS))
     evaluation, summaries = evaluate_videos([a, b], threshold=0.5)
     y = np.array([0] * 4 + [1] * 4 + [0] * 5, bool)
     scores = np.array([0.2] * 4 + [0.9] * 4 + [0.95] * 5)  # b's trailing frame takes its last segment's score
@@ -283,6 +283,8 @@ def test_cli_ucf_single_video_and_bad_inputs(ucf_folder, tmp_path, capsys):
 
 
 def test_ten_crop_segment_score_is_the_mean_of_its_views():
+    from event_clip_ros.apps.detector import Detector
+    from event_clip_ros.apps.heads import AnomalyHead
     from event_clip_ros.apps.video_anomaly import (
         fit_reference,
         model_extraction,
@@ -297,7 +299,7 @@ def test_ten_crop_segment_score_is_the_mean_of_its_views():
     scorer = fit_reference(model, [as_frames(scene(16, seed=1))], config, ReferenceScorerConfig(k=3))
     assert len(scorer) == 2 * 10  # every view of the normal segments is in the bank
     frames = as_frames(scene(24, seed=2, anomaly=range(8, 24)))
-    segments = list(score_video(model, scorer, frames, config, batch_size=2))
+    segments = list(score_video(Detector.for_head(model, AnomalyHead(scorer)), frames, config, batch_size=2))
     views = [ef.frame for ef in extract_event_frames(frames, model_extraction(model, config))]
     with torch.inference_mode():
         expected = [scorer.score(model.encode_frames(torch.from_numpy(v))).mean() for v in views]

@@ -167,7 +167,7 @@ def write_event_bag(
     config: BagWriteConfig = BagWriteConfig(),
     truth: TimeRanges | None = None,
     source_topic: str | None = None,
-    on_packet: Callable[[Packet], None] | None = None,
+    on_packet: Callable[[Packet], object] | None = None,
 ) -> BagSummary:
     """Convert a recording into a bag at ``out`` (a new directory); ``on_packet(packet)`` after each packet.
 
@@ -184,7 +184,7 @@ def write_event_bag(
 
 
 def _write(source: str | Path, out: Path, config: BagWriteConfig, truth: TimeRanges | None,
-           source_topic: str | None, on_packet: Callable[[Packet], None] | None) -> BagSummary:
+           source_topic: str | None, on_packet: Callable[[Packet], object] | None) -> BagSummary:
     store = bag_typestore()
     labels = label_messages(truth, config.stamp_origin_ns) if truth is not None else []
     encoder = PacketEncoder(config.encoding, config.frame_id, config.stamp_origin_ns)
@@ -198,6 +198,7 @@ def _write(source: str | Path, out: Path, config: BagWriteConfig, truth: TimeRan
         def write_labels(until_ns: int | None) -> None:
             nonlocal n_labels
             while n_labels < len(labels) and (until_ns is None or labels[n_labels][0] <= until_ns):
+                assert label_conn is not None  # made when there are labels
                 t_ns, text = labels[n_labels]
                 msg = store.types[STRING_MSGTYPE](data=text)
                 writer.write(label_conn, max(t_ns, 0), bytes(store.serialize_cdr(msg, STRING_MSGTYPE)))

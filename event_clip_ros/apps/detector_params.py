@@ -3,7 +3,7 @@
 The ROS node declares exactly these (:mod:`event_clip_ros.ros.parameters`),
 ``config/detector.yaml`` documents them, and offline tools read the same YAML
 with :func:`load_parameters_yaml`; :func:`config_from_parameters` turns a set
-of values into a validated :class:`~event_clip_ros.apps.detector.DetectorConfig`
+of values into a validated :class:`~event_clip_ros.apps.detector_config.DetectorConfig`
 plus the input message type, so the node and offline evaluation agree.
 
 Parameters marked ``runtime`` take effect at once when changed on a running
@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from ..events.limits import StreamLimits
+from ..events.noise import MAX_NOISE_US, MAX_SUPPORT_US, NoiseFilterConfig
 from ..events.packet_stream import SUPPORTED_MSGTYPES
+from ..events.view import FRAME_MODES
 from ..events.windows import WindowConfig
 from ..model.factory import ModelSpec
 from ..model.prompts import (
@@ -32,7 +34,7 @@ from ..model.prompts import (
     resolve_templates,
 )
 from ..video.extraction import ExtractionConfig
-from .detector import AnomalyConfig, DetectorConfig
+from .detector_config import AnomalyConfig, DetectorConfig
 from .event_input import IMAGE_ENCODINGS, IMAGE_MSGTYPE
 
 NODE_NAME = "detector"
@@ -68,7 +70,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("pretrained", "openai", "open_clip pretrained tag or CLIP weights file; 'none': random weights"),
     ParamSpec("checkpoint", "", "event encoder checkpoint (.safetensors, or the paper's vitb.pt/vitl.pt); wins over model"),
     ParamSpec("device", "auto", "auto (CUDA when present), cpu, cuda or cuda:N"),
-    ParamSpec("precision", "auto", "auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16"),
+    ParamSpec("precision", "auto", "auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16; backend onnxruntime: "
+              "auto (fp16 on the CUDA/TensorRT provider, fp32 on the CPU), fp32 or fp16"),
+    ParamSpec("backend", "torch", "what runs the event encoder: torch, or onnxruntime (onnx_file; the text heads stay "
+              "the model's)"),
+    ParamSpec("onnx_file", "", "backend onnxruntime: the event encoder of this model exported by event-clip export "
+              "--onnx (refused when exported from another model)"),
+    ParamSpec("onnx_providers", "auto", "backend onnxruntime: auto (on a CUDA device TensorRT, CUDA, then CPU, those "
+              "present; else CPU) or a comma-separated list of tensorrt, cuda, cpu (each must be present)"),
     ParamSpec("window_duration_ms", 50.0, "window length on sensor time, ms", range=(0.01, 60_000.0)),
     ParamSpec("window_event_count", 0, "windows of this many events instead of a duration; 0: duration windows",
               range=(0, 100_000_000)),
@@ -83,6 +92,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("max_sensor_size", 4096, "largest sensor width or height accepted from the messages (encodings "
               "with narrower address fields accept less: 2048 for evt3); larger ones are counted as bad packets",
               range=(1, 65535)),
+    ParamSpec("noise_background_activity_us", 0, "noise filter before windowing: keep an event only when one of its 8 "
+              "neighbour pixels fired less than this long before it (dv-processing's background activity filter), us; "
+              "0: off", range=(0, MAX_SUPPORT_US)),
+    ParamSpec("noise_hot_pixel_learn_ms", 0.0, "noise filter before windowing: learn a hot-pixel mask over this much "
+              "sensor time from the start of the stream (relearned after a restart) and drop those pixels' events, "
+              "ms; 0: off", range=(0.0, MAX_NOISE_US / 1000)),
+    ParamSpec("noise_hot_pixel_factor", 10.0, "hot pixels: more events than this many times the mean count of the "
+              "pixels that fired", range=(1.0, 1_000_000.0)),
+    ParamSpec("noise_hot_pixel_min_count", 20, "hot pixels: and more than this many events while learning",
+              range=(1, 1 << 31)),
     ParamSpec("image_diff_threshold", 10, "image input: gray-level difference a pixel must exceed to count as changed",
               range=(0, 255)),
     ParamSpec("image_stack", 16, "image input: frames per event frame (one window per stack, stack - 1 differences)",
@@ -91,6 +110,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(0.0, 1_000_000.0)),
     ParamSpec("image_on_value", 1, "image input: value of a changed pixel (1: sums count changes; 255: the README "
               "snippet's binary mask)", range=(1, 255)),
+    ParamSpec("frame_mode", "model", "what ~/frame shows: " + "; ".join(f"{k}: {v}" for k, v in FRAME_MODES.items())),
     ParamSpec("top_k", 5, "labels per Classification, best first", range=(1, 1000), runtime=True),
     ParamSpec("score_threshold", 0.0, "zero-shot: labels below this probability are left out", range=(0.0, 1.0),
               runtime=True),
@@ -102,6 +122,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(event-clip anomaly --save-reference); replaces the prompts", runtime=True),
     ParamSpec("anomaly_threshold", 0.5, "anomaly when P(anomaly) > threshold (0.5 for prompts, e.g. 0.95 for a bank)",
               range=(0.0, 1.0), runtime=True),
+    ParamSpec("inputs", None, "several cameras in one node: input names, e.g. [cam0, cam1], each set by "
+              "<name>.topic, <name>.input_type, <name>.mode, <name>.labels, <name>.labels_file (see "
+              "event_clip_ros.apps.detector_inputs), results on ~/<name>/...; unset: one input on ~/events "
+              "(or ~/image), results on ~/classification", read_only=True),
+    ParamSpec("batch_max_windows", 8, "most windows per forward pass: the windows waiting when the worker is free, "
+              "of all inputs, are inferred together", range=(1, 1024)),
+    ParamSpec("queue_max_age_ms", 500.0, "a waiting window is stale (dropped, counted) once its input completed a "
+              "window ending this much sensor time later, ms; 0: only each input's newest window waits",
+              range=(0.0, 3_600_000.0)),
+    ParamSpec("queue_max_windows", 32, "waiting windows per input; the oldest beyond are stale (memory bound)",
+              range=(1, 100_000)),
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, s", range=(0.05, 60.0), read_only=True),
     ParamSpec("torch_threads", 0, "CPU threads torch may use; 0: torch's default", range=(0, 256), read_only=True),
     ParamSpec("autostart", True, "configure and activate at start-up (no lifecycle manager needed)", read_only=True),
@@ -174,6 +205,9 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         checkpoint=_optional_path(v["checkpoint"]),
         device=v["device"],
         precision=v["precision"],
+        backend=v["backend"],
+        onnx=_optional_path(v["onnx_file"]),
+        onnx_providers=v["onnx_providers"],
     )
     anomaly = AnomalyConfig(
         normal_prompts=tuple(v["anomaly_normal_prompts"]),
@@ -192,6 +226,15 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         raise ValueError(f"image extraction parameters (image_*): {exc}") from None
     limits = StreamLimits(max_jump_us=round(float(v["max_time_jump_ms"]) * 1000),
                           max_width=int(v["max_sensor_size"]), max_height=int(v["max_sensor_size"]))
+    try:
+        noise = NoiseFilterConfig(
+            background_activity_us=int(v["noise_background_activity_us"]),
+            hot_pixel_learn_us=round(float(v["noise_hot_pixel_learn_ms"]) * 1000),
+            hot_pixel_factor=float(v["noise_hot_pixel_factor"]),
+            hot_pixel_min_count=int(v["noise_hot_pixel_min_count"]),
+        )
+    except ValueError as exc:
+        raise ValueError(f"noise filter parameters (noise_*): {exc}") from None
     if v["mode"] == "zero_shot" and not labels:
         raise ValueError("mode zero_shot needs labels: set the labels parameter or labels_file")
     config = DetectorConfig(
@@ -205,6 +248,8 @@ def config_from_parameters(values: Mapping[str, Any]) -> tuple[DetectorConfig, s
         model=spec,
         extraction=extraction,
         stream_limits=limits,
+        noise=noise,
+        frame_mode=v["frame_mode"],
     )
     return config, msgtype
 

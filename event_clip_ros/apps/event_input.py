@@ -1,9 +1,13 @@
 """One input topic turned into windows stamped in ROS time: the detector's input side.
 
-:class:`EventInput` is fed the serialised messages of one topic in arrival order
-(``feed_cdr``, called from the subscription callback for *every* message, since
-the decoders are stateful) or already decoded events (``feed_events``, for
-recordings). It decodes them with the event layer's stream
+Both inputs take the serialised messages of one topic in arrival order with
+``feed(raw) -> completed windows`` (the node calls it from its raw subscription
+callback for *every* message, since decoding is stateful), ``flush()`` at the end
+of a stream and report ``counters()``; :func:`make_input` picks the one a message
+type needs.
+
+:class:`EventInput` takes event messages (``feed``) or already decoded events
+(``feed_events``, for recordings). It decodes them with the event layer's stream
 (:func:`~event_clip_ros.events.packet_stream.make_stream`), cuts windows on
 decoded sensor time with a :class:`~event_clip_ros.events.windows.Windower` and
 returns the windows each message completes as :class:`PendingWindow`.
@@ -19,15 +23,27 @@ Sensor time to ROS time
     restarts.
 
 Stream restarts
-    A restart seen by the stream (sequence number going back, a new encoding or
-    sensor size, EventArray time going back) or time going back more than the
-    windower's ``reset_tolerance_us`` at the start of a message closes the open
-    windows (emitted with the old size and offset, as ``flush`` would) and
-    starts windowing and the clock offset afresh. Bad messages are counted by
-    the stream and give no events; nothing here raises on bad input.
+    A restart the stream reports (sequence number going back, a new encoding or
+    sensor size, a confirmed time jump; its time guard drops every other event
+    that goes back in time) closes the open windows (emitted with the old size
+    and offset, as ``flush`` would) and starts windowing, the noise filter and
+    the clock offset afresh. Decoded events (``feed_events``) have no stream to
+    tell: there a new sensor size, or time going back more than the windower's
+    ``reset_tolerance_us``, is the restart. Bad messages are counted by the
+    stream and give no events; nothing here raises on bad input.
+
+Noise filtering
+    With a :class:`~event_clip_ros.events.noise.NoiseFilterConfig` that enables a
+    filter, each message's events go through a
+    :class:`~event_clip_ros.events.noise.NoiseFilter` before windowing. The
+    windower takes its mask: windows hold the kept events, while their
+    boundaries, completion and stamps still come from every decoded event, so
+    enabling the filter never moves a window. Its counters (``noise_*``) join
+    :meth:`EventInput.counters`.
 
 Images (RGB-only robots)
-    :class:`ImageInput` takes sensor_msgs/Image frames (bgr8, rgb8, mono8) and
+    :class:`ImageInput` takes sensor_msgs/Image messages (bgr8, rgb8, mono8;
+    ``feed``) or decoded images (``feed_image``) and
     turns each stack of frames into the paper's frame-difference event frame
     (:class:`~event_clip_ros.video.extraction.FrameDiffExtractor`, one frame at
     a time). Its windows carry that ready frame at image resolution
@@ -48,17 +64,19 @@ import numpy as np
 
 from ..events.decoders.base import Payload, as_uint8
 from ..events.limits import DEFAULT_LIMITS, StreamLimits
+from ..events.noise import NoiseFilter, NoiseFilterConfig
 from ..events.packet_stream import make_stream
+from ..events.ros_cdr import IMAGE_MSGTYPE, CdrError, parse_image
 from ..events.types import EVENT_DTYPE, SensorSize, empty_events
 from ..events.windows import Window, WindowConfig, Windower
 from ..video.extraction import EventFrame, ExtractionConfig, FrameDiffExtractor
 from ..video.reader import VideoFrame
+from .detector_config import DetectorConfig
 
 log = logging.getLogger(__name__)
 
 _NS_PER_US = 1_000
-#: The image message type the detector accepts besides the event types (input on ``~/image``).
-IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
+__all__ = ["IMAGE_ENCODINGS", "IMAGE_MSGTYPE", "EventInput", "ImageInput", "PendingWindow", "decode_image", "make_input"]
 #: sensor_msgs/Image encodings the image input decodes, with their channel count.
 IMAGE_ENCODINGS: dict[str, int] = {"bgr8": 3, "rgb8": 3, "mono8": 1}
 
@@ -72,7 +90,8 @@ class PendingWindow:
     stamp_ns: int  #: the window's end (t_end_us) mapped to ROS time, ns
     frame_id: str  #: header.frame_id of the messages the events came in
     ready_ns: int  #: time.monotonic_ns() when the window completed (latency origin)
-    #: image input: the event frame (H, W) float32 in [0, 1] at image resolution (the window has no events)
+    #: a ready event frame instead of events (the window has none): image input's (H, W) float32 in [0, 1]
+    #: at image resolution; a video segment's at the model input, (views, H, W) with ten crops
     frame: np.ndarray | None = None
 
     @property
@@ -83,17 +102,20 @@ class PendingWindow:
 class EventInput:
     """Decode one topic's messages in order and cut windows on sensor time (see module doc)."""
 
-    def __init__(self, msgtype: str, window: WindowConfig, limits: StreamLimits = DEFAULT_LIMITS) -> None:
+    def __init__(self, msgtype: str, window: WindowConfig, limits: StreamLimits = DEFAULT_LIMITS,
+                 noise: NoiseFilterConfig = NoiseFilterConfig()) -> None:
         self.msgtype = msgtype
         self.stream = make_stream(msgtype, limits)  # ValueError for an unsupported type
         self.windower = Windower(window)
+        #: the noise filter before windowing (None when off); its mask leaves window boundaries and stamps as they are
+        self.noise = NoiseFilter(noise, window.reset_tolerance_us) if noise.enabled else None
         self._size: SensorSize | None = None
         self._frame_id = ""
         self._offset_ns: int | None = None
-        self._last_t_us: int | None = None
+        self._last_t_us: int | None = None  # feed_events: the latest event time pushed since the last restart
         self.restarts = 0  #: stream restarts that closed the open windows and relearned the clock offset
 
-    def feed_cdr(self, raw: Payload) -> list[PendingWindow]:
+    def feed(self, raw: Payload) -> list[PendingWindow]:
         """Decode one serialised message (in stream order); return the windows it completes."""
         msg = self.stream.decode_cdr(raw)
         out = self._restart() if msg.restarted else []
@@ -109,14 +131,21 @@ class EventInput:
 
         ``stamp_ns``: ROS time of the first event, which fixes the clock offset
         when none is known yet; without it window stamps are sensor time in ns.
+        A new sensor size, or a first event more than ``reset_tolerance_us``
+        before the latest one pushed (a camera restart, a recording played
+        again), restarts the stream (see module doc).
         """
         if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
             raise ValueError("feed_events expects a 1-D EVENT_DTYPE array")
-        out = self._restart() if self._size is not None and size != self._size else []
-        if events.shape[0] == 0:
+        empty = events.shape[0] == 0
+        went_back = not empty and self._last_t_us is not None and \
+            int(events["t"][0]) < self._last_t_us - self.windower.config.reset_tolerance_us
+        out = self._restart() if went_back or (self._size is not None and size != self._size) else []
+        if empty:
             return out
-        first_us = int(events["t"][0])
-        offset = 0 if stamp_ns is None else stamp_ns - first_us * _NS_PER_US
+        last_us = int(events["t"][-1])
+        self._last_t_us = last_us if self._last_t_us is None else max(last_us, self._last_t_us)
+        offset = 0 if stamp_ns is None else stamp_ns - int(events["t"][0]) * _NS_PER_US
         return out + self._push(events, size, offset, frame_id)
 
     def flush(self) -> list[PendingWindow]:
@@ -124,24 +153,20 @@ class EventInput:
         return self._restart(count=False)
 
     def _push(self, events: np.ndarray, size: SensorSize, offset_ns: int, frame_id: str) -> list[PendingWindow]:
-        out: list[PendingWindow] = []
-        first_us = int(events["t"][0])
-        tolerance = self.windower.config.reset_tolerance_us
-        if self._last_t_us is not None and first_us < self._last_t_us - tolerance:
-            out += self._restart()  # time went back: camera restart or a bag loop the stream did not see
         self._size = size
         self._frame_id = frame_id
         if self._offset_ns is None:
             self._offset_ns = offset_ns
-        self._last_t_us = max(int(events["t"][-1]), self._last_t_us or first_us)
-        out += self._pending(self.windower.push(events))
-        return out
+        keep = self.noise.keep(events, size) if self.noise is not None else None
+        return self._pending(self.windower.push(events, keep))
 
     def _restart(self, count: bool = True) -> list[PendingWindow]:
         """Close the open windows with the old size and offset; forget the stream's clock."""
         out = self._pending(self.windower.flush())
         self._offset_ns = None
         self._last_t_us = None
+        if self.noise is not None:
+            self.noise.reset()
         if count:
             self.restarts += 1
         return out
@@ -174,6 +199,7 @@ class EventInput:
             "windows": window["windows"],
             "skipped_windows": window["skipped_windows"],
             "capped_windows": window["capped_windows"],
+            **(self.noise.counters() if self.noise is not None else {}),
         }
 
 
@@ -210,6 +236,8 @@ class ImageInput:
     counted and logged once per kind, never raised.
     """
 
+    msgtype = IMAGE_MSGTYPE
+
     def __init__(self, extraction: ExtractionConfig = ExtractionConfig(), reset_tolerance_us: int = 10_000) -> None:
         if extraction.out_size is not None:
             raise ValueError("the image input keeps the image resolution; the detector resizes to the model input")
@@ -226,21 +254,26 @@ class ImageInput:
         self.windows = 0  #: windows (event frames) emitted
         self._warned: set[str] = set()
 
-    def feed_encoded(
-        self, encoding: str, height: int, width: int, step: int, data: Payload, stamp_ns: int, frame_id: str = ""
-    ) -> list[PendingWindow]:
-        """Decode one sensor_msgs/Image's fields (see :func:`decode_image`) and push it; bad images are counted."""
+    def feed(self, raw: Payload) -> list[PendingWindow]:
+        """Decode one serialised sensor_msgs/Image (see :func:`decode_image`) and push it; bad images are counted."""
         try:
-            image = decode_image(encoding, height, width, step, data)
+            msg = parse_image(raw)
+        except CdrError as exc:
+            return self._skip("message", exc)
+        try:
+            image = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         except ValueError as exc:
-            self.images += 1
-            self.bad_images += 1
-            kind = encoding if encoding not in IMAGE_ENCODINGS else "geometry"
-            if kind not in self._warned:
-                self._warned.add(kind)
-                log.warning("skipping image: %s (further occurrences are only counted)", exc)
-            return []
-        return self.feed_image(image, stamp_ns, frame_id)
+            return self._skip(msg.encoding if msg.encoding not in IMAGE_ENCODINGS else "geometry", exc)
+        return self.feed_image(image, msg.stamp_ns, msg.frame_id)
+
+    def _skip(self, kind: str, exc: ValueError) -> list[PendingWindow]:
+        """Count a message that gives no image; log the first of each kind."""
+        self.images += 1
+        self.bad_images += 1
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("skipping image: %s (further occurrences are only counted)", exc)
+        return []
 
     def feed_image(self, image: np.ndarray, stamp_ns: int, frame_id: str = "") -> list[PendingWindow]:
         """Push one decoded image ((H, W, 3) BGR or (H, W) gray uint8, header stamp in ns); return the window it completes."""
@@ -248,7 +281,7 @@ class ImageInput:
             raise ValueError(f"expected an (H, W) or (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         self.images += 1
         out: list[PendingWindow] = []
-        restart = self._shape is not None and (
+        restart = self._shape is not None and self._last_stamp_ns is not None and (
             image.shape != self._shape or stamp_ns < self._last_stamp_ns - self.reset_tolerance_ns
         )
         if restart:
@@ -286,3 +319,11 @@ class ImageInput:
             "stream_restarts": self.restarts,
             "windows": self.windows,
         }
+
+
+def make_input(msgtype: str, config: DetectorConfig) -> EventInput | ImageInput:
+    """The input for messages of ``msgtype``: an :class:`ImageInput` for sensor_msgs/msg/Image (``config.extraction``),
+    else an :class:`EventInput` (``config.window``, ``stream_limits``, ``noise``; ValueError for an unsupported type)."""
+    if msgtype == IMAGE_MSGTYPE:
+        return ImageInput(config.extraction, config.window.reset_tolerance_us)
+    return EventInput(msgtype, config.window, config.stream_limits, config.noise)

@@ -1,10 +1,12 @@
-"""Anomaly scores of video segments: the paper's event frames through f_E, scored by the anomaly scorers.
+"""Anomaly scores of video segments: the paper's event frames through the detector.
 
-Each stack of frames (:mod:`.extraction`, 16 by default) is one segment: its
-event frame, resized to the model input, goes through f_E exactly as an event
-window's frame does (:meth:`EventClip.encode_frames`), and the embedding is
-scored by a :class:`~event_clip_ros.model.anomaly.ReferenceAnomalyScorer`
-(a bank of segments of normal videos) or a
+Each stack of frames (:mod:`event_clip_ros.video.extraction`, 16 by default)
+is one segment: its event frame, at the model input size, is a window that
+carries a ready frame (:func:`segment_windows`), so it goes through f_E exactly
+as an image window's frame does (:func:`~event_clip_ros.apps.embedding.window_embeddings`),
+and :meth:`Detector.infer <event_clip_ros.apps.detector.Detector.infer>` scores it with the
+detector's anomaly head: a :class:`~event_clip_ros.model.anomaly.ReferenceAnomalyScorer`
+(a bank of segments of normal videos, :func:`fit_reference`) or a
 :class:`~event_clip_ros.model.anomaly.TextAnomalyScorer`.
 
 With ten-crop extraction (``ExtractionConfig.ten_crop``) each segment has 10
@@ -18,16 +20,23 @@ ready for a frame-level ROC-AUC against the temporal annotation.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from ..model.anomaly import AnomalyScorer, ReferenceAnomalyScorer, ReferenceScorerConfig
+from ..batching import batched
+from ..events.types import SensorSize, empty_events
+from ..events.windows import Window
+from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
 from ..model.event_clip import EventClip
 from ..video.extraction import EventFrame, ExtractionConfig, extract_event_frames
 from ..video.reader import VideoFrame
+from .detector import Detector
+from .embedding import window_embeddings
+from .event_input import PendingWindow
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class SegmentScore:
     t_start_us: int  #: time of its first frame
     t_end_us: int  #: time of its last frame
     score: float  #: in [0, 1], higher = more anomalous
+    is_anomaly: bool  #: the detector's decision: score > its threshold
 
 
 def model_extraction(model: EventClip, config: ExtractionConfig = ExtractionConfig()) -> ExtractionConfig:
@@ -47,35 +57,29 @@ def model_extraction(model: EventClip, config: ExtractionConfig = ExtractionConf
     return replace(config, out_size=model.meta.input_size)
 
 
-def embed_event_frames(
-    model: EventClip, event_frames: Iterable[EventFrame], batch_size: int = 32
-) -> Iterator[tuple[list[EventFrame], torch.Tensor]]:
-    """Yield (event frames, normalised f_E embeddings) batch by batch: (B, D), or (B, 10, D) for ten-crop frames.
-
-    Frames must be at the model input size; ``batch_size`` counts segments.
-    """
-    batch: list[EventFrame] = []
-    for ef in event_frames:
-        batch.append(ef)
-        if len(batch) == batch_size:
-            yield batch, _embed(model, batch)
-            batch = []
-    if batch:
-        yield batch, _embed(model, batch)
+def segment_window(event_frame: EventFrame) -> PendingWindow:
+    """A segment as a window that carries its event frame: times of its first and last frame (the end half-open,
+    as the image input's windows), stamped with its end in ns."""
+    height, width = event_frame.frame.shape[-2:]
+    window = Window(event_frame.index, event_frame.t_start_us, event_frame.t_end_us + 1, empty_events())
+    return PendingWindow(window, SensorSize(width, height), (event_frame.t_end_us + 1) * 1_000, "", time.monotonic_ns(),
+                         event_frame.frame)
 
 
-@torch.inference_mode()
-def _embed(model: EventClip, batch: Sequence[EventFrame]) -> torch.Tensor:
-    frames = np.stack([ef.frame for ef in batch])  # (B, H, W) or (B, views, H, W)
-    emb = model.encode_frames(torch.from_numpy(frames.reshape(-1, *frames.shape[-2:])))
-    return emb.reshape(*frames.shape[:-2], emb.shape[-1])
+def segment_windows(
+    model: EventClip, frames: Iterable[VideoFrame], config: ExtractionConfig = ExtractionConfig()
+) -> Iterator[tuple[EventFrame, PendingWindow]]:
+    """The segments of a video at the model's input size, each with its window."""
+    for event_frame in extract_event_frames(frames, model_extraction(model, config)):
+        yield event_frame, segment_window(event_frame)
 
 
 def embed_video(
     model: EventClip, frames: Iterable[VideoFrame], config: ExtractionConfig = ExtractionConfig(), batch_size: int = 32
 ) -> Iterator[tuple[list[EventFrame], torch.Tensor]]:
-    """Extract the event frames of a video at the model's input size and embed them batch by batch."""
-    return embed_event_frames(model, extract_event_frames(frames, model_extraction(model, config)), batch_size)
+    """(event frames, (B, V, D) normalised f_E embeddings) of a video's segments batch by batch (V = 10 with ten-crop)."""
+    for batch in batched(segment_windows(model, frames, config), batch_size):
+        yield [ef for ef, _ in batch], window_embeddings(model, [w for _, w in batch])
 
 
 def fit_reference(
@@ -85,7 +89,7 @@ def fit_reference(
     scorer_config: ReferenceScorerConfig = ReferenceScorerConfig(),
     batch_size: int = 32,
 ) -> ReferenceAnomalyScorer:
-    """A reference scorer whose bank holds the segments of normal ``videos`` (each an iterable of frames)."""
+    """A reference scorer whose bank holds the segments of normal ``videos`` (each an iterable of frames), every view."""
     scorer = ReferenceAnomalyScorer(scorer_config, device=model.device)
     for frames in videos:
         for _, emb in embed_video(model, frames, config, batch_size):
@@ -96,17 +100,27 @@ def fit_reference(
 
 
 def score_video(
-    model: EventClip,
-    scorer: AnomalyScorer,
-    frames: Iterable[VideoFrame],
-    config: ExtractionConfig = ExtractionConfig(),
-    batch_size: int = 32,
+    detector: Detector, frames: Iterable[VideoFrame], config: ExtractionConfig = ExtractionConfig(), batch_size: int = 32
 ) -> Iterator[SegmentScore]:
-    """Yield the anomaly score of each segment of a video (the mean over its views with ten-crop), in order."""
-    for batch, emb in embed_video(model, frames, config, batch_size):
-        scores = np.asarray(scorer.score(emb.reshape(-1, emb.shape[-1])), np.float64).reshape(len(batch), -1).mean(axis=1)
-        for ef, s in zip(batch, scores):
-            yield SegmentScore(ef.index, ef.first_frame, ef.n_frames, ef.t_start_us, ef.t_end_us, float(s))
+    """Yield the anomaly score of each segment of a video, in order, from the (loaded, anomaly mode) detector.
+
+    ValueError for a segment the detector skipped (an embedding with NaN or infinite values: damaged weights, or an
+    fp16 overflow), which would leave a gap in the video's frame scores.
+    """
+    model = detector.model
+    if detector.config.mode != "anomaly" or not detector.loaded or model is None:
+        raise ValueError("score_video needs a loaded anomaly-mode detector")
+    for batch in batched(segment_windows(model, frames, config), batch_size):
+        results = {r.index: r for r in detector.infer([w for _, w in batch])}
+        for ef, _ in batch:
+            result = results.get(ef.index)
+            if result is None:
+                raise ValueError(f"segment {ef.index} (frames {ef.first_frame}-{ef.first_frame + ef.n_frames - 1}): its "
+                                 "embedding holds NaN or infinite values (damaged weights, or an fp16 overflow: try "
+                                 "precision fp32)")
+            score, is_anomaly = result.anomaly_score, result.is_anomaly
+            assert score is not None and is_anomaly is not None  # an anomaly head decides every window
+            yield SegmentScore(ef.index, ef.first_frame, ef.n_frames, ef.t_start_us, ef.t_end_us, score, is_anomaly)
 
 
 def frame_scores(segments: Sequence[SegmentScore], n_frames: int) -> np.ndarray:

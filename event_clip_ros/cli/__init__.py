@@ -9,6 +9,8 @@ Event encoder (CLIP-based; --checkpoint FILE or --model ARCH --pretrained TAG|FI
   classify  zero-shot labels for each window
   anomaly   anomaly score for each window (text prompts or a reference recording)
   retrieve  build an index of event windows, images and texts; query it in any direction
+  export    a checkpoint in our .safetensors format, or its event encoder as ONNX (--onnx) for
+            --backend onnxruntime (CPU, CUDA, TensorRT)
 
 Bags (replay, record and evaluate --live need rclpy):
   evaluate  accuracy or anomaly metrics of the detector on a bag: report.md, metrics.json, windows.csv, plots

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from typing import TypeVar
 
 from tqdm import tqdm
 
+from ..events.noise import MAX_NOISE_US, MAX_SUPPORT_US, NoiseFilter, NoiseFilterConfig
+from ..events.readers.base import EventReader
 from ..events.types import SensorSize
-from ..events.windows import MAX_WINDOW_EVENTS, MAX_WINDOW_US, WindowConfig
+from ..events.windows import MAX_WINDOW_EVENTS, MAX_WINDOW_US, Window, WindowConfig, iter_windows
 
 #: Longest span of sensor time a window, hop, packet or scene may be given in (ms): one hour.
 MAX_SPAN_MS = MAX_WINDOW_US / 1000
@@ -45,6 +49,9 @@ def progress(desc: str, unit: str, quiet: bool = False, total: int | None = None
 
 
 # ------------------------------------------------------------------ argument types
+Number = TypeVar("Number", int, float)
+
+
 def _bound(value: float) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -53,24 +60,23 @@ def _bound(value: float) -> str:
 
 def _range_text(kind: type, lo: float | None, hi: float | None, lo_open: bool) -> str:
     noun = "an integer" if kind is int else "a finite number"
-    if lo is None and hi is None:
-        return noun
     if hi is None:
-        return f"{noun} {'>' if lo_open else '>='} {_bound(lo)}"
+        return noun if lo is None else f"{noun} {'>' if lo_open else '>='} {_bound(lo)}"
     if lo is None:
         return f"{noun} <= {_bound(hi)}"
     return f"{noun} in {'(' if lo_open else '['}{_bound(lo)}, {_bound(hi)}]"
 
 
-def number_arg(kind: type, lo: float | None = None, hi: float | None = None, *,
-               lo_open: bool = False) -> Callable[[str], int | float]:
+def number_arg(kind: type[Number], lo: float | None = None, hi: float | None = None, *,
+               lo_open: bool = False) -> Callable[[str], Number]:
     """argparse type: an int (``kind=int``) or a finite float in [lo, hi] (``(lo, hi]`` with ``lo_open``).
 
     Anything else, NaN and infinities included, is a one-line argparse error naming the range.
     """
     expected = _range_text(kind, lo, hi, lo_open)
 
-    def parse(text: str) -> int | float:
+    def parse(text: str) -> Number:
+        value: Number | None
         try:
             value = kind(text)
         except (TypeError, ValueError):
@@ -143,6 +149,8 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_window_args(p: argparse.ArgumentParser, default_ms: float) -> None:
+    """Window flags, and the noise filter's (:func:`add_noise_args`), which apply before windowing."""
+    add_noise_args(p)
     g = p.add_argument_group("windows (on sensor time)")
     g.add_argument("--window-ms", type=ms_arg, default=default_ms, help=f"window duration (default {default_ms:g})")
     g.add_argument("--hop-ms", type=ms_arg, help="sliding windows: start a window every HOP ms (default: no overlap)")
@@ -154,3 +162,60 @@ def windows_from_args(args: argparse.Namespace) -> WindowConfig:
     if args.event_count:
         return WindowConfig.by_count(args.event_count, min_events=args.min_events)
     return WindowConfig.by_duration_ms(args.window_ms, args.hop_ms, min_events=args.min_events)
+
+
+#: What --denoise turns on (the flags below override each part): the settings suggested in config/detector.yaml.
+DENOISE = NoiseFilterConfig(background_activity_us=2000, hot_pixel_learn_us=1_000_000)
+#: Longest noise-filter time a flag takes: one hour, in us and in ms.
+MAX_NOISE_MS = MAX_NOISE_US / 1000
+
+
+def add_noise_args(p: argparse.ArgumentParser) -> None:
+    """Flags of the noise filters before windowing (default: off; see event_clip_ros/events/noise.py)."""
+    g = p.add_argument_group("noise filters before windowing (window boundaries and times stay those of the unfiltered "
+                             "stream)")
+    g.add_argument("--denoise", action="store_true",
+                   help=f"hot pixels learned over the first {DENOISE.hot_pixel_learn_us / 1000:g} ms and background "
+                        f"activity with {DENOISE.background_activity_us} us support (the flags below change either)")
+    g.add_argument("--noise-background-us", type=int_range(0, MAX_SUPPORT_US), metavar="US",
+                   help="keep an event only when one of its 8 neighbours fired less than US before it; 0: off")
+    g.add_argument("--noise-hot-pixel-ms", type=float_range(0.0, MAX_NOISE_MS), metavar="MS",
+                   help="learn a hot-pixel mask over the first MS of sensor time and drop those pixels' events; 0: off")
+    g.add_argument("--noise-hot-pixel-factor", type=float_range(1.0, 1e6), metavar="F",
+                   help=f"hot: more than F times the mean count of the pixels that fired (default "
+                        f"{NoiseFilterConfig.hot_pixel_factor:g})")
+    g.add_argument("--noise-hot-pixel-min-count", type=int_range(1, 1 << 31), metavar="N",
+                   help=f"hot: and more than N events (default {NoiseFilterConfig.hot_pixel_min_count})")
+
+
+def noise_from_args(args: argparse.Namespace) -> NoiseFilterConfig:
+    """The noise filter the flags of :func:`add_noise_args` ask for (all off without any)."""
+    base = DENOISE if args.denoise else NoiseFilterConfig()
+    changes = {name: value for name, value in (
+        ("background_activity_us", args.noise_background_us),
+        ("hot_pixel_learn_us", None if args.noise_hot_pixel_ms is None else round(args.noise_hot_pixel_ms * 1000)),
+        ("hot_pixel_factor", args.noise_hot_pixel_factor),
+        ("hot_pixel_min_count", args.noise_hot_pixel_min_count),
+    ) if value is not None}
+    return dataclasses.replace(base, **changes)
+
+
+def recording_windows(reader: EventReader, args: argparse.Namespace) -> Generator[Window, None, None]:
+    """The windows of an opened recording as the window and noise flags ask; what the noise filter removed goes to
+    stderr when the windows end or the generator is closed (close it to stop early: ``contextlib.closing``)."""
+    config = noise_from_args(args)
+    noise = NoiseFilter(config) if config.enabled else None
+    try:
+        yield from iter_windows(reader.chunks(), windows_from_args(args), noise, reader.size)
+    finally:
+        if noise is not None:
+            print_noise(noise, reader.path)
+
+
+def print_noise(noise: NoiseFilter, source: object = "", file=None) -> None:
+    """One line on ``file`` (default: stderr at the time of the call): what the noise filter removed."""
+    s = noise.stats
+    share = s.removed / s.events if s.events else 0.0
+    print(f"noise filter{f' ({source})' if source else ''}: removed {s.removed} of {s.events} events ({share:.1%}): "
+          f"{s.hot_pixel_removed} from {s.hot_pixels} hot pixels, {s.background_removed} background activity",
+          file=file or sys.stderr)

@@ -15,10 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..apps.bag_writer import ENCODINGS, STORAGES, BagWriteConfig, write_event_bag
+from ..apps.evaluation.bag_input import open_bag_topics
 from ..apps.evaluation.health import DECODE_ERROR_PARTS, DEFAULT_MAX_PROBLEM_RATE, LOSS_CHECKS
+from ..apps.evaluation.sources import SOURCE_HELP, load_ground_truth
+from ..apps.evaluation.truth import TimeRanges, load_truth_csv
 from .common import (
+    DENOISE,
     MAX_FPS,
     MAX_INT64,
+    add_noise_args,
     batch_arg,
     count_arg,
     float_range,
@@ -46,6 +52,9 @@ _PARAMETER_FLAGS = {
     "precision": "precision", "window_ms": "window_duration_ms", "hop_ms": "window_hop_ms",
     "event_count": "window_event_count", "min_events": "min_events", "top_k": "top_k",
     "score_threshold": "score_threshold", "threshold": "anomaly_threshold", "reference": "anomaly_reference_file",
+    "noise_background_us": "noise_background_activity_us", "noise_hot_pixel_ms": "noise_hot_pixel_learn_ms",
+    "noise_hot_pixel_factor": "noise_hot_pixel_factor", "noise_hot_pixel_min_count": "noise_hot_pixel_min_count",
+    "backend": "backend", "onnx": "onnx_file", "onnx_providers": "onnx_providers",
 }
 
 
@@ -56,10 +65,11 @@ def _param_arg(flag: str) -> Callable[[str], int | float]:
     the flag is given, so ``evaluate`` refuses exactly what the node refuses.
     """
     def parse(text: str) -> int | float:
+        # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
         from ..apps.detector_params import PARAMETERS_BY_NAME
 
         spec = PARAMETERS_BY_NAME[_PARAMETER_FLAGS[flag]]
-        return number_arg(type(spec.default), *spec.range)(text)
+        return number_arg(type(spec.default), *(spec.range or (None, None)))(text)
 
     parse.__name__ = "number"  # int or float, as the parameter's default
     return parse
@@ -67,9 +77,13 @@ def _param_arg(flag: str) -> Callable[[str], int | float]:
 
 def detector_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """The node parameters ``--config`` and the flags set (flags win); the rest keep the node's defaults."""
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.detector_params import load_parameters_yaml
 
     values: dict[str, Any] = load_parameters_yaml(args.config) if args.config else {}
+    if args.denoise:
+        values["noise_background_activity_us"] = DENOISE.background_activity_us
+        values["noise_hot_pixel_learn_ms"] = DENOISE.hot_pixel_learn_us / 1000
     for flag, name in _PARAMETER_FLAGS.items():
         value = getattr(args, flag)
         if value is None:
@@ -86,10 +100,9 @@ def detector_parameters(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Exit 0: complete, or degraded (a WARNING line) without --strict; 1: degraded with --strict, incomplete,
     interrupted or no window with ground truth; 2: an error (main)."""
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.detector_params import config_from_parameters
-    from ..apps.evaluation.bag_input import open_bag_topics
     from ..apps.evaluation.offline import EvaluationSetup, evaluate_bag
-    from ..apps.evaluation.sources import load_ground_truth
 
     values = detector_parameters(args)
     bag = open_bag_topics(args.bag, args.topic)
@@ -99,7 +112,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     setup = EvaluationSetup(config, truth, truth.describe() if truth else "none", args.batch_size,
                             round(args.frame_step_ms * 1e6), args.max_problem_rate)
     if args.live:
-        from ..ros.replay import ReplayError, evaluate_live
+        # lazy: rclpy and the ROS layer load only for the commands that talk to ROS
+        from ..ros.live_evaluation import evaluate_live
+        from ..ros.session import ReplayError
 
         try:
             run, evaluation = evaluate_live(bag, setup, values, args.out, rate=args.rate, timeout_s=args.timeout_s)
@@ -136,15 +151,13 @@ def _print_summary(run, evaluation, out_dir: str) -> None:
 
 # ------------------------------------------------------------------ to-bag
 def cmd_to_bag(args: argparse.Namespace) -> int:
-    from ..apps.bag_writer import BagWriteConfig, write_event_bag
-    from ..apps.evaluation.truth import TimeRanges, load_truth_csv
-
-    truth = None
+    truth: TimeRanges | None = None
     if args.labels:
-        truth = load_truth_csv(args.labels)
-        if not isinstance(truth, TimeRanges):
+        loaded = load_truth_csv(args.labels)
+        if not isinstance(loaded, TimeRanges):
             raise ValueError(f"{args.labels}: a label topic needs time ranges (t_start_us,t_end_us,label or "
                              "stamp_start_ns,stamp_end_ns,label), not labels by window")
+        truth = loaded
     config = BagWriteConfig(encoding=args.encoding, packet_ms=args.packet_ms, storage=args.storage, topic=args.out_topic,
                             label_topic=args.label_topic, frame_id=args.frame_id, stamp_origin_ns=args.stamp_origin_ns)
     with progress("writing", "pkt") as bar:
@@ -157,14 +170,16 @@ def cmd_to_bag(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ replay / record (rclpy)
 def cmd_replay(args: argparse.Namespace) -> int:
+    # lazy: rclpy and the ROS layer load only for the commands that talk to ROS
     from ..ros.replay import replay_bag
 
     return replay_bag(args.bag, topics=args.topic, rate=args.rate, loop=args.loop, wait_s=args.wait_s)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    # lazy: rclpy and the ROS layer load only for the commands that talk to ROS
     from ..ros.record import record_bag
-    from ..ros.replay import ReplayError
+    from ..ros.session import ReplayError
 
     try:
         return record_bag(args.out, topics=args.topic, storage=args.storage, duration_s=args.duration_s,
@@ -175,9 +190,6 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..apps.bag_writer import ENCODINGS, STORAGES
-    from ..apps.evaluation.sources import SOURCE_HELP
-
     p = sub.add_parser("evaluate", help="accuracy / anomaly metrics of the detector on a bag (report, plots, CSV)")
     p.add_argument("bag", help="rosbag2 bag (directory, .mcap or .db3)")
     p.add_argument("--topic", help="event topic (default: the bag's only event topic)")
@@ -204,6 +216,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--pretrained", help="open_clip pretrained tag or weights file (when no checkpoint)")
     d.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     d.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"))
+    d.add_argument("--backend", choices=("torch", "onnxruntime"), help="what runs the event encoder (onnxruntime: --onnx)")
+    d.add_argument("--onnx", metavar="FILE", help="the encoder exported by event-clip export --onnx (backend onnxruntime)")
+    d.add_argument("--onnx-providers", metavar="LIST", help="onnxruntime providers: auto, or a list of tensorrt, cuda, cpu")
     d.add_argument("--window-ms", type=_param_arg("window_ms"), help="window duration on sensor time")
     d.add_argument("--hop-ms", type=_param_arg("hop_ms"), help="start-to-start distance of windows")
     d.add_argument("--event-count", type=_param_arg("event_count"), help="windows of N events instead of a duration")
@@ -213,6 +228,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="zero-shot: labels below this probability are left out")
     d.add_argument("--threshold", type=_param_arg("threshold"), help="anomaly: decision threshold on P(anomaly)")
     d.add_argument("--reference", help="anomaly: reference bank .npz instead of text prompts")
+    add_noise_args(p)
     live = p.add_argument_group("live (rclpy): the node in a subprocess, the bag replayed into it over DDS")
     live.add_argument("--live", action="store_true", help="score the node's published results instead of running offline")
     live.add_argument("--rate", type=positive_float(MAX_RATE), default=1.0,

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
+import cv2
+
+from ..events.frames import FrameConfig, build_frame, frame_to_uint8
 from ..events.readers import open_events
+from ..events.simulate import SimulatorConfig, frames_to_events, moving_shapes
 from ..events.types import SensorSize
+from ..events.view import ViewConfig, build_view
+from ..events.writers import write_raw_evt3
+from ..sim.glyph_scene import glyph_sequence
 from .common import (
     MAX_CLAMP,
     MAX_CONTRAST,
@@ -22,9 +30,9 @@ from .common import (
     print_problems,
     problems,
     progress,
+    recording_windows,
     seed_arg,
     size_arg,
-    windows_from_args,
 )
 
 INSPECT_KEYS = ("format", "width", "height", "events", "on", "off", "t_first_us", "t_last_us")
@@ -60,7 +68,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         for key in INSPECT_KEYS:
             print(f"{key:<12} {info[key]}")
-        if t_first is not None:
+        if t_first is not None and t_last is not None:
             print(f"{'duration_s':<12} {(t_last - t_first) / 1e6:.6f}")
         for key, value in skipped.items():
             print(f"{key:<12} {value}  (skipped or dropped)")
@@ -68,25 +76,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    import cv2
-
-    from ..events.frames import FrameConfig, build_frame, frame_to_uint8
-    from ..events.windows import iter_windows
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    windows = windows_from_args(args)
-    frames = FrameConfig(
-        representation=args.representation,
-        clamp=args.clamp,
-        out_size=None if args.frame_size is None else (args.frame_size.height, args.frame_size.width),
-        keep_aspect=args.keep_aspect,
-    )
+    out_size = None if args.frame_size is None else (args.frame_size.height, args.frame_size.width)
+    if args.view and (args.keep_aspect or args.clamp is not None or args.representation != "paper"):
+        raise ValueError("--view draws its own picture: --representation, --clamp and --keep-aspect are for the model's frame")
+    frames = FrameConfig(representation=args.representation, clamp=args.clamp, out_size=out_size, keep_aspect=args.keep_aspect)
+    view = ViewConfig(out_size=out_size, percentile=args.view_percentile)
+
+    def render(events, size):
+        if args.view:
+            return cv2.cvtColor(build_view(events, size, view), cv2.COLOR_RGB2BGR)
+        return frame_to_uint8(build_frame(events, size, frames), frames)
+
     written = 0
     with open_events(args.path, topic=args.topic, size=args.sensor_size) as reader:
-        with progress("rendering", "frame") as bar:
-            for win in iter_windows(reader.chunks(), windows):
-                img = frame_to_uint8(build_frame(win.events, reader.size, frames), frames)
+        with progress("rendering", "frame") as bar, contextlib.closing(recording_windows(reader, args)) as windows:
+            for win in windows:
+                img = render(win.events, reader.size)
                 name = out / f"frame_{win.index:06d}_{win.t_start_us}us.png"
                 if not cv2.imwrite(str(name), img):
                     raise OSError(f"could not write {name}")
@@ -95,7 +102,9 @@ def cmd_render(args: argparse.Namespace) -> int:
                 if args.max_frames and written >= args.max_frames:
                     break
         stats = reader.stats.as_dict()
-    print(f"wrote {written} frames to {out}")
+    what = (f"pictures for people (polarity colours, {args.view_percentile:g}th percentile scaling; not the model's input)"
+            if args.view else f"'{args.representation}' frames (the model's input)")
+    print(f"wrote {written} {what} to {out}")
     print_problems(stats)
     return 0
 
@@ -105,11 +114,8 @@ GLYPH_SCENE_SEED = 7
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..events.writers import write_raw_evt3
-
     if args.scene == "glyphs":
         return _simulate_glyphs(args)
-    from ..events.simulate import SimulatorConfig, frames_to_events, moving_shapes
 
     size = args.sensor_size or SensorSize(240, 180)
     seed = args.seed or 0
@@ -122,9 +128,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _simulate_glyphs(args: argparse.Namespace) -> int:
     """Glyph instances one after another (the toy model's domain) + a ground-truth CSV beside the recording."""
-    from ..events.writers import write_raw_evt3
-    from ..train.data.synthetic import glyph_sequence
-
     if args.sensor_size and args.sensor_size.width != args.sensor_size.height:
         raise ValueError("--scene glyphs needs a square --sensor-size (the glyph images are square)")
     side = args.sensor_size.width if args.sensor_size else 48
@@ -144,9 +147,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help=f"print one JSON object with the keys {', '.join(INSPECT_KEYS)}")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("render", help="write the frames of a recording as PNG")
+    p = sub.add_parser("render", help="write the frames of a recording as PNG: the model's input, or --view for people",
+                       description="Write one PNG per window: by default the model's input frame (grayscale, its "
+                                   "normalisation: one hot pixel can make it nearly black on a real sensor); with "
+                                   "--view a picture for people (ON blue, OFF red on white, robust scaling), which the "
+                                   "model never sees.")
     add_input_args(p)
     add_window_args(p, default_ms=50.0)
+    p.add_argument("--view", action="store_true", help="write pictures for people: polarity colours (ON blue, OFF red on "
+                                                       "white), counts scaled by a percentile of the active pixels' "
+                                                       "counts, not the model's frame")
+    p.add_argument("--view-percentile", type=float_range(1.0, 100.0), default=99.0, metavar="P",
+                   help="--view: counts at the P-th percentile of the active pixels and above show at full strength "
+                        "(default 99)")
     p.add_argument("--representation", choices=("paper", "official"), default="paper", help="frame normalisation (default paper: "
                                                                                             "counts / (max + 1))")
     p.add_argument("--clamp", type=positive_float(MAX_CLAMP), help="cap per-pixel counts before normalising")

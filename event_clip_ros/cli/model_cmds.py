@@ -1,15 +1,24 @@
-"""Sub-commands that run the event encoder on a recording: classify, anomaly, retrieve."""
+"""Sub-commands that run the event encoder on a recording: classify, anomaly, retrieve.
+
+``classify`` and ``anomaly`` build their head (zero-shot or few-shot classifier, text or reference
+scorer) and infer the recording's windows with the node's :class:`~event_clip_ros.apps.detector.Detector`,
+so a window gets the result the node would publish for it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..batching import batched
+from ..events.readers import open_events
 from .common import (
     MAX_BANK,
     MAX_NEIGHBOURS,
@@ -21,18 +30,24 @@ from .common import (
     int_range,
     print_problems,
     progress,
+    recording_windows,
     size_arg,
     unit_arg,
-    windows_from_args,
 )
 
 if TYPE_CHECKING:
+    from ..apps.detector import DetectionResult, Detector
+    from ..apps.event_input import PendingWindow
     from ..events.readers.base import EventReader
     from ..events.windows import Window
     from ..model.anomaly import ReferenceAnomalyScorer, TextAnomalyScorer
     from ..model.event_clip import EventClip
 
 log = logging.getLogger("event_clip_ros.cli")
+
+#: model.backends.BACKENDS and model.onnx_export's opsets, written out: --help must not import torch.
+BACKEND_CHOICES = ("torch", "onnxruntime")
+ONNX_OPSETS, DEFAULT_OPSET = (14, 20), 17
 
 
 # ------------------------------------------------------------------ shared
@@ -46,47 +61,76 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="autocast precision (auto: "
                                                                                                  "bf16/fp16 on GPU, fp32 on CPU)")
     g.add_argument("--batch-size", type=batch_arg, default=32, help="windows per forward pass (default 32)")
+    add_backend_args(p)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """--backend, --onnx and --onnx-providers: what runs the event encoder (the node's backend parameters)."""
+    g = p.add_argument_group("encoder backend (the text heads always come from the model above)")
+    g.add_argument("--backend", choices=BACKEND_CHOICES, help="what runs the event encoder f_E: torch, or onnxruntime "
+                                                              "with --onnx (default: onnxruntime when --onnx is given, "
+                                                              "else torch)")
+    g.add_argument("--onnx", metavar="FILE", help="f_E of this model exported by `event-clip export --onnx` (checked "
+                                                  "against the model: a file of another model is refused)")
+    g.add_argument("--onnx-providers", default="auto", metavar="LIST",
+                   help="onnxruntime execution providers: auto (on a CUDA device TensorRT, CUDA, then CPU, those present; "
+                        "else CPU) or a comma-separated list of tensorrt, cuda, cpu (each must be present). "
+                        "--precision fp16 (auto on a GPU provider) runs TensorRT / CUDA in fp16 (default auto)")
+
+
+def backend_from_args(args: argparse.Namespace) -> dict:
+    """ModelSpec's backend fields from --backend / --onnx / --onnx-providers."""
+    backend = args.backend or ("onnxruntime" if args.onnx else "torch")
+    if backend == "torch" and args.onnx:
+        raise ValueError("--onnx runs the encoder on onnxruntime: leave out --backend torch (or --onnx)")
+    return {"backend": backend, "onnx": args.onnx, "onnx_providers": args.onnx_providers}
 
 
 def model_from_args(args: argparse.Namespace) -> "EventClip":
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model import ModelSpec, create_event_clip
 
     pretrained = None if args.pretrained.lower() == "none" else args.pretrained
     if pretrained is None and not args.checkpoint:
         log.warning("random weights (--pretrained none): the outputs are meaningless")
-    return create_event_clip(
-        ModelSpec(arch=args.model, pretrained=pretrained, checkpoint=args.checkpoint, device=args.device, precision=args.precision)
+    model = create_event_clip(
+        ModelSpec(arch=args.model, pretrained=pretrained, checkpoint=args.checkpoint, device=args.device,
+                  precision=args.precision, **backend_from_args(args))
     )
+    log.info("event encoder: %s", model.frame_encoder.describe())
+    return model
 
 
 def reader_windows(reader: "EventReader", args: argparse.Namespace, desc: str) -> Iterator["Window"]:
-    """The windows of the opened recording, counted by a progress bar."""
-    from ..events.windows import iter_windows
-
+    """The windows of the opened recording (noise filter and windows as the flags say), counted by a progress bar."""
     with progress(desc, "win") as bar:
-        for w in iter_windows(reader.chunks(), windows_from_args(args)):
+        for w in recording_windows(reader, args):
             yield w
             bar.update()
 
 
-def embedded_windows(model: "EventClip", reader: "EventReader", args: argparse.Namespace, desc: str):
-    """(windows, embeddings) batches of the opened recording."""
-    from ..apps.recording import embed_windows
+def pending_batches(reader: "EventReader", args: argparse.Namespace, desc: str) -> Iterator[list["PendingWindow"]]:
+    """The windows of the opened recording, ready for the detector, in batches of --batch-size."""
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.recording import pending_windows
 
-    return embed_windows(model, reader_windows(reader, args, desc), reader.size, args.batch_size)
-
-
-def _window_fields(w: "Window") -> dict:
-    return {"t_start_us": int(w.t_start_us), "t_end_us": int(w.t_end_us), "events": int(w.events.size)}
+    return batched(pending_windows(reader_windows(reader, args, desc), reader.size), args.batch_size)
 
 
-def _window_text(w: "Window") -> str:
-    return f"{w.t_start_us:>14} {w.t_end_us:>14} {w.events.size:>9}"
+def _result_fields(r: "DetectionResult") -> dict:
+    return {"t_start_us": int(r.t_start_us), "t_end_us": int(r.t_end_us), "events": int(r.n_events)}
+
+
+def _result_text(r: "DetectionResult") -> str:
+    return f"{r.t_start_us:>14} {r.t_end_us:>14} {r.n_events:>9}"
+
+
+def _print_problems(reader: "EventReader", detector: "Detector") -> None:
+    """What the reader and the detector skipped (windows whose embedding is not finite are not printed)."""
+    print_problems({**reader.stats.as_dict(), **detector.finite.as_dict()})
 
 
 def _open(args: argparse.Namespace) -> "EventReader":
-    from ..events.readers import open_events
-
     return open_events(args.path, topic=args.topic, size=args.sensor_size)
 
 
@@ -100,8 +144,7 @@ def _shot_arg(text: str) -> tuple[str, str]:
 
 def _few_shot(model: "EventClip", zero_shot, args: argparse.Namespace):
     """The few-shot classifier of --few-shot / --shot, or None for plain zero-shot."""
-    from ..events.readers import open_events
-    from ..events.windows import iter_windows
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model.few_shot import FewShotClassifier
 
     if args.few_shot:
@@ -112,7 +155,8 @@ def _few_shot(model: "EventClip", zero_shot, args: argparse.Namespace):
         return None
     for label, path in args.shot or []:
         with open_events(path, topic=args.topic, size=args.sensor_size) as reader:
-            windows = list(itertools.islice(iter_windows(reader.chunks(), windows_from_args(args)), args.shots_per_class))
+            with contextlib.closing(recording_windows(reader, args)) as all_windows:
+                windows = list(itertools.islice(all_windows, args.shots_per_class))
             if not windows:
                 raise ValueError(f"{path}: no windows with at least {args.min_events} events for the shots of {label!r}")
             classifier.add_shots(label, model.embed_windows([w.events for w in windows], reader.size))
@@ -123,6 +167,9 @@ def _few_shot(model: "EventClip", zero_shot, args: argparse.Namespace):
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.detector import Detector
+    from ..apps.heads import ClassifierHead
     from ..model.prompts import load_labels, parse_labels, resolve_templates
     from ..model.zero_shot import ZeroShotClassifier
 
@@ -130,23 +177,25 @@ def cmd_classify(args: argparse.Namespace) -> int:
     templates = resolve_templates(args.prompts)
     model = model_from_args(args)
     zero_shot = ZeroShotClassifier(model, labels, templates)
-    classifier = _few_shot(model, zero_shot, args) or zero_shot
+    detector = Detector.for_head(model, ClassifierHead(_few_shot(model, zero_shot, args) or zero_shot), top_k=args.top_k)
     with _open(args) as reader:
         if not args.json:
             print(f"{'t_start_us':>14} {'t_end_us':>14} {'events':>9}  top-{args.top_k} labels (probability)")
-        for batch, emb in embedded_windows(model, reader, args, "classifying"):
-            for w, top in zip(batch, classifier.classify(emb, top_k=args.top_k)):
+        for batch in pending_batches(reader, args, "classifying"):
+            for r in detector.infer(batch):
                 if args.json:
-                    print(json.dumps({**_window_fields(w), "labels": [{"label": s.label, "score": round(float(s.score), 6)} for s in top]}))
+                    labels_json = [{"label": s.label, "score": round(float(s.score), 6)} for s in r.labels]
+                    print(json.dumps({**_result_fields(r), "labels": labels_json}))
                 else:
-                    print(f"{_window_text(w)}  " + ", ".join(f"{s.label} ({s.score:.3f})" for s in top))
-        print_problems(reader.stats.as_dict())
+                    print(f"{_result_text(r)}  " + ", ".join(f"{s.label} ({s.score:.3f})" for s in r.labels))
+        _print_problems(reader, detector)
     return 0
 
 
 # ------------------------------------------------------------------ anomaly
 def _reference_scorer(model: "EventClip", args: argparse.Namespace):
-    from ..events.readers import open_events
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.embedding import window_embeddings
     from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
 
     ref = Path(args.reference)
@@ -158,8 +207,8 @@ def _reference_scorer(model: "EventClip", args: argparse.Namespace):
     config = ReferenceScorerConfig(k=args.k, capacity=args.capacity, **({} if args.threshold is None else {"threshold": args.threshold}))
     scorer = ReferenceAnomalyScorer(config, device=model.device)
     with open_events(ref, topic=args.topic, size=args.sensor_size) as reader:
-        for _, emb in embedded_windows(model, reader, args, "reference"):
-            scorer.update(emb)
+        for batch in pending_batches(reader, args, "reference"):
+            scorer.update(window_embeddings(model, batch)[:, 0])
     return checked_reference_bank(
         scorer, f"{ref}: {len(scorer)} reference window(s) with at least {args.min_events} events", "windows", args.save_reference
     )
@@ -177,6 +226,7 @@ def checked_reference_bank(scorer: "ReferenceAnomalyScorer", too_few: str, unit:
 
 def text_scorer(model: "EventClip", args: argparse.Namespace) -> "TextAnomalyScorer":
     """The prompt-based anomaly scorer from --normal-prompts / --abnormal-prompts / --threshold."""
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model.anomaly import TextAnomalyScorer
     from ..model.prompts import ABNORMAL_PROMPTS, NORMAL_PROMPTS, load_prompts
 
@@ -186,23 +236,28 @@ def text_scorer(model: "EventClip", args: argparse.Namespace) -> "TextAnomalySco
 
 
 def cmd_anomaly(args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.detector import Detector
+    from ..apps.heads import AnomalyHead
+
     model = model_from_args(args)
     scorer = _reference_scorer(model, args) if args.reference else text_scorer(model, args)
+    detector = Detector.for_head(model, AnomalyHead(scorer))
     n = flagged = 0
     with _open(args) as reader:
         if not args.json:
-            print(f"{'t_start_us':>14} {'t_end_us':>14} {'events':>9}  score  (threshold {scorer.threshold:g})")
-        for batch, emb in embedded_windows(model, reader, args, "scoring"):
-            scores = scorer.score(emb)
-            decisions = scorer.decide(scores)
-            for w, s, d in zip(batch, scores, decisions):
+            print(f"{'t_start_us':>14} {'t_end_us':>14} {'events':>9}  score  (threshold {detector.threshold:g})")
+        for batch in pending_batches(reader, args, "scoring"):
+            for r in detector.infer(batch):
+                score, is_anomaly = r.anomaly_score, r.is_anomaly
+                assert score is not None and is_anomaly is not None  # an anomaly head decides every window
                 n += 1
-                flagged += int(d)
+                flagged += int(is_anomaly)
                 if args.json:
-                    print(json.dumps({**_window_fields(w), "score": round(float(s), 6), "anomaly": bool(d)}))
+                    print(json.dumps({**_result_fields(r), "score": round(score, 6), "anomaly": is_anomaly}))
                 else:
-                    print(f"{_window_text(w)}  {s:.3f}{'  ANOMALY' if d else ''}")
-        print_problems(reader.stats.as_dict())
+                    print(f"{_result_text(r)}  {score:.3f}{'  ANOMALY' if is_anomaly else ''}")
+        _print_problems(reader, detector)
     if not args.json:
         print(f"{flagged} of {n} windows above the threshold")
     return 0
@@ -210,8 +265,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ retrieve
 def cmd_retrieve_build(args: argparse.Namespace) -> int:
-    from ..apps.recording import batched
-    from ..events.readers import open_events
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model.prompts import load_labels, parse_labels
     from ..model.retrieval import EmbeddingIndex
 
@@ -250,6 +304,7 @@ def _print_hits(query: str, hits, as_json: bool) -> None:
 
 
 def cmd_retrieve_query(args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..model.retrieval import EmbeddingIndex
 
     index = EmbeddingIndex.load(args.index, mmap=True)
@@ -262,8 +317,6 @@ def cmd_retrieve_query(args: argparse.Namespace) -> int:
         for hits in index.search_image(model, [args.image], k=args.k, modality=target or "event"):
             _print_hits(f"image: {args.image}", hits, args.json)
     else:
-        from ..apps.recording import batched
-
         with _open(args) as reader:
             for batch in batched(reader_windows(reader, args, "querying"), args.batch_size):
                 results = index.search_events(model, batch, reader.size, k=args.k, modality=target or "text")
@@ -274,17 +327,65 @@ def cmd_retrieve_query(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parser
 def cmd_export(args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     import torch
 
-    from ..model.checkpoint import load_any_checkpoint, save_checkpoint
+    from ..model import ModelSpec, create_event_clip
+    from ..model.checkpoint import save_checkpoint
 
-    model = load_any_checkpoint(args.checkpoint)
-    out = save_checkpoint(model, args.out, storage_dtype=torch.float16 if args.fp16 else None)
-    print(
-        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {'fp16' if args.fp16 else 'as loaded'}; "
-        f"{model.meta.arch or 'custom'} architecture)"
-    )
+    if args.checkpoint and args.checkpoint_opt:
+        raise ValueError("give the checkpoint once: as the first argument or with --checkpoint")
+    checkpoint = args.checkpoint or args.checkpoint_opt
+    if not checkpoint and not args.model:
+        raise ValueError("nothing to export: give a checkpoint (or, for --onnx, --model ARCH [--pretrained TAG])")
+    if checkpoint and args.model:
+        raise ValueError("--model exports an open_clip model without a checkpoint: give one or the other")
+    if not args.out and not args.onnx:
+        raise ValueError("no output: give OUT.safetensors and/or --onnx OUT.onnx")
+    if args.model and args.out:
+        raise ValueError("--model: only --onnx is written (a .safetensors file comes from a checkpoint)")
+    if args.fp16 and not args.out:
+        raise ValueError("--fp16 applies to the .safetensors output; the ONNX file holds fp32 weights (fp16 is chosen "
+                         "where it runs: --precision fp16 with the CUDA or TensorRT provider)")
+    pretrained = None if args.pretrained.lower() == "none" else args.pretrained
+    spec = ModelSpec(checkpoint=checkpoint, device="cpu", precision="fp32") if checkpoint else \
+        ModelSpec(arch=args.model, pretrained=pretrained, device="cpu", precision="fp32")
+    model = create_event_clip(spec)
+    if args.out:
+        out = save_checkpoint(model, args.out, storage_dtype=torch.float16 if args.fp16 else None)
+        print(
+            f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {'fp16' if args.fp16 else 'as loaded'}; "
+            f"{model.meta.arch or 'custom'} architecture)"
+        )
+    if args.onnx:
+        # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+        from ..model.onnx_export import export_onnx
+
+        if sys.stderr.isatty():
+            print(f"exporting the event encoder to {args.onnx} (ViT-B/32: about 20 s on 2 CPU cores)...", file=sys.stderr)
+        done = export_onnx(model, args.onnx, opset=args.opset, checkpoint=checkpoint)
+        info = done.info
+        print(f"wrote {done.path} ({done.size_bytes / 1e6:.1f} MB, fp32, opset {info.opset}): the event encoder of "
+              f"{info.source}, frames (batch, {info.input_size[0]}, {info.input_size[1]}) in its {info.frame['representation']} "
+              f"representation, normalisation inside -> L2-normalised embeddings (batch, {info.embed_dim}); onnxruntime "
+              f"matches torch (cosine {done.min_cosine:.6f}). Run it with the checkpoint: --onnx {done.path} "
+              f"(node: backend onnxruntime, onnx_file)")
     return 0
+
+
+EXPORT_DOC = """\
+  event-clip export CHECKPOINT OUT.safetensors [--fp16]
+      a checkpoint (ours, or the paper's vitb.pt / vitl.pt) in our format.
+  event-clip export --onnx OUT.onnx --checkpoint CHECKPOINT [--opset 17]
+  event-clip export --onnx OUT.onnx --model ViT-B-32 [--pretrained openai]
+      the event encoder f_E alone, for --backend onnxruntime (the node's backend parameter):
+      input 'frames' (batch, H, W) float32, as the frame builder makes them for this model (its
+      normalisation is inside the graph); output 'embeddings' (batch, D) float32, L2-normalised;
+      the batch axis is dynamic. The text heads stay in the checkpoint, which runs beside the file.
+      The file records the model it came from (checkpoint name and SHA-256, architecture, input
+      size, normalisation, opset, a fingerprint of f_E), so a run with another model refuses it.
+      It is written only after onnxruntime and torch agreed on it.
+"""
 
 
 def add_scorer_args(p: argparse.ArgumentParser, unit: str) -> None:
@@ -298,10 +399,26 @@ def add_scorer_args(p: argparse.ArgumentParser, unit: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="convert a checkpoint (ours, or the paper's vitb.pt / vitl.pt) to our .safetensors file")
-    p.add_argument("checkpoint", help="input checkpoint")
-    p.add_argument("out", help="output .safetensors file")
-    p.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size; loaded back as fp32)")
+    p = sub.add_parser(
+        "export", help="convert a checkpoint (ours, or the paper's vitb.pt / vitl.pt) to our .safetensors file, and/or "
+                       "write its event encoder as ONNX (--onnx)",
+        description=EXPORT_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", nargs="?", help="input checkpoint")
+    p.add_argument("out", nargs="?", help="output .safetensors file")
+    p.add_argument("--fp16", action="store_true", help="store the .safetensors weights in fp16 (half the size; loaded "
+                                                        "back as fp32)")
+    o = p.add_argument_group("ONNX")
+    o.add_argument("--onnx", metavar="OUT.onnx", help="write the event encoder f_E as ONNX to this file")
+    o.add_argument("--checkpoint", dest="checkpoint_opt", metavar="CHECKPOINT", help="input checkpoint (same as the "
+                                                                                     "first argument)")
+    o.add_argument("--model", help="export an open_clip architecture's untrained f_E (a copy of its image tower) "
+                                   "instead of a checkpoint, e.g. ViT-B-32")
+    o.add_argument("--pretrained", default="openai", help="with --model: open_clip pretrained tag, weights file or "
+                                                          "'none' (default openai)")
+    o.add_argument("--opset", type=int_range(*ONNX_OPSETS), default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("classify", help="zero-shot labels for each window of a recording")

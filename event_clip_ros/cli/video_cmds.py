@@ -1,4 +1,8 @@
-"""Sub-commands on ordinary videos: video2events, video-anomaly."""
+"""Sub-commands on ordinary videos: video2events, video-anomaly.
+
+``video-anomaly`` scores each segment (stack of frames) with the node's
+:class:`~event_clip_ros.apps.detector.Detector` and the scorer built from its options.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,21 @@ import csv
 import json
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
+import numpy as np
+
+from ..apps.bag_writer import BagWriteConfig, write_event_bag
+from ..events.simulate import SimulatorConfig
+from ..events.types import SensorSize
+from ..video.extraction import ExtractionConfig, extract_event_frames
+from ..video.reader import VideoFileError, VideoFrame, VideoReader
+from ..video.to_events import write_video_evt3
 from .common import (
     MAX_CLAMP,
     MAX_CONTRAST,
@@ -26,13 +41,18 @@ from .common import (
     seed_arg,
     size_arg,
 )
-from .model_cmds import add_model_args, add_scorer_args, checked_reference_bank, model_from_args, text_scorer
+from .model_cmds import (
+    add_model_args,
+    add_scorer_args,
+    checked_reference_bank,
+    model_from_args,
+    text_scorer,
+)
 
 if TYPE_CHECKING:
+    from ..apps.detector import Detector
     from ..model.anomaly import AnomalyScorer
     from ..model.event_clip import EventClip
-    from ..video.extraction import ExtractionConfig
-    from ..video.reader import VideoFrame, VideoReader
 
 
 # ------------------------------------------------------------------ shared
@@ -54,14 +74,10 @@ def add_extraction_args(p: argparse.ArgumentParser) -> None:
 
 
 def extraction_from_args(args: argparse.Namespace) -> "ExtractionConfig":
-    from ..video.extraction import ExtractionConfig
-
     return ExtractionConfig(threshold=args.diff_threshold, stack=args.stack, clamp=args.clamp or None, on_value=args.on_value)
 
 
 def open_video(path: str, args: argparse.Namespace) -> "VideoReader":
-    from ..video.reader import VideoReader
-
     return VideoReader(path, fps=args.fps, resize=None if args.resize is None else (args.resize.width, args.resize.height))
 
 
@@ -76,22 +92,15 @@ def video_frames(reader: "VideoReader", args: argparse.Namespace, desc: str) -> 
 
 # ------------------------------------------------------------------ video2events
 def cmd_video2events(args: argparse.Namespace) -> int:
-    from ..events.types import SensorSize
-
     with open_video(args.video, args) as reader:
         width, height = reader.size
         if args.mode == "events":
-            from ..events.simulate import SimulatorConfig
-            from ..video.to_events import write_video_evt3
-
             sim = SimulatorConfig(contrast_threshold=args.contrast, noise_rate_hz=args.noise_hz, seed=args.seed)
             as_bag = Path(args.out).suffix.lower() != ".raw"
             with tempfile.TemporaryDirectory(prefix="video2events_") as tmp:
                 raw = Path(tmp) / "events.raw" if as_bag else Path(args.out)
                 n = write_video_evt3(video_frames(reader, args, "simulating"), SensorSize(width, height), raw, sim)
                 if as_bag:  # the RAW file through the bag writer: EventPackets that replay into the node
-                    from ..apps.bag_writer import BagWriteConfig, write_event_bag
-
                     write_event_bag(raw, args.out, BagWriteConfig(packet_ms=args.packet_ms, storage=args.storage))
             print(f"wrote {n} events ({width}x{height}, {reader.fps:g} fps video) to {args.out}"
                   + (f" as a bag of {args.packet_ms:g} ms EventPackets" if as_bag else ""))
@@ -103,13 +112,6 @@ def cmd_video2events(args: argparse.Namespace) -> int:
 
 def _write_event_frames(reader: "VideoReader", args: argparse.Namespace) -> int:
     """Mode (a): one PNG per stack plus frames.csv (stack, first_frame, n_frames, t_start_us, t_end_us, file)."""
-    from dataclasses import replace
-
-    import cv2
-    import numpy as np
-
-    from ..video.extraction import extract_event_frames
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = extraction_from_args(args)
@@ -131,8 +133,6 @@ def _write_event_frames(reader: "VideoReader", args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ video-anomaly
 def _anomaly_extraction(model: "EventClip", args: argparse.Namespace) -> "ExtractionConfig":
     """The extraction options, with the 10 crops (default: the model's input size) when --ten-crop."""
-    from dataclasses import replace
-
     config = extraction_from_args(args)
     if not args.ten_crop:
         return config
@@ -141,6 +141,7 @@ def _anomaly_extraction(model: "EventClip", args: argparse.Namespace) -> "Extrac
 
 
 def _reference_scorer(model: "EventClip", args: argparse.Namespace, config: "ExtractionConfig") -> "AnomalyScorer":
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.video_anomaly import embed_video
     from ..model.anomaly import ReferenceAnomalyScorer, ReferenceScorerConfig
 
@@ -172,27 +173,30 @@ def cmd_video_anomaly(args: argparse.Namespace) -> int:
         if args.frame_scores:
             raise SystemExit("video-anomaly: --frame-scores is for one video without --annotations (windows.csv has the segment scores)")
         annotated = _annotated_videos(args)  # before the model loads: a missing annotation fails fast
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.detector import Detector
+    from ..apps.heads import AnomalyHead
+
     model = model_from_args(args)
     config = _anomaly_extraction(model, args)
     scorer = _reference_scorer(model, args, config) if args.reference else text_scorer(model, args)
+    detector = Detector.for_head(model, AnomalyHead(scorer))
     if annotated is not None:
-        return _evaluate_ucf(model, scorer, config, args, *annotated)
-    return _score_one_video(model, scorer, config, args)
+        return _evaluate_ucf(detector, config, args, *annotated)
+    return _score_one_video(detector, config, args)
 
 
-def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "ExtractionConfig", args: argparse.Namespace) -> int:
-    import numpy as np
-
+def _score_one_video(detector: "Detector", config: "ExtractionConfig", args: argparse.Namespace) -> int:
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.video_anomaly import frame_scores, score_video
 
     video = args.video[0]
     segments = []
     with open_video(video, args) as reader:
         if not args.json:
-            print(f"{'segment':>7} {'t_start_us':>12} {'t_end_us':>12} {'frames':>6}  score  (threshold {scorer.threshold:g})")
-        for seg in score_video(model, scorer, video_frames(reader, args, "scoring"), config, args.batch_size):
+            print(f"{'segment':>7} {'t_start_us':>12} {'t_end_us':>12} {'frames':>6}  score  (threshold {detector.threshold:g})")
+        for seg in score_video(detector, video_frames(reader, args, "scoring"), config, args.batch_size):
             segments.append(seg)
-            flagged = bool(scorer.decide(np.array([seg.score]))[0])
             if args.json:
                 print(
                     json.dumps(
@@ -203,12 +207,12 @@ def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "Extra
                             "t_start_us": seg.t_start_us,
                             "t_end_us": seg.t_end_us,
                             "score": round(seg.score, 6),
-                            "anomaly": flagged,
+                            "anomaly": seg.is_anomaly,
                         }
                     )
                 )
             else:
-                mark = "  ANOMALY" if flagged else ""
+                mark = "  ANOMALY" if seg.is_anomaly else ""
                 print(f"{seg.index:>7} {seg.t_start_us:>12} {seg.t_end_us:>12} {seg.n_frames:>6}  {seg.score:.3f}{mark}")
     if not segments:
         raise ValueError(f"{video}: fewer than 2 frames, no segment to score")
@@ -219,13 +223,14 @@ def _score_one_video(model: "EventClip", scorer: "AnomalyScorer", config: "Extra
             w.writerow(["frame", "score"])
             w.writerows((i, f"{s:.6f}") for i, s in enumerate(frame_scores(segments, n_frames)))
     if not args.json:
-        flagged = int(scorer.decide(np.array([s.score for s in segments])).sum())
-        print(f"{flagged} of {len(segments)} segments above the threshold")
+        n_flagged = sum(s.is_anomaly for s in segments)
+        print(f"{n_flagged} of {len(segments)} segments above the threshold")
     return 0
 
 
 def _annotated_videos(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     """(the VIDEO arguments, then the listed videos found in --videos-dir; problems), each with an annotation line."""
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.evaluation.ucf import find_annotated_videos, video_truth
 
     videos = [Path(v) for v in args.video]
@@ -243,20 +248,17 @@ def _annotated_videos(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
 
 
 def _evaluate_ucf(
-    model: "EventClip",
-    scorer: "AnomalyScorer",
+    detector: "Detector",
     config: "ExtractionConfig",
     args: argparse.Namespace,
     videos: list[Path],
     problems: list[str],
 ) -> int:
     """UCF-Crime protocol: every annotated video scored, frame-level metrics over all frames, the evaluation report."""
-    import time
-
+    # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
     from ..apps.evaluation.report import RunInfo, write_evaluation
     from ..apps.evaluation.ucf import ScoredVideo, evaluate_videos, video_truth
     from ..apps.video_anomaly import score_video
-    from ..video.reader import VideoFileError
 
     started = time.perf_counter()
     scored: list[ScoredVideo] = []
@@ -264,7 +266,7 @@ def _evaluate_ucf(
         try:
             with open_video(str(video), args) as reader:
                 frames = video_frames(reader, args, f"[{i + 1}/{len(videos)}] {video.name}")
-                segments = tuple(score_video(model, scorer, frames, config, args.batch_size))
+                segments = tuple(score_video(detector, frames, config, args.batch_size))
                 fps, n_frames = reader.fps, reader.frames_read
         except VideoFileError as exc:
             problems.append(f"skipped: {exc}")
@@ -277,7 +279,7 @@ def _evaluate_ucf(
         scored.append(ScoredVideo(video, fps, n_frames, segments, video_truth(args.annotations, video, fps)))
     if not scored:
         raise ValueError("no video could be scored: " + "; ".join(problems))
-    evaluation, summaries = evaluate_videos(scored, scorer.threshold)
+    evaluation, summaries = evaluate_videos(scored, detector.threshold)
     elapsed = time.perf_counter() - started
     frames_total = sum(v.n_frames for v in scored)
     run = RunInfo(
@@ -294,7 +296,7 @@ def _evaluate_ucf(
         timing={"wall_s": elapsed, "frames_per_s": frames_total / elapsed if elapsed > 0 else 0.0},
         settings={
             "scorer": "reference" if args.reference else "text",
-            "anomaly_threshold": scorer.threshold,
+            "anomaly_threshold": detector.threshold,
             "diff_threshold": config.threshold,
             "stack": config.stack,
             "clamp": config.clamp,
@@ -309,6 +311,7 @@ def _evaluate_ucf(
     )
     write_evaluation(args.out, run, evaluation)
     frame = evaluation.frame_anomaly
+    assert frame is not None  # evaluate_videos scores the frames
     if args.json:
         print(json.dumps({"videos": run.videos, "metrics": evaluation.metrics_dict(), "problems": problems + evaluation.problems}))
     else:

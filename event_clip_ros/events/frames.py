@@ -189,6 +189,7 @@ def _normalise_numpy(counts: np.ndarray, config: FrameConfig) -> np.ndarray:
 
 def _normalise_torch(counts: "torch.Tensor", config: FrameConfig) -> "torch.Tensor":
     """(B, C, H, W) integer counts -> (B, H, W) float32 frames. Mirrors :func:`_normalise_numpy`."""
+    # lazy: the event layer runs without torch; only the torch frame path needs it
     import torch
 
     c = counts.to(torch.float32)
@@ -233,6 +234,7 @@ def build_frames_torch(
     travel to the device, where one ``bincount`` counts all windows at once.
     Raises ValueError for events outside ``size``.
     """
+    # lazy: the event layer runs without torch; only the torch frame path needs it
     import torch
 
     device = torch.device(device)

@@ -11,6 +11,8 @@ A prefetch never faults and changes no result; on a CPU without one it is a no-o
 
 from __future__ import annotations
 
+from typing import Any
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -22,7 +24,7 @@ PREFETCH_BYTES = 4096
 
 
 @intrinsic
-def prefetch(typingctx, array, index):
+def _prefetch(typingctx, array, index):
     """``prefetch(array, index)``: start loading the cache line of ``array[index]`` (1-D
     array, any dtype; ``0 <= index < len(array)`` is the caller's to keep, it is not checked)."""
     if not isinstance(array, types.Array) or array.ndim != 1 or not isinstance(index, types.Integer):
@@ -42,3 +44,8 @@ def prefetch(typingctx, array, index):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+#: Called from compiled code as ``prefetch(array, index)`` (typed Any here: the intrinsic's Python
+#: signature, with numba's typing context first, is not the one its callers use).
+prefetch: Any = _prefetch

@@ -144,7 +144,7 @@ class EventPacketStream(EventStream[EventPacketMsg]):
         self._folded = dict.fromkeys(_DECODER_COUNTERS, 0)
 
     def feed(self, msg: EventPacketMsg) -> np.ndarray:
-        """Decode one packet (parsed, or built from an rclpy message) in stream order."""
+        """Decode one parsed packet in stream order."""
         self.stats.packets += 1
         fmt = (msg.encoding, msg.width, msg.height)
         if fmt != self._format:

@@ -1,4 +1,4 @@
-"""CDR parsing and building of the ROS 2 event-camera messages, without ROS.
+"""CDR parsing and building of the ROS 2 messages the detector takes (event cameras, images), without ROS.
 
 ROS 2 serialises messages as XCDR1 (plain CDR): a 4-byte encapsulation header
 (``00 01 00 00`` = little-endian CDR), then the fields in declaration order,
@@ -29,6 +29,10 @@ itself 4-aligned. n events therefore take ``16 n - 3`` bytes, and all of them
 are read or written by a few vectorised numpy operations on two strided views
 (element 0 and elements 1..n-1), never by a per-event Python loop.
 
+``sensor_msgs/msg/Image`` (the detector's image input) -> :class:`ImageMsg`,
+whose ``data`` is a zero-copy view of the serialised buffer, like an
+EventPacket's payload.
+
 Malformed input raises :class:`CdrError` (a ValueError) that says what was
 wrong and where; stream decoders count such messages and skip them.
 """
@@ -56,6 +60,9 @@ EVENT_ARRAY_TYPES = (
     "prophesee_event_msgs/msg/EventArray",
     "dv_ros2_msgs/msg/EventArray",
 )
+
+#: ROS type name of camera images.
+IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
 
 EVENT_PACKET_MSG = """\
 std_msgs/Header header
@@ -149,6 +156,20 @@ class EventArrayMsg:
     events: np.ndarray  #: EVENT_DTYPE, t = ts.sec * 1e6 + ts.nanosec // 1000 (us)
 
 
+@dataclass
+class ImageMsg:
+    """A ``sensor_msgs/msg/Image``: pixel rows of ``step`` bytes in ``encoding``."""
+
+    stamp_ns: int  #: header.stamp in ns (capture time)
+    frame_id: str
+    height: int
+    width: int
+    encoding: str  #: pixel encoding, e.g. "bgr8", "rgb8", "mono8"
+    is_bigendian: bool
+    step: int  #: bytes per row (row padding included)
+    data: np.ndarray  #: the pixels, uint8 (a view of the serialised buffer)
+
+
 class _CdrReader:
     """Cursor over one serialised message that checks every read against its length."""
 
@@ -178,14 +199,15 @@ class _CdrReader:
         self._pos = end
         return start
 
+    # The ignores below: numpy's stubs declare ndarray.__buffer__ (the Buffer protocol) for Python >= 3.12 only.
     def i32(self, field: str) -> int:
-        return _I32.unpack_from(self._buf, self.take(4, 4, field))[0]
+        return _I32.unpack_from(self._buf, self.take(4, 4, field))[0]  # type: ignore[arg-type]  # numpy stubs (above)
 
     def u32(self, field: str) -> int:
-        return _U32.unpack_from(self._buf, self.take(4, 4, field))[0]
+        return _U32.unpack_from(self._buf, self.take(4, 4, field))[0]  # type: ignore[arg-type]  # numpy stubs (above)
 
     def u64(self, field: str) -> int:
-        return _U64.unpack_from(self._buf, self.take(8, 8, field))[0]
+        return _U64.unpack_from(self._buf, self.take(8, 8, field))[0]  # type: ignore[arg-type]  # numpy stubs (above)
 
     def boolean(self, field: str) -> bool:
         return bool(self._buf[self.take(1, 1, field)])
@@ -381,4 +403,43 @@ def encode_event_array(
             dst["nanosec"] = nanosec[sl]
             dst["polarity"] = events["p"][sl] != 0
     w.raw(body)
+    return w.getvalue()
+
+
+def parse_image(raw: Payload) -> ImageMsg:
+    """Parse a serialised sensor_msgs/Image.
+
+    ``data`` of the result views ``raw`` (read-only when ``raw`` is bytes); keep
+    ``raw`` alive while it is used. Whether the pixels fit the geometry is left
+    to the image's decoder. Raises :class:`CdrError`.
+    """
+    r = _CdrReader(raw, "Image")
+    stamp_ns, frame_id, height, width = r.head()
+    encoding = r.string("encoding")
+    is_bigendian = r.boolean("is_bigendian")
+    step = r.u32("step")
+    data = r.view(r.u32("data"), "data")
+    return ImageMsg(stamp_ns, frame_id, height, width, encoding, is_bigendian, step, data)
+
+
+def encode_image(
+    data: Payload,
+    *,
+    encoding: str,
+    width: int,
+    height: int,
+    step: int,
+    stamp_ns: int = 0,
+    frame_id: str = "",
+    is_bigendian: bool = False,
+) -> bytes:
+    """Serialise a sensor_msgs/Image (bytes identical to rosbags' / rclpy's serialiser)."""
+    w = _CdrWriter()
+    w.head(stamp_ns, frame_id, height, width)
+    w.string(encoding)
+    w.boolean(is_bigendian)
+    w.u32(step)
+    pixels = as_uint8(data)
+    w.u32(pixels.size)
+    w.raw(pixels)
     return w.getvalue()

@@ -19,7 +19,8 @@ An array carries no geometry; the sensor size travels next to it as a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -79,6 +80,7 @@ class Counters:
     """
 
     _warned: set[str]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # set by @dataclass on the subclass
 
     def warn_once(self, kind: str, message: str) -> None:
         """Log ``message`` the first time ``kind`` happens."""

@@ -50,11 +50,13 @@ import operator
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import SupportsIndex, cast
 
 import numpy as np
 from numba import njit
 
-from .types import EVENT_DTYPE, Counters
+from .noise import NoiseFilter
+from .types import EVENT_DTYPE, Counters, SensorSize
 
 _NO_TIME = np.iinfo(np.int64).min  # running max before the first event of a stream
 
@@ -72,7 +74,7 @@ def _checked_int(name: str, value: object, minimum: int, maximum: int | None = N
     try:
         if isinstance(value, bool):
             raise TypeError
-        number = operator.index(value)
+        number = operator.index(cast(SupportsIndex, value))  # TypeError when it is not an integer
     except TypeError:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
     if number < minimum:
@@ -249,15 +251,17 @@ class _EventBuffer:
         return self._n
 
     def _ensure(self, capacity: int) -> np.ndarray:
-        if self._array is None or capacity > self._array.shape[0]:
+        old = self._array
+        if old is None or capacity > old.shape[0]:
             array = self._spare(capacity)
             if array is None:
                 array = np.empty(max(capacity, self._capacity_hint, 2 * self._n), dtype=EVENT_DTYPE)
-            if self._n:
-                array.view(self._VOID)[: self._n] = self._array.view(self._VOID)[: self._n]
+            if old is not None and self._n:
+                array.view(self._VOID)[: self._n] = old.view(self._VOID)[: self._n]
             self._array = array
             self._address = _data_address(array)
-        return self._array
+            return array
+        return old
 
     def _spare(self, capacity: int) -> np.ndarray | None:
         """The largest array taken before that nothing refers to any more, if it holds ``capacity``."""
@@ -334,9 +338,12 @@ class Windower:
         """Events buffered for windows not yet emitted."""
         return len(self._buffer)
 
-    def push(self, events: np.ndarray, ordered: bool = False) -> list[Window]:
+    def push(self, events: np.ndarray, keep: np.ndarray | None = None, ordered: bool = False) -> list[Window]:
         """Add the next chunk of the stream; return the windows it completes.
 
+        ``keep`` (bool, one per event; e.g. a :class:`~event_clip_ros.events.noise.NoiseFilter`'s mask):
+        only the kept events go into windows, while every event still sets the stream's time (the
+        grid's anchor, completion, restarts), so removing events never moves a window boundary.
         ``ordered``: the caller knows the chunk's times never go back (a decoder's output: its
         time guard keeps it so), which spares a pass over them; the step from the last chunk is
         still checked.
@@ -344,14 +351,16 @@ class Windower:
         if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
             raise ValueError("push expects a 1-D EVENT_DTYPE array")
         n = events.shape[0]
+        if keep is not None and (keep.dtype != np.bool_ or keep.shape != (n,)):
+            raise ValueError("keep must be a bool array with one entry per event")
         if n == 0:
             return []
         self.stats.events += n
         t = events["t"]
         if (t[0] >= self._running_max) if ordered else _first_disorder(t, self._running_max) < 0:
             self._running_max = int(events["t"][-1])
-            return self._push_ordered(events)
-        return self._push_disordered(events)
+            return self._push_ordered(events, keep)
+        return self._push_disordered(events, keep)
 
     def flush(self) -> list[Window]:
         """End the stream: emit the open windows that hold enough events, then reset."""
@@ -364,7 +373,7 @@ class Windower:
 
     # -- time order -------------------------------------------------------------------
 
-    def _push_disordered(self, events: np.ndarray) -> list[Window]:
+    def _push_disordered(self, events: np.ndarray, keep: np.ndarray | None) -> list[Window]:
         events = events.copy()
         t = events["t"]
         resets = np.empty(t.shape[0], dtype=np.int64)
@@ -385,13 +394,13 @@ class Windower:
                 out.extend(self.flush())
             if hi > lo:
                 self._running_max = int(t[hi - 1])
-                out.extend(self._push_ordered(events[lo:hi]))
+                out.extend(self._push_ordered(events[lo:hi], None if keep is None else keep[lo:hi]))
         return out
 
-    def _push_ordered(self, events: np.ndarray) -> list[Window]:
+    def _push_ordered(self, events: np.ndarray, keep: np.ndarray | None = None) -> list[Window]:
         if self.config.event_count is not None:
-            return self._push_count(events)
-        return self._push_duration(events)
+            return self._push_count(events if keep is None else events[keep])  # count windows: kept events only
+        return self._push_duration(events, keep)
 
     # -- buffer -----------------------------------------------------------------------
 
@@ -425,6 +434,7 @@ class Windower:
 
     def _push_count(self, events: np.ndarray) -> list[Window]:
         size = self.config.event_count
+        assert size is not None  # count windows
         if len(self._buffer) + events.shape[0] < size:
             self._append(events)
             return []
@@ -450,14 +460,18 @@ class Windower:
     # -- duration windows -------------------------------------------------------------
 
     def _start(self, k: int) -> int:
+        assert self._t0 is not None  # set by the first push of duration windows
         return self._t0 + k * self.config.step_us
 
-    def _push_duration(self, events: np.ndarray) -> list[Window]:
+    def _push_duration(self, events: np.ndarray, keep: np.ndarray | None = None) -> list[Window]:
         if self._t0 is None:
             self._t0 = int(events["t"][0])
             self._k = 0
         duration, step = self.config.duration_us, self.config.step_us
+        assert duration is not None  # duration windows
         t_last = int(events["t"][-1])
+        if keep is not None:
+            events = events[keep]  # the grid and completion above come from every event
         if t_last < self._start(self._k) + duration:  # nothing completes
             self._append(events)
             return []
@@ -472,7 +486,7 @@ class Windower:
         if self._t0 is None or len(self._buffer) == 0:
             return []
         merged = self._take_buffer()
-        last_open = (int(merged["t"][-1]) - self._t0) // self.config.step_us
+        last_open = (self._running_max - self._t0) // self.config.step_us  # the stream's latest time, kept or not
         return self._emit_duration(merged, last_open)
 
     def _emit_duration(self, merged: np.ndarray, k_last: int) -> list[Window]:
@@ -483,6 +497,8 @@ class Windower:
         """
         cfg = self.config
         duration, step, cap = cfg.duration_us, cfg.step_us, cfg.max_events
+        t0 = self._t0
+        assert duration is not None and t0 is not None  # duration windows, after the first push
         t = merged["t"]
         out: list[Window] = []
         k = self._k
@@ -493,7 +509,7 @@ class Windower:
                 self.stats.skipped_windows += k_last - k + 1
                 k = k_last + 1
                 break
-            first_with_event = (int(t[lo]) - self._t0 - duration) // step + 1
+            first_with_event = (int(t[lo]) - t0 - duration) // step + 1
             if first_with_event > k:  # empty windows up to the first one holding t[lo]
                 jump_to = min(first_with_event, k_last + 1)
                 self.stats.skipped_windows += jump_to - k
@@ -512,9 +528,18 @@ class Windower:
         return out
 
 
-def iter_windows(chunks: Iterable[np.ndarray], config: WindowConfig) -> Iterator[Window]:
-    """Window a whole recording given as time-ordered chunks (push each, then flush)."""
+def iter_windows(
+    chunks: Iterable[np.ndarray], config: WindowConfig, noise: NoiseFilter | None = None, size: SensorSize | None = None
+) -> Iterator[Window]:
+    """Window a whole recording given as time-ordered chunks (push each, then flush).
+
+    ``noise`` (with the recording's ``size``): a noise filter run on each chunk before windowing; the
+    windows keep the boundaries of the unfiltered stream (see :meth:`Windower.push`).
+    """
+    if noise is not None and size is None:
+        raise ValueError("iter_windows: a noise filter needs the sensor size")
     windower = Windower(config)
     for chunk in chunks:
-        yield from windower.push(chunk)
+        mask = noise.keep(chunk, size) if noise is not None and size is not None and chunk.shape[0] else None
+        yield from windower.push(chunk, mask)
     yield from windower.flush()

@@ -36,7 +36,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -107,13 +107,17 @@ class TextAnomalyScorer(AnomalyScorer):
         return torch.sigmoid(self.logit_scale * (cos[:, 1] - cos[:, 0])).cpu().numpy()
 
 
+#: How a full reference bank makes room: replace the oldest entry, or a random one (reservoir sampling).
+Replacement = Literal["fifo", "reservoir"]
+
+
 @dataclass(frozen=True)
 class ReferenceScorerConfig:
     k: int = 5  #: neighbours averaged in the k-NN distance
     capacity: int = 2048  #: most bank entries kept; memory 4 * capacity * (capacity + D) bytes
     #: how update() replaces entries of a full bank: "fifo" keeps the most recent normal windows
     #: (follows slow scene changes); "reservoir" keeps a uniform sample of all windows offered
-    replacement: Literal["fifo", "reservoir"] = "fifo"
+    replacement: Replacement = "fifo"
     threshold: float = 0.95  #: decide(): anomalous when farther out than this fraction of the bank
     seed: int = 0  #: reservoir sampling
 
@@ -217,6 +221,7 @@ class ReferenceAnomalyScorer(AnomalyScorer):
         slots, sources = slots[keep], sources[keep]
         self._seen += m
         self._n += n_free
+        assert self._sims is not None  # allocated with the bank
         index = torch.from_numpy(slots).to(self.device)
         self._bank[index] = emb[torch.from_numpy(sources).to(self.device)]
         old = self._sims[: self._n, index].clone()
@@ -232,6 +237,7 @@ class ReferenceAnomalyScorer(AnomalyScorer):
         if n < 2:
             self._loo_k = 0
             return
+        assert self._sims is not None and self._loo is not None and self._kth is not None  # allocated by _store
         k = min(self.config.k, n - 1)
         if k != self._loo_k:
             rows = torch.arange(n, device=self.device)
@@ -259,6 +265,7 @@ class ReferenceAnomalyScorer(AnomalyScorer):
     def _calibrated(self) -> torch.Tensor:
         """Sorted leave-one-out k-NN distances of the bank entries."""
         self._neighbours()
+        assert self._loo is not None  # the bank holds entries
         if self._calibration is None:
             self._calibration = self._loo[: self._n].sort().values
         return self._calibration
@@ -266,6 +273,7 @@ class ReferenceAnomalyScorer(AnomalyScorer):
     @torch.inference_mode()
     def _knn_distance(self, embeddings: Embeddings) -> torch.Tensor:
         k = self._neighbours()
+        assert self._bank is not None  # the bank holds entries
         emb = as_embedding_batch(embeddings, self._bank.shape[1], self.device)
         return 1.0 - (emb @ self._bank[: self._n].T).topk(k, dim=1).values.mean(dim=1)
 
@@ -284,6 +292,7 @@ class ReferenceAnomalyScorer(AnomalyScorer):
     def save(self, path: str | Path) -> None:
         """Write the bank (oldest entry first), its config and the count of windows offered to an npz file."""
         self._neighbours()
+        assert self._bank is not None  # the bank holds entries
         order = np.arange(self._n)
         if self._n == self.config.capacity:
             order = (self._oldest + order) % self._n
@@ -294,7 +303,8 @@ class ReferenceAnomalyScorer(AnomalyScorer):
                 format_version=np.int64(FORMAT_VERSION),
                 bank=self._bank[torch.from_numpy(order).to(self.device)].cpu().numpy(),
                 seen=np.int64(self._seen),
-                **{key: np.asarray(value) for key, value in cfg.items()},
+                # ignore: mypy matches the ** against savez's ``allow_pickle: bool``; no key here has that name
+                **{key: np.asarray(value) for key, value in cfg.items()},  # type: ignore[arg-type]
             )
 
     @classmethod
@@ -307,7 +317,7 @@ class ReferenceAnomalyScorer(AnomalyScorer):
                 config = ReferenceScorerConfig(
                     k=int(data["k"]),
                     capacity=int(data["capacity"]),
-                    replacement=str(data["replacement"]),
+                    replacement=cast(Replacement, str(data["replacement"])),  # checked by the config
                     threshold=float(data["threshold"]),
                     seed=int(data["seed"]),
                 )

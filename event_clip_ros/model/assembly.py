@@ -15,7 +15,7 @@ from typing import Any
 import open_clip
 import torch
 
-from .event_clip import EventClip, ModelMeta
+from .event_clip import ClipModel, EventClip, ModelMeta
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
@@ -37,7 +37,7 @@ def make_tokenizer(meta: ModelMeta):
     return open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
 
 
-def make_image_preprocess(clip: torch.nn.Module):
+def make_image_preprocess(clip: ClipModel):
     """CLIP's evaluation transform for images (resize, centre crop, mean/std)."""
     pp = open_clip.get_model_preprocess_cfg(clip)
     return open_clip.image_transform(
@@ -45,6 +45,6 @@ def make_image_preprocess(clip: torch.nn.Module):
     )
 
 
-def assemble(clip: torch.nn.Module, meta: ModelMeta, event_tower: torch.nn.Module | None = None) -> EventClip:
+def assemble(clip: ClipModel, meta: ModelMeta, event_tower: torch.nn.Module | None = None) -> EventClip:
     """Wrap an open_clip model and its metadata as an EventClip (f_E copied from f_I when not given)."""
     return EventClip(clip, meta, make_tokenizer(meta), make_image_preprocess(clip), event_tower)

@@ -26,8 +26,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def resolve_precision(precision: Precision, device: torch.device) -> str:
-    """``"auto"`` -> bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU."""
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` -> bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU (a :data:`Precision`; else ValueError)."""
     if precision not in ("auto", "fp32", "fp16", "bf16"):
         raise ValueError(f"precision must be auto, fp32, fp16 or bf16, got {precision!r}")
     if precision != "auto":

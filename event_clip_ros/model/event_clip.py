@@ -10,6 +10,10 @@ metadata (``event_mean`` / ``event_std``; null: none) before f_E, in one place,
 :meth:`EventClip.frames_to_input`, which the node, the CLI, evaluation and
 training all go through.
 
+Inference (:meth:`EventClip.embed_frames`, :meth:`EventClip.embed_windows`) runs f_E through
+the model's :class:`~event_clip_ros.model.backends.FrameEncoder`: its own torch tower by
+default, or an exported ONNX encoder on onnxruntime (:meth:`EventClip.use_encoder`).
+
 Which statistics (:func:`event_input_stats`): f_E starts as a copy of f_I, which
 was trained on CLIP-normalised images, so a frame enters it as an image would.
 A "paper" frame lies in [0, 1) like an image's pixels, so it gets CLIP's image
@@ -25,16 +29,24 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..batching import batched
 from ..events.frames import FrameConfig, build_frames_torch
 from ..events.types import SensorSize
+from .backends import FrameEncoder, TorchEncoder
 from .device import autocast, resolve_device, resolve_precision
 
+if TYPE_CHECKING:
+    from open_clip.model import CLIP, CustomTextCLIP
+
+#: The model open_clip builds (f_I, f_T, logit_scale); open_clip ships no type information, so its
+#: attributes are not checked.
+ClipModel: TypeAlias = "CLIP | CustomTextCLIP"
 FORMAT_VERSION = 1
 
 
@@ -94,10 +106,13 @@ def event_input_stats(representation: str, image_mean: Sequence[float], image_st
 class EventClip(nn.Module):
     """f_E (``event_tower``, trainable) with CLIP (``clip``: f_I and f_T, frozen)."""
 
-    def __init__(self, clip: nn.Module, meta: ModelMeta, tokenizer, image_preprocess, event_tower: nn.Module | None = None) -> None:
+    event_mean: torch.Tensor  # (1, 3, 1, 1) buffers of the input normalisation (_set_event_norm)
+    event_std: torch.Tensor
+
+    def __init__(self, clip: ClipModel, meta: ModelMeta, tokenizer, image_preprocess, event_tower: nn.Module | None = None) -> None:
         super().__init__()
         self.clip = clip
-        self.event_tower = event_tower if event_tower is not None else copy.deepcopy(clip.visual)
+        self.event_tower: nn.Module = event_tower if event_tower is not None else copy.deepcopy(clip.visual)
         self.meta = meta
         self.tokenizer = tokenizer
         self.image_preprocess = image_preprocess
@@ -107,6 +122,7 @@ class EventClip(nn.Module):
         self._set_event_norm()
         self.device = torch.device("cpu")
         self.precision = "fp32"
+        self.frame_encoder: FrameEncoder = TorchEncoder(self)  #: what runs f_E at inference (embed_frames)
 
     def _set_event_norm(self) -> None:
         mean = list(self.meta.event_mean) if self.meta.event_mean is not None else [0.0, 0.0, 0.0]
@@ -132,11 +148,18 @@ class EventClip(nn.Module):
         self.clip.eval()  # f_I and f_T stay in eval mode (frozen)
         return self
 
-    def place(self, device: str | torch.device = "auto", precision: str = "auto") -> "EventClip":
+    def place(self, device: str | torch.device = "auto", precision: str = "auto") -> EventClip:
         """Move to ``device`` ("auto": CUDA when present) and pick the autocast precision."""
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        return self.to(self.device)
+        self.to(self.device)
+        self.frame_encoder.place(self.device)
+        return self
+
+    def use_encoder(self, encoder: FrameEncoder | None) -> "EventClip":
+        """Run f_E at inference through ``encoder`` (e.g. an ONNX file on onnxruntime); None: the torch tower."""
+        self.frame_encoder = TorchEncoder(self) if encoder is None else encoder
+        return self
 
     # ----------------------------------------------------------------- encoders
     @property
@@ -182,28 +205,28 @@ class EventClip(nn.Module):
         z = z.float()
         return nn.functional.normalize(z, dim=-1) if normalize else z
 
+    def embed_frames(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Normalised embeddings (B, D) of (B, H, W) frames (tensor or array), without gradients, through
+        :attr:`frame_encoder` (the torch tower, or an exported encoder on onnxruntime)."""
+        return self.frame_encoder(frames)
+
     @torch.inference_mode()
     def embed_windows(self, windows_events: Sequence[np.ndarray], size: SensorSize, batch_size: int = 64) -> torch.Tensor:
-        """Normalised embeddings (N, D) of N event windows: frames built on the model's device, batched."""
-        out = []
-        for i in range(0, len(windows_events), batch_size):
-            frames = build_frames_torch(windows_events[i : i + batch_size], size, self.frame_config, self.device)
-            out.append(self.encode_frames(frames))
-        if not out:
-            return torch.empty(0, self.embed_dim, device=self.device)
-        return torch.cat(out)
+        """Normalised embeddings (N, D) of N event windows: frames built on the model's device, batched,
+        through :meth:`embed_frames`."""
+        out = [self.embed_frames(build_frames_torch(batch, size, self.frame_config, self.device))
+               for batch in batched(windows_events, batch_size)]
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)
 
     @torch.inference_mode()
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Normalised text embeddings (N, D), batched, without gradients."""
-        parts = [self.encode_texts(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+        parts = [self.encode_texts(batch) for batch in batched(texts, batch_size)]
         return torch.cat(parts) if parts else torch.empty(0, self.embed_dim, device=self.device)
 
     @torch.inference_mode()
     def embed_images(self, images: Sequence, batch_size: int = 64) -> torch.Tensor:
         """Normalised image embeddings (N, D) of PIL images (CLIP preprocessing applied), batched."""
-        out = []
-        for i in range(0, len(images), batch_size):
-            batch = torch.stack([self.image_preprocess(im) for im in images[i : i + batch_size]])
-            out.append(self.encode_images(batch))
+        out = [self.encode_images(torch.stack([self.image_preprocess(im) for im in batch]))
+               for batch in batched(images, batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=self.device)

@@ -20,11 +20,14 @@ from pathlib import Path
 
 import open_clip
 import torch
+from huggingface_hub import constants
 
 from .assembly import assemble, make_image_preprocess, make_tokenizer, model_config
+from .backends import check_backend
 from .checkpoint import load_any_checkpoint
 from .event_clip import EventClip, ModelMeta
 from .finite import describe_nonfinite, nonfinite_tensors
+from .onnx_runtime import parse_providers
 
 __all__ = [
     "ModelSpec", "PretrainedUnavailableError", "assemble", "create_event_clip", "make_image_preprocess",
@@ -38,7 +41,8 @@ class PretrainedUnavailableError(OSError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model to build (``checkpoint`` wins over ``arch``/``pretrained``)."""
+    """Which model to build (``checkpoint`` wins over ``arch``/``pretrained``) and what runs its f_E at inference
+    (``backend``: torch, or the ``onnx`` file exported from it on onnxruntime, see :mod:`.backends`)."""
 
     arch: str = "ViT-B-32"  #: open_clip architecture name
     pretrained: str | None = "openai"  #: open_clip pretrained tag, a local weights file, or None (random init)
@@ -46,6 +50,21 @@ class ModelSpec:
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     precision: str = "auto"  #: auto | fp32 | fp16 | bf16
     cache_dir: str | None = None  #: open_clip download cache (default ~/.cache/huggingface)
+    backend: str = "torch"  #: torch | onnxruntime
+    onnx: str | None = None  #: backend onnxruntime: f_E of this model exported by ``event-clip export --onnx``
+    onnx_providers: str = "auto"  #: backend onnxruntime: auto, or a list of tensorrt, cuda, cpu (.onnx_runtime)
+
+    def __post_init__(self) -> None:
+        check_backend(self.backend)
+        if self.backend == "onnxruntime" and not self.onnx:
+            raise ValueError("backend onnxruntime needs the exported encoder (onnx file): "
+                             "event-clip export --onnx FILE.onnx --checkpoint CHECKPOINT writes it")
+        parse_providers(self.onnx_providers)
+
+    @property
+    def source(self) -> str:
+        """Where the model comes from, for messages."""
+        return self.checkpoint or f"{self.arch} ({self.pretrained or 'none'} weights)"
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout_s: float = 3.0) -> bool:
@@ -62,8 +81,6 @@ def _offline_unless_hub_reachable() -> Iterator[None]:
 
     Without this a missing cache costs about 45 s of download retries before failing.
     """
-    from huggingface_hub import constants
-
     saved = constants.HF_HUB_OFFLINE
     if not saved and not _hub_reachable():
         constants.HF_HUB_OFFLINE = True
@@ -101,11 +118,18 @@ def _create_clip(arch: str, pretrained: str | None, cache_dir: str | None) -> to
 
 
 def create_event_clip(spec: ModelSpec = ModelSpec()) -> EventClip:
-    """Build the model described by ``spec``, placed on its device, in eval mode."""
+    """Build the model described by ``spec``, placed on its device, in eval mode, its f_E on ``spec.backend``
+    (onnxruntime: the ONNX file checked against the model, OnnxModelError when it belongs to another)."""
     if spec.checkpoint is not None:
         model = load_any_checkpoint(spec.checkpoint)
     else:
         cfg = model_config(spec.arch)  # unknown architectures fail here, with the list of known ones
         clip = _create_clip(spec.arch, spec.pretrained, spec.cache_dir)
         model = assemble(clip, ModelMeta(model_cfg=cfg, arch=spec.arch, pretrained=spec.pretrained or "none"))
-    return model.place(spec.device, spec.precision).eval()
+    model.place(spec.device, spec.precision).eval()
+    if spec.backend == "onnxruntime":
+        from .onnx_runtime import OnnxRuntimeEncoder
+
+        assert spec.onnx is not None  # ModelSpec refuses onnxruntime without a file
+        model.use_encoder(OnnxRuntimeEncoder.open(spec.onnx, model, spec.onnx_providers, spec.precision, spec.source))
+    return model

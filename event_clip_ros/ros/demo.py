@@ -26,10 +26,16 @@ import sys
 import time
 from pathlib import Path
 
+from event_camera_msgs.msg import EventPacket
+
 from ..apps.bag_writer import PacketEncoder, recording_packets
 from ..apps.evaluation.truth import TimeRanges, load_truth_csv
 from ..events.readers.base import EventFileError
 from ..events.ros_cdr import encode_event_packet
+from .interfaces import EVENT_QOS
+from .node_process import NodeWatch, start_detector_node, stop_process, wait_connected
+from .results import ResultCollector
+from .session import ReplayError, RosSession
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RECORDING = REPO / "data" / "samples" / "glyphs.raw"
@@ -81,10 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         if path and not Path(path).exists():
             print(f"demo: {path} does not exist", file=sys.stderr)
             return 2
-    from event_camera_msgs.msg import EventPacket
-
-    from .interfaces import EVENT_QOS
-    from .replay import NodeWatch, ReplayError, ResultCollector, RosSession, start_detector_node, stop_process, wait_connected
 
     ns = f"demo{os.getpid()}"
     fqn = f"/{ns}/detector"

@@ -1,8 +1,8 @@
-"""The detector's /diagnostics status, built from the pipeline's counters and latency trackers."""
+"""The detector's /diagnostics statuses, built from the pipeline's counters and latency trackers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
@@ -17,19 +17,16 @@ def _text(value: object) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def diagnostic_array(
-    name: str,
-    hardware_id: str,
-    health: Health,
-    values: Mapping[str, object],
-    stamp_ns: int,
-) -> DiagnosticArray:
+def diagnostic_status(name: str, hardware_id: str, health: Health, values: Mapping[str, object]) -> DiagnosticStatus:
     """One DiagnosticStatus named ``name`` with ``values`` as key/value strings (floats to 6 digits)."""
-    status = DiagnosticStatus(
+    return DiagnosticStatus(
         level=LEVELS[health.level],
         name=name,
         message=health.message,
         hardware_id=hardware_id,
         values=[KeyValue(key=k, value=_text(v)) for k, v in values.items()],
     )
-    return DiagnosticArray(header=header(stamp_ns, ""), status=[status])
+
+
+def diagnostic_array(statuses: Sequence[DiagnosticStatus], stamp_ns: int) -> DiagnosticArray:
+    return DiagnosticArray(header=header(stamp_ns, ""), status=list(statuses))

@@ -32,11 +32,6 @@ def ros_time(stamp_ns: int) -> Time:
     return Time(sec=sec, nanosec=nanosec)
 
 
-def stamp_to_ns(stamp: Time) -> int:
-    """A builtin_interfaces/Time in ns."""
-    return stamp.sec * _NS_PER_S + stamp.nanosec
-
-
 def header(stamp_ns: int, frame_id: str) -> Header:
     return Header(stamp=ros_time(stamp_ns), frame_id=frame_id)
 
@@ -66,11 +61,13 @@ def vision_info_msg(mode: str, version: int, location: str, stamp_ns: int) -> Vi
 
 
 def image_msg(frame: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
-    """A (H, W) uint8 frame as a mono8 Image (data set through array.array: the fast path)."""
-    if frame.dtype != np.uint8 or frame.ndim != 2:
-        raise ValueError(f"expected a (H, W) uint8 frame, got {frame.dtype} {frame.shape}")
-    height, width = frame.shape
+    """A uint8 frame as an Image: (H, W) mono8 (the model's frame) or (H, W, 3) rgb8 (the view for people);
+    data set through array.array, the fast path."""
+    if frame.dtype != np.uint8 or not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)):
+        raise ValueError(f"expected a (H, W) or (H, W, 3) uint8 frame, got {frame.dtype} {frame.shape}")
+    height, width = frame.shape[:2]
+    channels = 1 if frame.ndim == 2 else 3
     data = array.array("B")
     data.frombytes(np.ascontiguousarray(frame).tobytes())
-    return Image(header=header(stamp_ns, frame_id), height=height, width=width, encoding="mono8",
-                 is_bigendian=False, step=width, data=data)
+    return Image(header=header(stamp_ns, frame_id), height=height, width=width,
+                 encoding="mono8" if channels == 1 else "rgb8", is_bigendian=False, step=width * channels, data=data)

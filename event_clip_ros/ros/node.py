@@ -69,6 +69,7 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _run(args: list[str] | None, signals: ShutdownSignals) -> int:
+    # lazy: rclpy and torch load after the signal handlers are in place, so an early Ctrl-C ends cleanly
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn

@@ -1,4 +1,5 @@
-"""Declare the detector's parameters (table in :mod:`event_clip_ros.apps.detector_params`) on a node."""
+"""Declare the detector's parameters (tables in :mod:`event_clip_ros.apps.detector_params` and, for each named
+input, :mod:`event_clip_ros.apps.detector_inputs`) on a node."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from ..apps.detector_inputs import INPUT_PARAMETERS
 from ..apps.detector_params import PARAMETERS, ParamSpec
 
 
@@ -25,11 +27,22 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
+def _declare(node: Node, name: str, spec: ParamSpec) -> None:
+    default = Parameter.Type.STRING_ARRAY if spec.default is None else spec.default
+    node.declare_parameter(name, default, descriptor(spec))
+
+
 def declare_parameters(node: Node) -> None:
     """Declare every detector parameter (string arrays without a default are declared by type)."""
     for spec in PARAMETERS:
-        default = Parameter.Type.STRING_ARRAY if spec.default is None else spec.default
-        node.declare_parameter(spec.name, default, descriptor(spec))
+        _declare(node, spec.name, spec)
+
+
+def declare_input_parameters(node: Node, names: tuple[str, ...]) -> None:
+    """Declare ``<name>.<key>`` for each named input (``inputs``)."""
+    for name in names:
+        for spec in INPUT_PARAMETERS:
+            _declare(node, f"{name}.{spec.name}", spec)
 
 
 def parameter_values(node: Node, overrides: list[Parameter] | None = None) -> dict[str, Any]:
@@ -40,6 +53,20 @@ def parameter_values(node: Node, overrides: list[Parameter] | None = None) -> di
         if p.name in values:
             values[p.name] = p.value
     return values
+
+
+def input_parameter_values(node: Node, names: tuple[str, ...],
+                           overrides: list[Parameter] | None = None) -> dict[str, dict[str, Any]]:
+    """``{input name: {key: value}}`` of the named inputs' parameters, with ``overrides`` applied."""
+    pending = {p.name: p.value for p in overrides or []}
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        values = {}
+        for spec in INPUT_PARAMETERS:
+            full = f"{name}.{spec.name}"
+            values[spec.name] = pending[full] if full in pending else _value(node, full)
+        out[name] = values
+    return out
 
 
 def _value(node: Node, name: str) -> Any:

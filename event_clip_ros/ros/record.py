@@ -22,7 +22,7 @@ from rosbags.rosbag2 import Writer
 from ..apps.bag_writer import STORAGES
 from ..events.readers.bag_types import bag_typestore
 from .interfaces import message_class
-from .replay import ReplayError, RosSession
+from .session import ReplayError, RosSession
 
 #: Best effort matches every publisher; a deep history absorbs bursts between callbacks.
 RECORD_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT,

@@ -1,9 +1,9 @@
-"""A worker thread with a latest-only hand-off: latency never builds up behind a slow consumer.
+"""The inference worker thread: takes batches from an :class:`~event_clip_ros.apps.inference_queue.InferenceQueue`.
 
-The producer (the subscription callback) ``submit``s items; the worker handles
-the newest one whenever it is free. An item still waiting when a newer one
-arrives is dropped and counted, so at most one item waits and memory stays
-bounded whatever the input rate.
+The producers (subscription callbacks) put completed windows into the queue;
+the worker handles whatever waits whenever it is free, one batch at a time
+(which windows wait, and which are stale and dropped, is the queue's business).
+A batch whose handler raises is counted and logged; the worker goes on.
 """
 
 from __future__ import annotations
@@ -11,28 +11,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
 
-T = TypeVar("T")
+from ..apps.inference_queue import InferenceQueue, QueuedWindow
 
 log = logging.getLogger("event_clip_ros.ros.worker")
 
 
-class LatestOnlyWorker(Generic[T]):
-    """Runs ``handle(item)`` on its own thread for the latest submitted item."""
+class BatchWorker:
+    """Runs ``handle(batch)`` on its own thread for each batch :meth:`InferenceQueue.take` returns."""
 
-    def __init__(self, handle: Callable[[T], None], name: str = "detector-worker") -> None:
+    def __init__(self, queue: InferenceQueue, handle: Callable[[list[QueuedWindow]], None],
+                 name: str = "detector-worker") -> None:
+        self.queue = queue
         self._handle = handle
         self._name = name
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._stopping = False
-        self._drain = False
         self._thread: threading.Thread | None = None
-        self.submitted = 0  #: items offered
-        self.handled = 0  #: items handled (including those whose handler raised)
-        self.dropped = 0  #: items replaced by a newer one before the worker took them
-        self.errors = 0  #: items whose handler raised (logged, the worker goes on)
+        self.handled = 0  #: batches handled (including those whose handler raised)
+        self.errors = 0  #: batches whose handler raised (logged, the worker goes on)
         self.last_error: str | None = None
 
     @property
@@ -42,33 +37,15 @@ class LatestOnlyWorker(Generic[T]):
     def start(self) -> None:
         if self.running:
             return
-        with self._cond:
-            self._stopping = False
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
-    def submit(self, item: T) -> None:
-        """Offer ``item``; a waiting older item is dropped (counted)."""
-        with self._cond:
-            self.submitted += 1
-            if self._item is not None:
-                self.dropped += 1
-            self._item = item
-            self._cond.notify()
-
     def stop(self, timeout_s: float = 10.0, drain: bool = False) -> None:
-        """Finish the item being handled and end the thread.
+        """Close the queue, finish the batch in hand (``drain``: and every window still waiting), end the thread.
 
-        The waiting item is dropped (counted), or with ``drain`` handled first (a clean
-        shutdown publishes the last results).
+        Without ``drain`` the waiting windows are dropped (counted by the queue).
         """
-        with self._cond:
-            self._stopping = True
-            self._drain = drain
-            if self._item is not None and not drain:
-                self.dropped += 1
-                self._item = None
-            self._cond.notify()
+        self.queue.close(drain=drain)
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
@@ -76,18 +53,12 @@ class LatestOnlyWorker(Generic[T]):
             self._thread = None
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._item is None and not self._stopping:
-                    self._cond.wait()
-                if self._stopping and not (self._drain and self._item is not None):
-                    return
-                item, self._item = self._item, None
+        while (batch := self.queue.take()) is not None:
             try:
-                self._handle(item)
-            except Exception as exc:  # a failing window must not end the worker
+                self._handle(batch)
+            except Exception as exc:  # a failing batch must not end the worker
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("%s: handling an item failed", self._name)
+                log.exception("%s: handling a batch of %d windows failed", self._name, len(batch))
             finally:
                 self.handled += 1

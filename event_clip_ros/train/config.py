@@ -64,7 +64,7 @@ class OptimSection:
     warmup_epochs: float = 40.0
     min_lr_ratio: float = 0.0
     epochs: int = 200
-    batch_size: int = 32  #: per device (a subclass may allow None: chosen by the run)
+    batch_size: int | None = 32  #: per device; None: chosen by the run (fine-tuning), refused by pre-training
     grad_accum_steps: int = 1
     grad_clip_norm: float | None = None
 

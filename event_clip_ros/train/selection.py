@@ -55,4 +55,5 @@ def resolve_selection(requested: str, metric: str, validation: str | None, valid
         log.warning("no validation set: keeping the last epoch as best.safetensors (the official best.pt is the last "
                     "epoch); the test list is not used for selection")
     return Selection(mode=mode, metric=metric if mode == "validation" else None,
-                     validation=validation if has_val else "none", validation_items=validation_items if has_val else 0)
+                     validation=validation if has_val and validation is not None else "none",
+                     validation_items=validation_items if has_val else 0)

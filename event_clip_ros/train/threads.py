@@ -32,6 +32,7 @@ def usable_cores() -> int:
     except (AttributeError, OSError):
         logical = os.cpu_count() or 1
     try:
+        # lazy: psutil is optional (installed with the ROS 2 tools); without it logical CPUs count
         import psutil
 
         physical = psutil.cpu_count(logical=False)

@@ -122,6 +122,7 @@ class FrameDiffExtractor:
             return None
         if image.shape != self._prev.shape:
             raise ValueError(f"frame {frame.index} is {image.shape}, the stack started with {self._prev.shape}")
+        assert self._counts is not None  # allocated at the first frame
         diff = cv2.absdiff(image, self._prev)
         if diff.ndim == 3:
             diff = cv2.cvtColor(diff, cv2.COLOR_BGR2GRAY)
@@ -135,19 +136,20 @@ class FrameDiffExtractor:
         """The event frame of the last, partial stack (at least 2 frames), or None."""
         return self._emit() if self._n >= 2 else None
 
-    def _render(self) -> np.ndarray:
+    def _render(self, counts: np.ndarray) -> np.ndarray:
         if self.config.ten_crop is None:
-            return normalise_counts(self._counts, self.config)
-        return ten_crop(self._counts, self.config.ten_crop, lambda crop: normalise_counts(crop, self.config))
+            return normalise_counts(counts, self.config)
+        return ten_crop(counts, self.config.ten_crop, lambda crop: normalise_counts(crop, self.config))
 
     def _emit(self) -> EventFrame:
+        assert self._first is not None and self._last is not None and self._counts is not None  # a stack of >= 2 frames
         out = EventFrame(
             index=self._stacks,
             first_frame=self._first.index,
             n_frames=self._n,
             t_start_us=self._first.t_us,
             t_end_us=self._last.t_us,
-            frame=self._render(),
+            frame=self._render(self._counts),
         )
         self._counts[:] = 0
         self._prev = self._first = self._last = None

@@ -105,7 +105,8 @@ class VideoReader:
         """Yield the frames in order (once per reader), at most ``max_frames``."""
         if self._first is None:
             raise RuntimeError(f"{self.path}: frames() can be iterated once per opening")
-        image, self._first = self._first, None
+        image: np.ndarray | None = self._first
+        self._first = None
         index = 0
         while image is not None and (max_frames is None or index < max_frames):
             if (image.shape[1], image.shape[0]) != self.source_size:

@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.stores.latest import std_msgs__msg__String as StringMsg
 
 from ...events.readers.bags import open_bag
 from ...events.readers.base import EventFileError
@@ -106,4 +108,4 @@ def read_label_messages(bag: BagTopics, topic: str) -> list[tuple[int, str]]:
     if bag.topics[topic] != STRING_MSGTYPE:
         raise EventFileError(f"{bag.path}: label topic {topic!r} has type {bag.topics[topic]}, expected {STRING_MSGTYPE}")
     store = get_typestore(Stores.LATEST)
-    return [(m.log_time_ns, store.deserialize_cdr(m.raw, STRING_MSGTYPE).data) for m in bag_messages(bag, [topic])]
+    return [(m.log_time_ns, cast(StringMsg, store.deserialize_cdr(m.raw, STRING_MSGTYPE)).data) for m in bag_messages(bag, [topic])]

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from ...events.windows import WindowConfig
 from ...model.zero_shot import LabelScore
-from ..detector import ANOMALY, DetectionResult
+from ..detector import DetectionResult
 from ..event_input import EventInput
+from ..heads import ANOMALY
 from .bag_input import BagTopics, bag_messages
 
 
@@ -38,7 +39,7 @@ def bag_windows(bag: BagTopics, msgtype: str, window: WindowConfig) -> tuple[lis
     out = []
     for message in bag_messages(bag, [bag.event_topic]):
         out += [WindowInfo(w.window.index, w.window.t_start_us, w.window.t_end_us, w.n_events, w.stamp_ns, w.frame_id)
-                for w in source.feed_cdr(message.raw)]
+                for w in source.feed(message.raw)]
     return out, source.counters()
 
 

@@ -1,8 +1,9 @@
 """Offline evaluation: a bag's event topic through the node's own Detector, then scored and reported.
 
-Every message of the topic goes, in log-time order, through
-:meth:`Detector.feed_cdr` (the node's subscription callback path) and the
-windows it completes through :meth:`Detector.infer_all` in batches, so each
+Every message of the topic goes, in log-time order, through the node's input
+(:func:`~event_clip_ros.apps.event_input.make_input`, ``feed``: the node's
+subscription callback path) and the windows it completes through
+:meth:`Detector.infer_all` in batches, so each
 window and its result equal what the node would publish for it when it drops
 nothing (batching changes scores only by float rounding). Like the node, the
 window still open when the bag ends is not evaluated.
@@ -21,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..detector import DetectionResult, Detector, DetectorConfig
-from ..event_input import PendingWindow
+from ..detector import DetectionResult, Detector
+from ..detector_config import DetectorConfig
+from ..event_input import EventInput, ImageInput, PendingWindow, make_input
 from .bag_input import BagReadStats, BagTopics, bag_messages, open_bag_topics
 from .health import DEFAULT_MAX_PROBLEM_RATE, input_problems, worse_status
 from .report import RunInfo, write_evaluation
@@ -43,11 +45,12 @@ class Pass:
 
 def run_detector(
     bag: BagTopics,
+    source: EventInput | ImageInput,
     detector: Detector,
     batch_size: int = 32,
-    on_message: Callable[[], None] | None = None,
+    on_message: Callable[[], object] | None = None,
 ) -> Pass:
-    """Feed every message of ``bag.event_topic`` to the (loaded) detector; infer windows in batches."""
+    """Feed every message of ``bag.event_topic`` to ``source``; infer its windows with the (loaded) detector in batches."""
     out = Pass()
     stats = BagReadStats()
     pending: list[PendingWindow] = []
@@ -64,7 +67,7 @@ def run_detector(
     try:
         for message in bag_messages(bag, [bag.event_topic], stats):
             t0 = time.perf_counter()
-            pending += detector.feed_cdr(message.raw)
+            pending += source.feed(message.raw)
             decode_s += time.perf_counter() - t0
             if len(pending) >= batch_size:
                 infer()
@@ -78,7 +81,7 @@ def run_detector(
         out.status = "incomplete"
         out.problems.append(f"the bag is damaged after {stats.messages} of {bag.message_count} messages: {stats.damaged}")
     wall_s = time.perf_counter() - start
-    out.counters = detector.counters()
+    out.counters = {**source.counters(), **detector.counters()}
     out.timing = {
         "wall_s": round(wall_s, 4), "decode_s": round(decode_s, 4), "inference_s": round(infer_s, 4),
         "windows_per_s": round(len(out.results) / wall_s, 2) if wall_s > 0 else 0.0,
@@ -106,7 +109,7 @@ def evaluate_bag(
     out_dir: str | Path,
     topic: str | None = None,
     model=None,
-    on_message: Callable[[], None] | None = None,
+    on_message: Callable[[], object] | None = None,
     on_start: Callable[[BagTopics], None] | None = None,
 ) -> tuple[RunInfo, Evaluation]:
     """Run the detector over a bag, score it and write the evaluation's files into ``out_dir``.
@@ -118,9 +121,10 @@ def evaluate_bag(
     bag = open_bag_topics(bag_path, topic)
     if on_start is not None:
         on_start(bag)
-    detector = Detector(setup.config, bag.msgtype, model=model)
+    source = make_input(bag.msgtype, setup.config)
+    detector = Detector(setup.config, model=model)
     detector.load()
-    done = run_detector(bag, detector, setup.batch_size, on_message)
+    done = run_detector(bag, source, detector, setup.batch_size, on_message)
     return score_and_write(bag, setup, detector, done, out_dir, source="offline")
 
 
@@ -145,7 +149,7 @@ def score_and_write(bag: BagTopics, setup: EvaluationSetup, detector: Detector, 
                   "score_threshold": config.score_threshold, "anomaly_threshold": config.anomaly.threshold,
                   "templates": list(config.templates), "checkpoint": config.model.checkpoint,
                   "model": loaded_arch(detector) or config.model.arch, "batch_size": setup.batch_size,
-                  "max_problem_rate": setup.max_problem_rate},
+                  "max_problem_rate": setup.max_problem_rate, "noise_filter": config.noise.describe()},
     )
     write_evaluation(out_dir, run, evaluation)
     return run, evaluation

@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ...atomic_files import atomic_write_bytes, atomic_write_text
+from ...plotting import pyplot
 from .metrics import AnomalyMetrics, ClassificationMetrics
 from .scoring import Evaluation
 
@@ -76,7 +79,7 @@ def write_evaluation(out_dir: str | Path, run: RunInfo, evaluation: Evaluation) 
 
 
 def _run_dict(run: RunInfo, evaluation: Evaluation) -> dict[str, Any]:
-    out = {
+    out: dict[str, Any] = {
         "bag": run.bag, "topic": run.topic, "msgtype": run.msgtype, "mode": run.mode, "source": run.source,
         "status": run.status, "problems": run.problems + evaluation.problems, "truth": run.truth,
         "classes": run.classes, "settings": run.settings, "counters": run.counters, "timing": run.timing,
@@ -122,26 +125,16 @@ def windows_csv(evaluation: Evaluation, video_column: bool = False) -> str:
     return buf.getvalue()
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
 def confusion_png(m: ClassificationMetrics) -> bytes:
     """Confusion matrix, rows normalised to the share of each true class, counts written in the cells."""
-    plt = _pyplot()
-    import numpy as np
+    plt = pyplot()
 
     counts = m.confusion
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -165,7 +158,7 @@ def confusion_png(m: ClassificationMetrics) -> bytes:
 
 def curve_png(curves: list[tuple[str, AnomalyMetrics]], kind: str) -> bytes:
     """ROC (kind "roc") or precision-recall ("pr") curves of the window- and frame-level scores."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 4.4), layout="constrained")
     for name, m in curves:
         curve = m.roc if kind == "roc" else m.pr

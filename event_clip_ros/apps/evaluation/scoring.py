@@ -109,7 +109,7 @@ def _score_zero_shot(results: Sequence[DetectionResult], truth: GroundTruth, cla
         ev.problems.append("true labels that are not classes (counted as misses): "
                            + ", ".join(f"{label} ({n})" for label, n in sorted(unknown.items())))
     ev.classification = classification_metrics(
-        classes, [w.truth for w in with_truth], [[s.label for s in w.result.labels] for w in with_truth], top_k)
+        classes, [w.truth for w in with_truth if w.truth is not None], [[s.label for s in w.result.labels] for w in with_truth], top_k)
     return ev
 
 

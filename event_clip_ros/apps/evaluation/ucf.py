@@ -19,10 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...model.zero_shot import LabelScore
-from ..detector import ANOMALY as ANOMALY_LABEL
-from ..detector import NORMAL as NORMAL_LABEL
 from ..detector import DetectionResult
+from ..heads import anomaly_labels
 from ..video_anomaly import SegmentScore, frame_scores
 from .metrics import anomaly_metrics
 from .scoring import Evaluation, Scored
@@ -110,18 +108,17 @@ class VideoSummary:
                 "segments": self.segments, "roc_auc": self.roc_auc}
 
 
-def _segment_result(video: ScoredVideo, seg: SegmentScore, anomalous: bool) -> DetectionResult:
+def _segment_result(video: ScoredVideo, seg: SegmentScore) -> DetectionResult:
     """A segment as a detector window: half-open frame times [first, first + n), frame_id the video's name."""
     t_end_us = round((seg.first_frame + seg.n_frames) * 1e6 / video.fps)
-    anomaly, normal = LabelScore(ANOMALY_LABEL, seg.score), LabelScore(NORMAL_LABEL, 1.0 - seg.score)
     return DetectionResult(index=seg.index, t_start_us=seg.t_start_us, t_end_us=t_end_us, n_events=0,
-                           stamp_ns=t_end_us * 1_000, frame_id=video.name,
-                           labels=(anomaly, normal) if anomalous else (normal, anomaly),
-                           anomaly_score=seg.score, is_anomaly=anomalous)
+                           stamp_ns=t_end_us * 1_000, frame_id=video.name, labels=anomaly_labels(seg.score, seg.is_anomaly),
+                           anomaly_score=seg.score, is_anomaly=seg.is_anomaly)
 
 
 def evaluate_videos(videos: Sequence[ScoredVideo], threshold: float) -> tuple[Evaluation, list[VideoSummary]]:
-    """Segment (window) and frame-level metrics over all ``videos``, decisions ``score > threshold``."""
+    """Segment (window) and frame-level metrics over all ``videos``: segments decided as the detector did, frames
+    ``score > threshold`` (the detector's threshold)."""
     if not videos:
         raise ValueError("no scored videos to evaluate")
     windows: list[Scored] = []
@@ -135,7 +132,7 @@ def evaluate_videos(videos: Sequence[ScoredVideo], threshold: float) -> tuple[Ev
         own = anomaly_metrics(truth, per_frame, per_frame > threshold)
         summaries.append(VideoSummary(video.name, video.n_frames, own.positives, len(video.segments), own.roc_auc))
         for seg in video.segments:
-            result = _segment_result(video, seg, seg.score > threshold)
+            result = _segment_result(video, seg)
             is_anomalous = anomaly_truth(video.truth.label_of(result))
             if is_anomalous is None:
                 windows.append(Scored(result, None, None))

@@ -31,10 +31,13 @@ Payload = Union[bytes, bytearray, memoryview, np.ndarray]
 #: Gives a writable EVENT_DTYPE array of at least the requested length for a decoder to fill
 #: (default: a new array; a Windower's ``reserve`` lets the decoder write into its buffer).
 Allocator = Callable[[int], np.ndarray]
+#: A kernel's counts, one per counter slot: the int64 array of ``Decoder._new_counts`` or a tuple.
+KernelCounts = Union[np.ndarray, Sequence[int]]
 
 
 # Kernels write a record as two int64 stores, ``t`` and then :func:`record_word`: the layout it needs.
-if sys.byteorder != "little" or EVENT_DTYPE.itemsize != 16 or [EVENT_DTYPE.fields[f][1] for f in "txyp"] != [0, 8, 10, 12]:
+_OFFSETS = {name: spec[1] for name, spec in (EVENT_DTYPE.fields or {}).items()}
+if sys.byteorder != "little" or EVENT_DTYPE.itemsize != 16 or [_OFFSETS.get(f) for f in "txyp"] != [0, 8, 10, 12]:
     raise ImportError("the decoders write EVENT_DTYPE records as (t, x | y << 16 | p << 32) int64 pairs: "
                       "they need a little-endian machine and the 16-byte record layout")
 
@@ -142,7 +145,7 @@ class Decoder(ABC):
         """A zeroed counter array for one kernel call (one int64 per :attr:`counter_slots`)."""
         return np.zeros(len(self.counter_slots), dtype=np.int64)
 
-    def _account(self, events: np.ndarray, counts: Sequence[int], units: int, ordered: bool = False) -> np.ndarray:
+    def _account(self, events: np.ndarray, counts: KernelCounts, units: int, ordered: bool = False) -> np.ndarray:
         """Count one decoded packet of ``units`` words or records and the kernel's ``counts``
         into :attr:`stats` (each kind warned about once), keep its events' time plausible
         (:attr:`guard`; ``ordered``: the kernel saw their times never go back, which saves the
@@ -208,7 +211,7 @@ class StreamDecoder(Decoder):
 
     word_dtype: ClassVar[np.dtype]
     state_slots: ClassVar[int]
-    max_events: ClassVar[Callable[[np.ndarray], int]]
+    max_events: ClassVar[staticmethod[[np.ndarray], int]]
     kernel: ClassVar[Callable[..., tuple[int, int, bool]]]
     #: Most events one word can give (the bound without a pass over the words).
     max_events_per_word: ClassVar[int] = 1
@@ -274,15 +277,15 @@ class TimeBaseDecoder(Decoder):
     stamps_time_base = True
 
     def decode(self, payload: Payload, time_base_ns: int = 0, alloc: Allocator = empty_events) -> np.ndarray:
-        time_base_ns = checked_time_base(self.stats, self.encoding, time_base_ns)
-        if time_base_ns is None:
+        checked_ns = checked_time_base(self.stats, self.encoding, time_base_ns)
+        if checked_ns is None:
             return empty_events()
         records = self._whole_records(payload)
-        events, counts, ordered = self._decode_records(records, time_base_ns, alloc)
+        events, counts, ordered = self._decode_records(records, checked_ns, alloc)
         return self._account(events, counts, records.shape[0], ordered)
 
     @abstractmethod
-    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, Sequence[int], bool]:
+    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, KernelCounts, bool]:
         """The events of one packet's whole ``records`` (written into ``alloc(bound)``), the
         kernel's counts (one per counter slot) and whether it saw their times never go back
         (False: not known)."""

@@ -74,7 +74,7 @@ def _decode(words, start, out, n, state, width, height, max_jump_units, counters
     pol = state[_POL]
     t = epoch + t_high + t_low
     room = out.shape[0] // 2  # records out holds
-    oob = 0
+    oob = np.int64(0)
     skipped = 0
     rising = True  # the times of the events written so far never go back
     last_t = -1  # the time of the events written before the time in force

@@ -55,8 +55,8 @@ def _max_events(words):
 def _decode(words, out, time_base_us, width, height, state, counters):
     n = 0
     t = time_base_us
-    t_high = 0
-    t_low = 0
+    t_high = np.int64(0)
+    t_low = np.int64(0)
     x = state[_X]
     base_y = state[_BASE_Y]
     pol = state[_POL]

@@ -48,7 +48,7 @@ def _encode(ev, prev_t, out):
     w = 0
     cur_high = prev_t >> 12 if prev_t >= 0 else np.int64(-1)
     cur_t = np.int64(-1)  # force TIME_HIGH + TIME_LOW before the first event
-    cur_y = -1
+    cur_y = np.int64(-1)
     i = 0
     while i < n:
         t = ev[i].t
@@ -98,7 +98,7 @@ def _encode(ev, prev_t, out):
             out[w] = _VECT_BASE_X | (pol << 11) | base
             w += 1
             while k < j and ev[k].x < base + 12:
-                mask = 0
+                mask = np.int64(0)
                 while k < j and ev[k].x < base + 12:
                     mask |= 1 << (np.int64(ev[k].x) - base)
                     k += 1

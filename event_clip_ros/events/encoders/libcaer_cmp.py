@@ -35,8 +35,8 @@ def _encode(ev, tb_us, out):
     w = 0
     cur_high = np.int64(0)  # the decoder starts each packet at time offset 0
     cur_low = np.int64(0)
-    base_y = -1  # decoder's vector base row and polarity (-1: unknown)
-    base_p = -1
+    base_y = np.int64(-1)  # decoder's vector base row and polarity (-1: unknown)
+    base_p = np.int64(-1)
     cur_x = np.int64(ev[0].x)  # a packet starts with ADDR_X, as the driver writes it
     out[w] = _ADDR_X | cur_x
     w += 1

@@ -24,6 +24,7 @@ ATIS .bin          ``.bin`` extension                           :class:`AtisBinR
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..types import SensorSize
@@ -48,7 +49,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _DAT_CD_TYPES = (0, 12)
 _DAT_EVENT_BYTES = 8
 
-_READERS = {
+_READERS: dict[str, Callable[..., EventReader]] = {
     "raw": RawReader, "dat": DatReader, "aedat4": Aedat4Reader, "aedat31": Aedat31Reader,
     "nimagenet": NImageNetReader, "atis_bin": AtisBinReader,
 }
@@ -125,7 +126,8 @@ def open_events(path: str | Path, topic: str | None = None, size: SensorSize | N
     if fmt == "rosbag":
         if size is not None:
             raise ValueError("size= does not apply to rosbag2 inputs (the messages carry the sensor size)")
-        from .rosbag import RosbagReader  # needs rosbags; imported only for bags
+        # lazy: rosbag imports events.packet_stream, which imports this package (readers.streaming): a cycle
+        from .rosbag import RosbagReader
 
         return RosbagReader(path, topic=topic)
     if topic is not None:

@@ -151,13 +151,13 @@ def _streams(path: Path, info: str) -> dict[int, tuple[str, SensorSize | None]]:
     return streams
 
 
-def _u32(buf: bytes, at: int) -> int:
+def _u32(buf: bytes | memoryview, at: int) -> int:
     if not 0 <= at <= len(buf) - 4:
         raise PacketError(f"offset {at} outside the {len(buf)}-byte buffer")
     return struct.unpack_from("<I", buf, at)[0]
 
 
-def _table(buf: bytes, table: int) -> tuple[int, tuple[int, ...]]:
+def _table(buf: bytes | memoryview, table: int) -> tuple[int, tuple[int, ...]]:
     """A flatbuffer table's position and the field offsets of its vtable (bounds-checked)."""
     if not 0 <= table <= len(buf) - 4:
         raise PacketError("table offset outside the buffer")

@@ -164,6 +164,7 @@ def _plausible(src: _Source, pos: int, end: int, channels: Collection[int], inne
 def _search(src: _Source, start: int, end: int, channels: Collection[int], inner: bool,
             chunks_only: bool = False) -> int | None:
     """Offset of the next plausible record at or after ``start`` (None: none before ``end``)."""
+    probes: tuple[bytes, ...]
     if inner:
         probes = (bytes([_MESSAGE]),)
     else:

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from rosbags.rosbag1 import Reader
 
 from ..ros_cdr import EVENT_ARRAY_TYPES
 from .bag_parts import RosbagsPart, StorageDamage
@@ -40,8 +41,6 @@ _CDR_LE = b"\x00\x01\x00\x00"
 
 def open_ros1(path: Path) -> RosbagsPart:
     """A ROS 1 bag opened as a storage part whose messages are CDR (rosbags errors propagate)."""
-    from rosbags.rosbag1 import Reader
-
     reader = Reader(path)
     try:
         reader.open()
@@ -90,7 +89,7 @@ def event_array_to_cdr(raw: bytes) -> bytes:
     body = np.zeros(_CDR_FIRST.itemsize + (n - 1) * _CDR_EVENT.itemsize, dtype=np.uint8)
     first = body[: _CDR_FIRST.itemsize].view(_CDR_FIRST)
     rest = body[_CDR_FIRST.itemsize :].view(_CDR_EVENT)
-    for name in _ROS1_EVENT.names:
+    for name in _ROS1_EVENT.names or ():
         first[name] = events[name][:1]
         rest[name] = events[name][1:]
     return bytes(head) + body[:-1].tobytes()  # no padding after the last event

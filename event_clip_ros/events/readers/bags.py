@@ -31,7 +31,10 @@ from itertools import groupby
 from pathlib import Path, PurePath
 from typing import Any
 
+import yaml
 from rosbags.interfaces import Connection, TopicInfo
+from rosbags.rosbag2 import Reader
+from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
 
 from ..types import log
 from .bag_mcap import MAGIC as MCAP_MAGIC
@@ -39,6 +42,7 @@ from .bag_mcap import McapScan
 from .bag_parts import SKIP, SQLITE_MAGIC, MessageItem, RosbagsPart, StorageDamage, StoragePart
 from .bag_ros1 import MAGIC as ROS1_MAGIC
 from .bag_ros1 import open_ros1
+from .bag_sqlite import SqliteRecovery
 from .base import EventFileError
 
 #: Suffixes of rosbag2 storage files (inside a bag directory or on their own).
@@ -182,13 +186,10 @@ def _open_mcap(file: Path) -> StoragePart:
 
 
 def _open_sqlite(file: Path) -> StoragePart:
-    from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
-
     reader = Sqlite3Reader(file)
     try:
         reader.open()
     except Exception as err:  # a damaged page anywhere: rosbags counts every message when opening
-        from .bag_sqlite import SqliteRecovery
 
         try:
             part = SqliteRecovery(file)
@@ -201,8 +202,6 @@ def _open_sqlite(file: Path) -> StoragePart:
 
 
 def _open_rosbags_directory(directory: Path) -> StoragePart:
-    from rosbags.rosbag2 import Reader
-
     reader = Reader(directory)
     reader.open()
     return RosbagsPart(reader, directory)
@@ -236,8 +235,6 @@ def _directory_storage(directory: Path) -> list[Path] | None:
 
 def _metadata(meta: Path) -> tuple[dict | None, str]:
     """(the rosbag2_bagfile_information mapping, "") or (None, what is wrong with the file)."""
-    import yaml
-
     try:
         if meta.stat().st_size > _MAX_METADATA_BYTES:
             return None, "is implausibly large"

@@ -23,6 +23,7 @@ def decompress(data: bytes, compression: str, max_bytes: int) -> tuple[bytes, bo
     A frame cut short gives what it holds and False; damaged data raises
     :class:`CompressionError`.
     """
+    # lazy: the codecs are needed only for compressed bags, and where zstd comes from depends on the Python version
     if compression == "zstd":
         if sys.version_info >= (3, 14):
             from compression.zstd import ZstdDecompressor

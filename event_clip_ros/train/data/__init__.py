@@ -5,8 +5,7 @@ module             what it holds
 =================  ==============================================================
 ``sample``         the item contract (:class:`Sample`), keyed seeding, the base class
 ``synthetic``      :class:`SyntheticGlyphs`: glyphs and shapes in simulated saccades
-``glyphs``         glyph / shape rendering and descriptive captions
-``saccades``       N-MNIST-like events of a static image (saccades, pixel model)
+                   (drawn by :mod:`event_clip_ros.sim`, which the CLI shares)
 ``paired``         N-ImageNet + ImageNet, N-Caltech101 / N-MNIST list datasets
 ``labelled``       N-Cars, DVS128 Gesture, N-Caltech101 class folders (no images)
 ``recommended``    per-dataset official frame settings and augmentation
@@ -17,12 +16,12 @@ module             what it holds
 =================  ==============================================================
 """
 
+from ...sim.saccades import SaccadeConfig
 from .augment import EventAugmentConfig, FrameAugmentConfig, augment_events, augment_frames, random_window
 from .collate import collate_samples, seed_worker
 from .labelled import DVSGesture, DVSGestureConfig, NCaltech101Folders, NCaltech101FoldersConfig, NCars, NCarsConfig
 from .paired import ListPaired, ListPairedConfig, NImageNetConfig, NImageNetPaired
 from .recommended import dataset_defaults, recommended_frame_config
-from .saccades import SaccadeConfig
 from .sample import EventDataset, Sample
 from .splits import ClassSplit, kshot_indices, match_classes
 from .subset import EpochSubset

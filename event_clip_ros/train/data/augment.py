@@ -39,14 +39,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from ...events.types import EVENT_DTYPE, SensorSize, concat_events
-
-if TYPE_CHECKING:
-    import torch
 
 
 def _check(events: np.ndarray) -> None:
@@ -187,8 +184,6 @@ def random_resized_crop_boxes(batch: int, height: int, width: int, generator: "t
     aspect in ``ratio``; the first box that fits is taken, else a centre crop
     with the aspect clamped into ``ratio``. Runs on the generator's device.
     """
-    import torch
-
     dev = generator.device
 
     def uniform(shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
@@ -228,8 +223,6 @@ def augment_frames(frames: "torch.Tensor", generator: "torch.Generator",
     The parameters are drawn on ``generator``'s device (a CPU generator gives
     the same crops whatever device the frames are on).
     """
-    import torch
-
     if frames.ndim != 3:
         raise ValueError(f"expected frames (B, H, W), got shape {tuple(frames.shape)}")
     batch, height, width = frames.shape

@@ -41,6 +41,7 @@ from typing import Literal
 
 import numpy as np
 
+from ...events.noise import NoiseFilterConfig
 from ...events.types import SensorSize
 from .augment import EventAugmentConfig, random_window
 from .paired import ClassList, PairedFiles, _Entry, load_class_list, read_events
@@ -79,6 +80,7 @@ class NCarsConfig:
     seed: int = 0
     augment: EventAugmentConfig | None = None
     skip_unreadable: bool = True
+    noise: NoiseFilterConfig = NoiseFilterConfig()  #: noise filters on each recording before windows are drawn
 
 
 class NCars(PairedFiles):
@@ -96,7 +98,7 @@ class NCars(PairedFiles):
         if not entries:
             raise ValueError(f"{base}: no .dat files in {', '.join(folders)}")
         super().__init__(entries, classes, config.template, config.num_events, NCARS_SENSOR, False, config.seed,
-                         config.augment, config.skip_unreadable)
+                         config.augment, config.skip_unreadable, config.noise)
         self.config = config
 
 
@@ -130,6 +132,7 @@ class DVSGestureConfig:
     seed: int = 0
     augment: EventAugmentConfig | None = None
     skip_unreadable: bool = True
+    noise: NoiseFilterConfig = NoiseFilterConfig()  #: noise filters on each recording before windows are drawn
 
 
 @dataclass(frozen=True)
@@ -189,13 +192,13 @@ class DVSGesture(PairedFiles):
             entries += [_Segment(path, None, label, start, end) for label, start, end in read_gesture_labels(labels)]
         classes = ClassList(tuple(k for k, _ in DVS_GESTURE_CLASSES), tuple(n for _, n in DVS_GESTURE_CLASSES))
         super().__init__(entries, classes, config.template, config.num_events, DVS_GESTURE_SENSOR, False, config.seed,
-                         config.augment, config.skip_unreadable)
+                         config.augment, config.skip_unreadable, config.noise)
         self.config = config
         self._recording: tuple[Path, np.ndarray] | None = None  # the last recording read (items come in file order)
 
     def _events_of(self, path: Path) -> np.ndarray:
         if self._recording is None or self._recording[0] != path:
-            self._recording = (path, read_events(path, self.sensor)[0])
+            self._recording = (path, read_events(path, self.sensor, self.noise)[0])
         return self._recording[1]
 
     def _load(self, index: int) -> Sample:
@@ -208,9 +211,9 @@ class DVSGesture(PairedFiles):
             raise ValueError(f"{entry.events}: no events in the labelled segment {entry.start_us}-{entry.end_us} us")
         if self.num_events is not None:
             segment = random_window(segment, self.num_events, self.item_rng(index, _WINDOW_STREAM))
-        segment = self.augment_events(segment, self.sensor, self.item_rng(index, _AUGMENT_STREAM))
+        segment = self.augment_events(segment, DVS_GESTURE_SENSOR, self.item_rng(index, _AUGMENT_STREAM))
         caption = self.prompts()[entry.label]
-        return Sample(events=segment, size=self.sensor, image=None, label=entry.label, caption=caption)
+        return Sample(events=segment, size=DVS_GESTURE_SENSOR, image=None, label=entry.label, caption=caption)
 
 
 # ------------------------------------------------------------------------------------------- N-Caltech101
@@ -238,6 +241,7 @@ class NCaltech101FoldersConfig:
     seed: int = 0
     augment: EventAugmentConfig | None = None
     skip_unreadable: bool = True
+    noise: NoiseFilterConfig = NoiseFilterConfig()  #: noise filters on each recording before windows are drawn
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -271,5 +275,5 @@ class NCaltech101Folders(PairedFiles):
             entries += [_Entry(path, None, label) for path, is_test in zip(files, test)
                         if is_test == (config.split == "test")]
         super().__init__(entries, classes, config.template, config.num_events, NCALTECH101_SENSOR, False, config.seed,
-                         config.augment, config.skip_unreadable)
+                         config.augment, config.skip_unreadable, config.noise)
         self.config = config

@@ -59,6 +59,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from ...events.noise import NoiseFilter, NoiseFilterConfig
 from ...events.readers import open_events
 from ...events.types import SensorSize, concat_events
 from ...model.prompts import fill_templates, load_labels, validate_templates
@@ -111,10 +112,14 @@ def read_list_file(path: str | Path, columns: int, root: str | Path | None = Non
     return rows
 
 
-def read_events(path: str | Path, size: SensorSize | None = None) -> tuple[np.ndarray, SensorSize]:
-    """All events of a file (any format :func:`open_events` knows) and its sensor size."""
+def read_events(path: str | Path, size: SensorSize | None = None,
+                noise: NoiseFilterConfig = NoiseFilterConfig()) -> tuple[np.ndarray, SensorSize]:
+    """All events of a file (any format :func:`open_events` knows) and its sensor size; with ``noise``, the
+    events the noise filters keep (the recording as one stream, as the node and the CLI filter it)."""
     with open_events(path, size=size) as reader:
         events = concat_events(list(reader.chunks()))
+        if noise.enabled:
+            events = NoiseFilter(noise).filter(events, reader.size)
         return events, reader.size
 
 
@@ -128,11 +133,11 @@ def load_image(path: str | Path, grayscale: bool) -> np.ndarray:
 
 def nimagenet_image_path(event_path: str | Path, image_root: str | Path | None = None) -> Path:
     """The ImageNet JPEG paired with an N-ImageNet ``.npz`` (see the module docstring)."""
-    event_path = PurePath(event_path)
-    name = event_path.with_suffix(".JPEG").name
+    event_file = PurePath(event_path)
+    name = event_file.with_suffix(".JPEG").name
     if image_root is not None:
-        return Path(image_root) / event_path.parent.name / name
-    parts = [NIMAGENET_TO_IMAGENET.get(p, p) for p in event_path.parent.parts]
+        return Path(image_root) / event_file.parent.name / name
+    parts = [NIMAGENET_TO_IMAGENET.get(p, p) for p in event_file.parent.parts]
     return Path(*parts, name)
 
 
@@ -192,7 +197,7 @@ class PairedFiles(EventDataset):
 
     def __init__(self, entries: list[_Entry], classes: ClassList, template: str, num_events: int | None,
                  sensor: SensorSize | None, grayscale: bool, seed: int, augment: EventAugmentConfig | None,
-                 skip_unreadable: bool) -> None:
+                 skip_unreadable: bool, noise: NoiseFilterConfig = NoiseFilterConfig()) -> None:
         super().__init__(seed, augment)
         if not entries:
             raise ValueError("the dataset has no entries")
@@ -206,6 +211,7 @@ class PairedFiles(EventDataset):
         self.sensor = sensor
         self.grayscale = grayscale
         self.skip_unreadable = skip_unreadable
+        self.noise = noise
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -220,7 +226,7 @@ class PairedFiles(EventDataset):
 
     def _load(self, index: int) -> Sample:
         entry = self.entries[index]
-        events, size = read_events(entry.events, self.sensor)
+        events, size = read_events(entry.events, self.sensor, self.noise)
         if self.num_events is not None:
             events = random_window(events, self.num_events, self.item_rng(index, _WINDOW_STREAM))
         events = self.augment_events(events, size, self.item_rng(index, _AUGMENT_STREAM))
@@ -262,6 +268,7 @@ class NImageNetConfig:
     seed: int = 0
     augment: EventAugmentConfig | None = None  #: training augmentation (recommended: EventAugmentConfig())
     skip_unreadable: bool = True
+    noise: NoiseFilterConfig = NoiseFilterConfig()  #: noise filters on each recording before windows are drawn
 
 
 class NImageNetPaired(PairedFiles):
@@ -281,7 +288,7 @@ class NImageNetPaired(PairedFiles):
             image = nimagenet_image_path(event_path, config.image_root) if config.with_images else None
             entries.append(_Entry(event_path, image, label))
         super().__init__(entries, classes, config.template, config.num_events, None, True, config.seed,
-                         config.augment, config.skip_unreadable)
+                         config.augment, config.skip_unreadable, config.noise)
         self.config = config
         if unknown:
             self.stats.unknown_class += unknown
@@ -316,6 +323,7 @@ class ListPairedConfig:
     seed: int = 0
     augment: EventAugmentConfig | None = None
     skip_unreadable: bool = True
+    noise: NoiseFilterConfig = NoiseFilterConfig()  #: noise filters on each recording before windows are drawn
 
     def __post_init__(self) -> None:
         if self.kind not in _LIST_KINDS:
@@ -333,6 +341,7 @@ class ListPaired(PairedFiles):
     """N-Caltech101 / N-MNIST ``.bin`` events paired with Caltech101 / MNIST images."""
 
     def __init__(self, config: ListPairedConfig) -> None:
+        assert config.label_from is not None and config.template is not None  # the config fills them in
         classes = load_class_list(config.classes_file)
         entries = []
         unknown = 0
@@ -343,7 +352,7 @@ class ListPaired(PairedFiles):
                 continue
             entries.append(_Entry(event_path, image_path if config.with_images else None, label))
         super().__init__(entries, classes, config.template, config.num_events, config.sensor,
-                         config.grayscale_image, config.seed, config.augment, config.skip_unreadable)
+                         config.grayscale_image, config.seed, config.augment, config.skip_unreadable, config.noise)
         self.kind = config.kind
         self.config = config
         if unknown:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...events.frames import FrameConfig
+from ...events.frames import FrameConfig, Representation
 from .augment import EventAugmentConfig
 
 
@@ -35,7 +35,7 @@ from .augment import EventAugmentConfig
 class DatasetDefaults:
     """The official frame settings, events per window and train-time augmentation of one dataset kind."""
 
-    representation: str
+    representation: Representation
     clamp: float | None
     num_events: int | None  #: events per training window (None: the whole sample)
     augment: EventAugmentConfig | None

@@ -31,6 +31,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ...events.types import Counters, SensorSize
+from ...sim.seeding import keyed_rng
 from .augment import EventAugmentConfig, augment_events
 
 log = logging.getLogger("event_clip_ros.train")
@@ -55,20 +56,13 @@ class DatasetStats(Counters):
     _warned: set[str] = field(default_factory=set, repr=False, compare=False)
 
 
-def keyed_rng(*keys: int) -> np.random.Generator:
-    """A generator determined by non-negative integer keys (e.g. seed, epoch, index)."""
-    if any(k < 0 for k in keys):
-        raise ValueError(f"random keys must be non-negative integers, got {keys}")
-    return np.random.default_rng([int(k) for k in keys])
-
-
 class EventDataset(Dataset, ABC):
     """Base of the training datasets: class names, keyed randomness, optional event augmentation.
 
     Subclasses set ``classes``, ``kind`` (a key of
     :data:`~event_clip_ros.train.data.recommended.RECOMMENDED`) and implement
-    :meth:`__len__` and :meth:`__getitem__`, drawing all randomness of item
-    ``i`` from :meth:`item_rng`.
+    :meth:`__len__`, :meth:`__getitem__`, :meth:`prompts` and :meth:`labels`, drawing
+    all randomness of item ``i`` from :meth:`item_rng`.
     """
 
     kind: str
@@ -100,3 +94,11 @@ class EventDataset(Dataset, ABC):
 
     @abstractmethod
     def __getitem__(self, index: int) -> Sample: ...
+
+    @abstractmethod
+    def prompts(self) -> list[str]:
+        """The class prompts, in class order (for zero-shot evaluation)."""
+
+    @abstractmethod
+    def labels(self) -> np.ndarray:
+        """Class index of every item (int64, length ``len(self)``)."""

@@ -8,9 +8,9 @@ module             what it holds
 ``sampler``        :class:`DeterministicBatchSampler` (order fixed by seed and
                    epoch, resumable mid-epoch), :func:`build_loader`
 ``rng``            :func:`seed_everything`, RNG state capture and restore
-``checkpointing``  :class:`TrainState`, atomic resumable training states,
-                   :class:`CheckpointDir` (last N + best), :class:`BestPolicy`
-``atomic``         crash-safe file replacement (tmp + fsync + rename)
+``checkpointing``  :class:`TrainState`, atomic resumable training states
+                   (:mod:`event_clip_ros.atomic_files`), :class:`CheckpointDir`
+                   (last N + best), :class:`BestPolicy`
 ``metrics``        :class:`MetricsLogger` (JSONL, growing CSV, TensorBoard)
 ``evaluation``     zero-shot top-1 / top-5 / per-class accuracy
 ``loop``           :class:`Trainer`, :class:`TrainerConfig`
@@ -31,7 +31,7 @@ from .checkpointing import (
     load_training_state,
     save_training_state,
 )
-from .evaluation import ZeroShotAccuracy, class_text_weights, embed_event_items, evaluate_zero_shot, zero_shot_accuracy
+from .evaluation import ZeroShotAccuracy, embed_event_items, evaluate_zero_shot, zero_shot_accuracy
 from .loop import Trainer, TrainerConfig
 from .metrics import MetricsLogger
 from .rng import capture_rng_state, restore_rng_state, seed_everything
@@ -64,7 +64,6 @@ __all__ = [
     "build_scheduler",
     "build_trainer",
     "capture_rng_state",
-    "class_text_weights",
     "embed_event_items",
     "evaluate_zero_shot",
     "global_batch_size",

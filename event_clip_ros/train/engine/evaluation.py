@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ...batching import batched
 from ...events.frames import build_frames_torch
+from ...events.types import SensorSize
 from ...model.event_clip import EventClip
-from ...model.prompts import fill_templates
-from ...model.zero_shot import ensemble_text_weights
 
 TOP_K = 5
 
@@ -53,13 +53,6 @@ class ZeroShotAccuracy:
             f"{prefix}mean_per_class": self.mean_per_class,
             f"{prefix}count": float(self.count),
         }
-
-
-def class_text_weights(model: EventClip, class_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-    """(C, D) prompt-ensemble weights of ``class_names`` (each template has one ``{}``), on the model's device."""
-    if not class_names or not templates:
-        raise ValueError("class_text_weights needs at least one class name and one template")
-    return ensemble_text_weights(model, [fill_templates(templates, name) for name in class_names])
 
 
 @torch.inference_mode()
@@ -132,15 +125,9 @@ def embed_event_items(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     was_training = model.training
     model.eval()
-    embeddings, labels, batch = [], [], []
+    embeddings, labels = [], []
     try:
-        for item in items:
-            batch.append(item)
-            if len(batch) == batch_size:
-                embeddings.append(_embed_batch(model, batch))
-                labels += [int(it["label"]) for it in batch]
-                batch = []
-        if batch:
+        for batch in batched(items, batch_size):
             embeddings.append(_embed_batch(model, batch))
             labels += [int(it["label"]) for it in batch]
     finally:
@@ -151,7 +138,7 @@ def embed_event_items(
 
 def _embed_batch(model: EventClip, batch: Sequence[Mapping]) -> torch.Tensor:
     out = torch.empty(len(batch), model.embed_dim, device=model.device)
-    by_size: dict[object, list[int]] = {}
+    by_size: dict[SensorSize, list[int]] = {}
     for i, item in enumerate(batch):
         by_size.setdefault(item["size"], []).append(i)
     for size, rows in by_size.items():

@@ -74,11 +74,16 @@ CheckpointHook = Callable[[Path, TrainState], None]
 
 
 class DistInfo(Protocol):
-    """Where this process trains (:class:`event_clip_ros.train.distributed.DistEnv` fits)."""
+    """Where this process trains (:class:`event_clip_ros.train.distributed.DistEnv` fits); read-only."""
 
-    rank: int
-    world_size: int
-    device: torch.device
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def world_size(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
 
 
 @dataclass(frozen=True)
@@ -265,9 +270,10 @@ class Trainer:
             prepare_epoch(self.loader, state.epoch, state.batch_in_epoch)
             window = _Window(self.device)
             batches = iter(self.loader)
+            ddp = self.train_module if isinstance(self.train_module, DistributedDataParallel) else None
             for b in range(state.batch_in_epoch, usable):
                 last_micro = (b + 1) % accum == 0
-                sync = contextlib.nullcontext() if last_micro or self.world_size == 1 else self.train_module.no_sync()
+                sync = contextlib.nullcontext() if last_micro or ddp is None else ddp.no_sync()
                 with sync:
                     with autocast(self.device, self.precision):
                         loss, logs = self.step_fn(self.train_module, next(batches))

@@ -29,12 +29,17 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ...atomic_files import atomic_write_text
+
+if TYPE_CHECKING:
+    from _csv import Writer
+
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +88,10 @@ class MetricsLogger:
         self.enabled = enabled
         self._rows: list[dict[str, Any]] = []
         self._columns: list[str] = list(_FIXED_COLUMNS)
-        self._jsonl = None
-        self._csv_file = None
-        self._csv = None
-        self._tb = None
+        self._jsonl: IO[str] | None = None
+        self._csv_file: IO[str] | None = None
+        self._csv: Writer | None = None
+        self._tb: SummaryWriter | None = None
         if not enabled:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -135,6 +140,7 @@ class MetricsLogger:
             self._columns += new
             self._rewrite_csv()
         else:
+            assert self._csv is not None and self._csv_file is not None  # open while the jsonl is
             self._csv.writerow(self._csv_cells(row))
             self._csv_file.flush()
         if self._tb is not None:
@@ -200,9 +206,10 @@ def _json_default(obj: Any) -> Any:
         raise TypeError(f"summary value of type {type(obj).__name__} is not JSON serialisable") from None
 
 
-def _summary_writer(log_dir: Path, purge_step: int):
+def _summary_writer(log_dir: Path, purge_step: int) -> SummaryWriter | None:
     """A TensorBoard SummaryWriter, or None (with a warning) when the tensorboard package is missing."""
     try:
+        # lazy: tensorboard is optional (a warning and no TensorBoard log without it)
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as err:
         log.warning(

@@ -40,7 +40,9 @@ def seed_everything(seed: int, rank: int = 0) -> None:
 
 def capture_rng_state(generators: Generators | None = None) -> dict[str, Any]:
     """This process's RNG states (Python, NumPy global, torch CPU, CUDA, and ``generators``)."""
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # legacy=True gives the tuple form (numpy's stubs do not tell the forms apart)
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np_state
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

@@ -19,7 +19,7 @@ by (seed, epoch, index) instead of global state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from typing import Any
 
 import numpy as np
@@ -124,6 +124,8 @@ def build_loader(
     the global torch RNG, which would shift the training RNG stream whenever an
     epoch is (re)started.
     """
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"build_loader needs a dataset with a length, got {type(dataset).__name__}")
     sampler = DeterministicBatchSampler(
         len(dataset), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last
     )

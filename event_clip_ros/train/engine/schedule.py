@@ -131,7 +131,9 @@ def build_optimizer(
     non-decayed group (see :func:`decays`); otherwise one group decays all.
     """
     lr = scaled_lr(cfg.base_lr, global_batch, cfg.reference_batch)
-    decay, no_decay, seen = [], [], set()
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
     for name, param in named_params:
         if not param.requires_grad or id(param) in seen:
             continue

@@ -53,6 +53,7 @@ module             what it holds
 ``data``           the splits, candidate classes, k-shot subset, batch size
 ``evaluation``     zero-shot, few-shot-prototype and per-class accuracy reports
 ``run``            :func:`run_finetune`, :func:`run_eval_only`
+``cli``            the command line (``event-clip-finetune``, ``training/finetune.py``)
 =================  ==============================================================
 """
 

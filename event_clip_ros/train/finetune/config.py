@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ...events.noise import NoiseFilterConfig
 from ..config import (
     DATA_KINDS,
     DataKind,
@@ -46,6 +47,8 @@ class DataSection:
     kind: DataKind = "synthetic"
     split: str | None = path_field()  #: class-split YAML (``unseen``: the held-out classes); None: no held-out classes
     event_augment: bool = True  #: the dataset's official event augmentation on training windows (none for synthetic)
+    noise: NoiseFilterConfig = field(default_factory=NoiseFilterConfig)  #: real datasets: noise filters on each
+    #: recording before windows are drawn, as the node's noise_* parameters (event_clip_ros/events/noise.py; off)
     frame_augment: bool = False  #: official RandomResizedCrop (0.45-1) + horizontal flip of training frames (N-ImageNet)
     num_events: int | None = None  #: events per window (None: the dataset's official number)
     # real datasets (event files on disk; paired images are not loaded)

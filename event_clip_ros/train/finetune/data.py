@@ -180,6 +180,8 @@ def _splits(d: DataSection, input_size: tuple[int, int], with_train: bool = True
     """(training split with augmentation, the same without, validation or None, test); no training split for
     zero-shot only (``with_train`` False)."""
     augment = dataset_defaults(d.kind).augment if d.event_augment else None
+    val: EventDataset | None
+    test: EventDataset
     if d.kind == "synthetic":
         if d.image_size is None and input_size[0] != input_size[1]:
             raise ValueError(f"synthetic glyphs are square; the model input is {input_size[0]} x {input_size[1]}: "
@@ -218,7 +220,7 @@ def _splits(d: DataSection, input_size: tuple[int, int], with_train: bool = True
 def _folder_split(d: DataSection, split: str, augment) -> EventDataset:
     """A split of a dataset in its distributed layout (:mod:`event_clip_ros.train.data.labelled`)."""
     optional = {k: v for k, v in (("num_events", d.num_events), ("template", d.template)) if v is not None}
-    common = dict(root=d.root, split=split, seed=d.seed, augment=augment, **optional)
+    common = dict(root=d.root, split=split, seed=d.seed, augment=augment, noise=d.noise, **optional)
     if d.kind == "n-cars":
         return NCars(NCarsConfig(**common))
     if d.kind == "dvs-gesture":
@@ -228,10 +230,14 @@ def _folder_split(d: DataSection, split: str, augment) -> EventDataset:
         classes_file=d.path(d.labels_file) if d.labels_file is not None else None, **common))
 
 
-def _listed(d: DataSection, list_file: str, augment) -> EventDataset:
+def _listed(d: DataSection, list_file: str | None, augment) -> EventDataset:
+    # DataSection requires test_list and labels_file of a dataset given by lists; _splits checks train_list
+    assert list_file is not None and d.labels_file is not None
     optional = {k: v for k, v in (("num_events", d.num_events), ("template", d.template)) if v is not None}
     common = dict(list_file=d.path(list_file), root=d.root, path_prefix=d.path_prefix, with_images=False, seed=d.seed,
-                  augment=augment, **optional)
+                  augment=augment, noise=d.noise, **optional)
     if d.kind == "n-imagenet":
         return NImageNetPaired(NImageNetConfig(labels_file=d.path(d.labels_file), **common))
+    if d.kind not in ("n-caltech101", "n-mnist"):
+        raise ValueError(f"data.kind {d.kind!r} is not given by list files")
     return ListPaired(ListPairedConfig(kind=d.kind, classes_file=d.path(d.labels_file), **common))

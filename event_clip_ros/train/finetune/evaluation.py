@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -23,17 +23,9 @@ from tqdm.auto import tqdm
 
 from ...model.event_clip import EventClip
 from ...model.few_shot import FewShotClassifier
-from ...model.zero_shot import ZeroShotClassifier
-from ..engine.evaluation import ZeroShotAccuracy, class_text_weights, embed_event_items, zero_shot_accuracy
+from ...model.zero_shot import ZeroShotClassifier, ensemble_text_weights
+from ..engine.evaluation import ZeroShotAccuracy, embed_event_items, zero_shot_accuracy
 from .data import FinetuneData
-
-#: Class prompts are complete sentences: the template that leaves them as they are.
-AS_IS = ("{}",)
-
-
-def prompt_weights(model: EventClip, prompts: Sequence[str]) -> torch.Tensor:
-    """(C, D) normalised f_T embeddings of one prompt per class (an inference tensor: clone it for autograd)."""
-    return class_text_weights(model, prompts, AS_IS)
 
 
 def embed_items(model: EventClip, dataset: Dataset, indices: Sequence[int] | np.ndarray, *, batch_size: int = 64,
@@ -101,12 +93,20 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+class _Loading(TypedDict):
+    """How :func:`embed_items` loads the items."""
+
+    batch_size: int
+    workers: int
+    progress: bool
+
+
 class MethodComparison:
     """Embeds a run's evaluation items (and shots) with a model and reports the methods' accuracy."""
 
     def __init__(self, data: FinetuneData, *, batch_size: int = 64, workers: int = 0, progress: bool = True) -> None:
         self.data = data
-        self.loading = dict(batch_size=batch_size, workers=workers, progress=progress)
+        self.loading = _Loading(batch_size=batch_size, workers=workers, progress=progress)
 
     def zero_shot(self, model: EventClip, split: str = "eval", weights: torch.Tensor | None = None) -> ZeroShotAccuracy:
         """Zero-shot accuracy among all classes on the test items (``split="eval"``) or the validation items (``"val"``).
@@ -123,18 +123,21 @@ class MethodComparison:
     def _zero_shot(self, model: EventClip, split: str, weights: torch.Tensor | None
                    ) -> tuple[ZeroShotAccuracy, ZeroShotAccuracy | None]:
         data = self.data
-        if split == "val" and data.val is None:
+        if split == "eval":
+            dataset, indices = data.eval_dataset, data.eval_indices
+        elif data.val is None:
             raise ValueError("this run has no validation split")
-        dataset, indices = (data.eval_dataset, data.eval_indices) if split == "eval" else (data.val, data.val_indices)
+        else:
+            dataset, indices = data.val, data.val_indices
         emb, labels = embed_items(model, dataset, indices, desc=f"embed {split}", **self.loading)
-        weights = prompt_weights(model, data.prompts) if weights is None else weights
+        weights = ensemble_text_weights(model, [[p] for p in data.prompts]) if weights is None else weights
         nway = zero_shot_accuracy(emb, weights, labels, classes=data.targets) if data.nway else None
         return zero_shot_accuracy(emb, weights, labels), nway
 
     def zero_and_few_shot(self, model: EventClip, alpha: float) -> dict[str, Any]:
         """eval.json's ``zero_shot`` and (with shots) ``few_shot`` entries for ``model`` (no training)."""
         data = self.data
-        weights = prompt_weights(model, data.prompts)
+        weights = ensemble_text_weights(model, [[p] for p in data.prompts])
         eval_emb, eval_labels = embed_items(model, data.eval_dataset, data.eval_indices, desc=f"embed {data.eval_split}",
                                             **self.loading)
         everything = list(range(len(data.classes)))

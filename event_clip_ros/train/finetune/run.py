@@ -34,6 +34,7 @@ from ...atomic_files import atomic_write_text
 from ...events.frames import build_frames_torch
 from ...model.checkpoint import load_any_checkpoint, load_checkpoint, save_checkpoint
 from ...model.event_clip import EventClip
+from ...model.zero_shot import ensemble_text_weights
 from ..data import EpochSubset, FrameAugmentConfig, augment_frames, collate_samples, recommended_frame_config
 from ..distributed import DistEnv, barrier, cleanup, init_distributed
 from ..engine import BestPolicy, CheckpointDir, Trainer, TrainState, build_loader, build_trainer, seed_everything
@@ -44,7 +45,7 @@ from ..selection import Selection, resolve_selection
 from ..threads import apply_threads
 from .config import FinetuneConfig
 from .data import FinetuneData, build_data, requested_batch_size
-from .evaluation import MethodComparison, prompt_weights
+from .evaluation import MethodComparison
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def load_model(cfg: FinetuneConfig, device: str | torch.device | None = None) ->
         if new["representation"] == model.meta.frame.get("representation"):  # f_E's input statistics stay
             model.set_event_input(new, model.meta.event_mean, model.meta.event_std)
         else:  # another representation: the statistics that go with it (model.event_clip.event_input_stats)
-            model.set_event_input(new, *event_normalisation(model, new["representation"]))
+            model.set_event_input(new, *event_normalisation(model, frame.representation))
     model.clip.requires_grad_(False)
     model.event_tower.requires_grad_(True)
     return model.place(cfg.runtime.device if device is None else device, cfg.runtime.precision)
@@ -125,8 +126,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, resume: str | None = None
         trainer = _trainer(cfg, out, resume, env, model, data, comparison, record, selection)
         state = trainer.fit()
         if main and selection.mode == "last":
-            best = {"selection": "last", "step": state.step, "epoch": state.epoch, "val": dict(trainer.last_eval)}
-            save_checkpoint(model, out / BEST_NAME, training={**record, "best": best})
+            last = {"selection": "last", "step": state.step, "epoch": state.epoch, "val": dict(trainer.last_eval)}
+            save_checkpoint(model, out / BEST_NAME, training={**record, "best": last})
         barrier()
         if not main:
             return None
@@ -134,6 +135,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path, resume: str | None = None
         if not best_path.is_file():
             raise RuntimeError(f"no {BEST_NAME} in {out}: no validation gave a finite top-1")
         best = load_checkpoint(best_path).place(env.device, cfg.runtime.precision)
+        assert best.meta.training is not None  # exported with its training record
         fine_tuned = comparison.zero_shot_report(best)
         report = {**_eval_header(cfg, data, model, selection), "threads": threads, **baseline,
                   "fine_tuned": {**fine_tuned, "checkpoint": str(best_path), "steps_trained": state.step,
@@ -149,7 +151,8 @@ def _trainer(cfg: FinetuneConfig, out: Path, resume: str | None, env: DistEnv, m
     """The engine's trainer over the k-shot subset with L_pred, validating and exporting on rank 0."""
     o, rt = cfg.optim, cfg.runtime
     main = env.rank == 0
-    text = prompt_weights(model, data.prompts).clone()  # an inference tensor: cloned to enter autograd
+    text = ensemble_text_weights(model, [[p] for p in data.prompts]).clone()  # an inference tensor: cloned to enter autograd
+    assert data.train is not None  # built with a training split (shots)
     subset = EpochSubset(data.train, data.train_indices)
     loader = build_loader(subset, batch_size=data.batch_size, collate_fn=collate_samples, shuffle=True, seed=rt.seed,
                           rank=env.rank, world_size=env.world_size, drop_last=True, num_workers=rt.workers)

@@ -11,6 +11,7 @@ module             what it holds
 ``report``         the report (JSON, Markdown) and the deviations it lists
 ``run``            :func:`run`: teacher, baselines, pre-training, ablations, report
 ``sweep``          :func:`~.sweep.sweep`: a config over seeds x class splits, mean and spread, chart
+``cli``            the command line (``event-clip-pretrain``, ``training/pretrain.py``)
 =================  ==============================================================
 """
 

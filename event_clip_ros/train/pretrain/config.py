@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ...events.noise import NoiseFilterConfig
 from ..config import (
     ConfigError,
     DataKind,
@@ -61,6 +62,8 @@ class DataSection:
     kind: DataKind = "n-imagenet"
     split: str | None = path_field()  #: YAML class split (``unseen`` names); None: none held out
     event_augment: bool = True  #: the dataset's official event augmentation on training windows (none for synthetic)
+    noise: NoiseFilterConfig = field(default_factory=NoiseFilterConfig)  #: real datasets: noise filters on each
+    #: recording before windows are drawn, as the node's noise_* parameters (event_clip_ros/events/noise.py; off)
     num_events: int | None = None  #: events per window (None: the dataset's official number)
     # real datasets (event files and images on disk)
     train_list: str | None = path_field()  #: training list file
@@ -181,6 +184,8 @@ class PretrainConfig(RunConfig):
             raise ValueError("a teacher (tiny CLIP trained here) needs data.kind 'synthetic': it is trained on glyph captions")
         if self.teacher is not None and self.model.checkpoint is not None:
             raise ValueError("give either a teacher or model.checkpoint, not both: both define f_I and f_T")
+        if self.optim.batch_size is None:
+            raise ValueError("optim.batch_size must be a number for pre-training (null is for fine-tuning)")
         if self.runtime.best_metric not in VALIDATION_METRICS:
             raise ValueError(f"runtime.best_metric {self.runtime.best_metric!r} is not a validation metric "
                              f"({', '.join(VALIDATION_METRICS)}): model selection sees only seen-class validation items, "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,8 @@ def build_run_data(data: DataSection, input_size: tuple[int, int]) -> RunData:
     """The datasets ``data`` describes; synthetic glyphs are drawn at the model's ``input_size``."""
     augment = dataset_defaults(data.kind).augment if data.event_augment else None
     per_val = data.val_samples_per_class
+    train: EventDataset
+    test: EventDataset
     if data.kind == "synthetic":
         if input_size[0] != input_size[1]:
             raise ValueError(f"synthetic glyphs are square; the model input is {input_size[0]} x {input_size[1]}")
@@ -194,15 +196,19 @@ def _refuse_shared_files(ds: EventDataset, indices: np.ndarray, test: EventDatas
                          "must not see test items; give a validation list apart from the test list, or none")
 
 
-def _real(data: DataSection, list_file: str, augment, with_images: bool) -> EventDataset:
+def _real(data: DataSection, list_file: str | None, augment, with_images: bool) -> EventDataset:
+    # DataSection requires the list and class files of a real dataset (val_list is passed only when given)
+    assert list_file is not None and data.labels_file is not None
     if data.kind == "n-imagenet":
-        return NImageNetPaired(NImageNetConfig(
+        config = NImageNetConfig(
             list_file=list_file, labels_file=data.labels_file, root=data.root, path_prefix=data.path_prefix,
-            image_root=data.image_root, with_images=with_images, seed=data.seed, augment=augment,
-            **({} if data.num_events is None else {"num_events": data.num_events})))
+            image_root=data.image_root, with_images=with_images, seed=data.seed, augment=augment, noise=data.noise)
+        return NImageNetPaired(config if data.num_events is None else replace(config, num_events=data.num_events))
+    if data.kind not in ("n-caltech101", "n-mnist"):
+        raise ValueError(f"data.kind {data.kind!r} has no paired images")
     return ListPaired(ListPairedConfig(
         kind=data.kind, list_file=list_file, classes_file=data.labels_file, root=data.root, path_prefix=data.path_prefix,
-        num_events=data.num_events, with_images=with_images, seed=data.seed, augment=augment))
+        num_events=data.num_events, with_images=with_images, seed=data.seed, augment=augment, noise=data.noise))
 
 
 def iterate_items(dataset: Dataset, batch_size: int, workers: int) -> Iterator[Sample]:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ...batching import batched
 from ...model.event_clip import EventClip
 from ...model.zero_shot import ensemble_text_weights
 from ..engine.evaluation import embed_event_items, zero_shot_accuracy
@@ -104,15 +105,15 @@ class ZeroShotProbe:
     @torch.inference_mode()
     def images(self, model: EventClip) -> dict[str, float]:
         """Metrics of f_I on the items' paired images."""
-        embeddings, labels, batch = [], [], []
-        for item in iterate_items(self.dataset, self.batch_size, self.workers):
-            batch.append(to_pil(item["image"]))
-            labels.append(int(item["label"]))
-            if len(batch) == self.batch_size:
-                embeddings.append(model.embed_images(batch))
-                batch = []
-        if batch:
-            embeddings.append(model.embed_images(batch))
+        embeddings, labels = [], []
+        for batch in batched(iterate_items(self.dataset, self.batch_size, self.workers), self.batch_size):
+            images = []
+            for item in batch:
+                if item["image"] is None:
+                    raise ValueError("f_I needs the paired images: load the dataset with its images")
+                images.append(to_pil(item["image"]))
+                labels.append(int(item["label"]))
+            embeddings.append(model.embed_images(images))
         emb = torch.cat(embeddings)
         return held_out_metrics(emb, torch.as_tensor(np.asarray(labels)), self.class_weights(model), self.seen, self.unseen)
 

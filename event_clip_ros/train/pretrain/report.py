@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ...atomic_files import atomic_write_bytes, atomic_write_text
+from ...plotting import pyplot
 from ..losses import RELEASED_TAU_I
 from .config import PretrainConfig
 
@@ -74,10 +75,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     The paper's Figure 4 view: with ablations the bars compare the full loss with L_zs or L_kl switched off.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = report["rows"]
     keys = (("unseen_vs_all_top1", "among all classes (headline)"), ("unseen_vs_unseen_top1", "N-way among held-out"))

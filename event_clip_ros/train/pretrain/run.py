@@ -126,7 +126,8 @@ def _run(cfg: PretrainConfig, options: RunOptions, env: DistEnv) -> dict[str, An
     runs = {"full loss": train_event_encoder(cfg, model, data, out, env, options)}
     if options.ablations:
         for name, (label, switches) in ABLATIONS.items():
-            variant = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **switches))
+            # ignore: mypy matches the ** of bools against every LossSection field; the switches are its bool fields
+            variant = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **switches))  # type: ignore[arg-type]
             runs[label] = train_event_encoder(variant, base_model(variant, teacher, env), data, out / "ablations" / name,
                                               env, options)
     if not main:
@@ -204,6 +205,7 @@ def train_event_encoder(cfg: PretrainConfig, model: EventClip, data: RunData, ou
     """Pre-train ``model.event_tower`` on ``data.train`` with the engine; exports best and final checkpoints."""
     seed_everything(cfg.runtime.seed, env.rank)
     opt, rt = cfg.optim, cfg.runtime
+    assert opt.batch_size is not None  # PretrainConfig requires it
     module = PretrainModule(model.event_tower, cfg.loss).to(env.device)
     loader = build_loader(data.train, batch_size=opt.batch_size, collate_fn=PairedCollate(model.image_preprocess),
                           seed=rt.seed, rank=env.rank, world_size=env.world_size, num_workers=rt.workers,
@@ -219,7 +221,7 @@ def train_event_encoder(cfg: PretrainConfig, model: EventClip, data: RunData, ou
     val = None if data.val is None else ValidationProbe(data.val, data.prompts, data.seen, rt.eval_batch_size, rt.workers)
 
     def evaluate() -> dict[str, float]:
-        return val.events(model) if env.rank == 0 else {}
+        return val.events(model) if val is not None and env.rank == 0 else {}
 
     def export(path: Path, state: TrainState, metrics: dict[str, float]) -> None:
         record = {**cfg.to_dict(), "export": {"file": path.name, "step": state.step, "epoch": state.epoch, "val": metrics,

@@ -51,10 +51,12 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
+from tqdm.auto import tqdm
 
 from ...atomic_files import atomic_write_bytes, atomic_write_text
+from ...plotting import pyplot
+from ...sim.glyphs import CLASS_GROUPS, resolve_classes
 from ..data import ClassSplit
-from ..data.glyphs import CLASS_GROUPS, resolve_classes
 from .config import ConfigError, PretrainConfig
 from .evaluation import HEADLINE_METRIC, chance_metrics
 from .report import json_finite
@@ -187,6 +189,7 @@ def sweep(cfg: PretrainConfig, options: SweepOptions) -> dict[str, Any]:
             if report is None:
                 report = run(run_cfg, RunOptions(out_dir=run_dir, resume=options.resume, max_steps=options.max_steps,
                                                  ablations=options.ablations, teacher=shared))
+                assert report is not None  # a sweep runs in one process, whose report this is
             if key is not None and key not in teachers:
                 teachers[key] = Path(report.get("teacher_file") or run_dir / "teacher" / TEACHER_FILE)
             reports.append(report)
@@ -210,7 +213,7 @@ def sweep(cfg: PretrainConfig, options: SweepOptions) -> dict[str, Any]:
         "completed": all(r.get("completed", False) for r in reports),
         "wall_s": time.monotonic() - started,
         "runs_wall_s": [r.get("wall_s") for r in reports],
-        "threads": sorted({r.get("threads") for r in reports if r.get("threads") is not None}),
+        "threads": sorted({threads for r in reports if (threads := r.get("threads")) is not None}),
         "classes": {"count": len(classes), "held_out_per_split": len(base_unseen), "seen_per_split": len(base_seen)},
         "splits": [{"index": j, "held_out": s, "file": str(split_files[j].relative_to(out))} for j, s in enumerate(splits)],
         "seeds": [{"index": i, "runtime_seed": cfg.runtime.seed + i, "data_seed": cfg.data.seed + DATA_SEED_STRIDE * i}
@@ -232,8 +235,6 @@ def _relative(path: Path, folder: Path) -> str:
 
 
 def _bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc="sweep", unit="run", dynamic_ncols=True, disable=not enabled)
 
 
@@ -282,7 +283,7 @@ def run_rows(report: dict[str, Any], *, split: int, seed: int, runtime_seed: int
 
 
 # ------------------------------------------------------------------------------------ aggregation
-def describe(values: Sequence[float]) -> dict[str, float | int]:
+def describe(values: Sequence[float | None]) -> dict[str, float | int | None]:
     """n, mean, sample standard deviation (0 for one value), min and max of ``values`` (None / NaN left out)."""
     xs = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if xs.size == 0:
@@ -418,10 +419,7 @@ def markdown(summary: dict[str, Any]) -> str:
 def chart(summary: dict[str, Any]) -> bytes:
     """PNG: per configuration (selected checkpoints), the mean of the headline and of the N-way figure as bars with
     std error bars, each run as a dot, chance dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     mode = (summary.get("selection") or {}).get("mode")
     table = [row for row in summary["table"] if row["selected"]]

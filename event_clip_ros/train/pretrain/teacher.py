@@ -41,15 +41,15 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Dataset
 
 from ...model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ...model.event_clip import ModelMeta
+from ...model.event_clip import ClipModel, ModelMeta
 from ...model.factory import assemble, make_image_preprocess, model_config
+from ...sim.glyphs import caption, class_prompt, render, resolve_classes
+from ...sim.seeding import keyed_rng
 from ..data import ClassSplit, SyntheticConfig, SyntheticGlyphs
-from ..data.glyphs import caption, class_prompt, render, resolve_classes
-from ..data.sample import keyed_rng
 from ..distributed import DistEnv, barrier, gather_with_grad
 from ..engine import OptimizerConfig, Trainer, TrainerConfig, WarmupCosine, build_loader, build_optimizer, seed_everything
 from ..engine.evaluation import zero_shot_accuracy
-from .config import ConfigError, PretrainConfig
+from .config import ConfigError, PretrainConfig, TeacherConfig
 from .data import to_pil
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ _CAPTION_STREAM = 7  #: keyed-RNG stream of the plain-caption draw
 class GlyphCaptions(Dataset):
     """Image-caption pairs of synthetic glyphs: the images :class:`SyntheticGlyphs` pairs with its events.
 
-    The caption describes the instance (:func:`~event_clip_ros.train.data.glyphs.caption`), or, for a
+    The caption describes the instance (:func:`~event_clip_ros.sim.glyphs.caption`), or, for a
     fraction ``plain_caption_p`` of the items (drawn once per item), is the plain class prompt.
     """
 
@@ -112,10 +112,17 @@ class TeacherStep:
         return loss, {"logit_scale": scale.detach()}
 
 
+def _teacher(cfg: PretrainConfig) -> TeacherConfig:
+    """``cfg.teacher``: the functions here are for configs with a teacher section."""
+    if cfg.teacher is None:
+        raise ConfigError("the config has no teacher section")
+    return cfg.teacher
+
+
 def teacher_classes(cfg: PretrainConfig) -> list[str]:
     """The classes the teacher learns: every class of the data, or only the seen ones."""
     classes = list(resolve_classes(cfg.data.classes if isinstance(cfg.data.classes, str) else tuple(cfg.data.classes)))
-    if cfg.teacher.classes == "all" or cfg.data.split is None:
+    if _teacher(cfg).classes == "all" or cfg.data.split is None:
         return classes
     seen, _ = ClassSplit.from_yaml(cfg.data.split).indices(classes)
     return [classes[i] for i in seen]
@@ -124,7 +131,7 @@ def teacher_classes(cfg: PretrainConfig) -> list[str]:
 def teacher_record(cfg: PretrainConfig) -> dict[str, Any]:
     """What defines the teacher (compared with a cached teacher's metadata before reusing it)."""
     return {"stage": "toy-teacher", "arch": cfg.model.arch, "classes": teacher_classes(cfg),
-            "teacher": dataclasses.asdict(cfg.teacher), "seed": cfg.runtime.seed}
+            "teacher": dataclasses.asdict(_teacher(cfg)), "seed": cfg.runtime.seed}
 
 
 def ensure_teacher(cfg: PretrainConfig, out_dir: Path, env: DistEnv, resume: str | None) -> Path:
@@ -166,7 +173,7 @@ def _json_equal(a: Any, b: Any) -> bool:
 
 
 def _train_teacher(cfg: PretrainConfig, record: dict[str, Any], out_dir: Path, env: DistEnv, resume: str | None) -> None:
-    tc = cfg.teacher
+    tc = _teacher(cfg)
     if tc.batch_size % env.world_size:
         raise ValueError(f"teacher.batch_size {tc.batch_size} must be divisible by the {env.world_size} processes")
     seed_everything(cfg.runtime.seed, env.rank)
@@ -210,11 +217,12 @@ def _train_teacher(cfg: PretrainConfig, record: dict[str, Any], out_dir: Path, e
 class _TeacherEval:
     """Image zero-shot accuracy of the teacher on new instances of every class (and of the held-out ones)."""
 
-    def __init__(self, clip: nn.Module, cfg: PretrainConfig, trained: list[str], image_size: int, preprocess, tokenizer,
+    def __init__(self, clip: ClipModel, cfg: PretrainConfig, trained: list[str], image_size: int, preprocess, tokenizer,
                  env: DistEnv) -> None:
         self.clip, self.env, self.tokenizer = clip, env, tokenizer
         classes = list(resolve_classes(cfg.data.classes if isinstance(cfg.data.classes, str) else tuple(cfg.data.classes)))
-        items = GlyphCaptions(classes, image_size, cfg.teacher.val_samples_per_class, cfg.teacher.seed + _VAL_SEED_OFFSET)
+        tc = _teacher(cfg)
+        items = GlyphCaptions(classes, image_size, tc.val_samples_per_class, tc.seed + _VAL_SEED_OFFSET)
         batch = CaptionCollate(preprocess, tokenizer)([items[i] for i in range(len(items))])
         self.pixels = batch["pixels"]
         self.labels = torch.as_tensor(items.glyphs.labels())

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 from numba import njit
 
-from ...events.types import EVENT_DTYPE, SensorSize, concat_events
+from ..events.types import EVENT_DTYPE, SensorSize, concat_events
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,8 @@ def _glyph_mask(params: GlyphParams, side: int) -> np.ndarray:
         canvas[:] = 0
         (w, h), _ = cv2.getTextSize(params.name, font, scale, thickness)
         cv2.putText(canvas, params.name, (side - w // 2, side + h // 2), font, scale, 255, thickness, cv2.LINE_AA)
-        return cv2.boundingRect(canvas)
+        x, y, width, height = cv2.boundingRect(canvas)
+        return x, y, width, height
 
     # Hershey glyph extents differ per character: draw once at the font's nominal height, then
     # again at the scale that gives the wanted ink extent (strokes keep their width)

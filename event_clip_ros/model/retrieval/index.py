@@ -6,181 +6,37 @@ event->image and image->event (:meth:`EmbeddingIndex.search_events`,
 :meth:`~EmbeddingIndex.search_text`, :meth:`~EmbeddingIndex.search_image`).
 
 Embeddings are stored L2-normalised (float32, one row per item) beside one
-:class:`Record` per row. An index filled through a model is stamped with that
-model (:class:`ModelStamp`); adding or searching with another model is refused,
-since embeddings of different models are not comparable.
-
-On disk an index is a directory::
-
-    index.json      format, version, embedding dim, item count, model stamp
-    embeddings.npy  float32 (N, D), loadable memory-mapped (``load(path, mmap=True)``)
-    records.jsonl   one JSON record per row
-
-:meth:`EmbeddingIndex.save` writes a complete new directory beside the target
-and renames it into place, so a crash mid-write leaves the last saved index
-intact. Replacing an existing index takes two renames (old -> ``<name>.previous``,
-new -> ``<name>``); should the process die between them, :meth:`EmbeddingIndex.load`
-finds the old index under ``<name>.previous`` and the next save removes it.
-One process at a time may save to a path.
+:class:`~.records.Record` per row and searched block by block for the top ``k``
+(memory stays bounded for any index size). An index filled through a model is
+stamped with that model (:class:`~.stamp.ModelStamp`); adding or searching with
+another model is refused, since embeddings of different models are not comparable.
+On disk: :mod:`.store`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import operator
 import os
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
 
-from ..atomic_files import atomic_replace_dir, fsync_dir, fsync_file_object
-from ..events.types import SensorSize
-from ..events.windows import Window
+from ...events.types import SensorSize
+from ...events.windows import Window
+from .inputs import EventWindow, ImageSource, interval, item_labels, open_image
+from .records import MODALITIES, Hit, Record
+from .stamp import ModelMismatchError, ModelStamp
+from .store import load_index, save_index
 
 if TYPE_CHECKING:
-    from PIL import Image
+    from ..event_clip import EventClip
 
-    from .event_clip import EventClip
-
-log = logging.getLogger("event_clip_ros.model.retrieval")
-
-Modality = Literal["event", "image", "text"]
-MODALITIES: tuple[str, ...] = ("event", "image", "text")
-
-INDEX_FORMAT = "event_clip_ros.embedding_index"
-INDEX_FORMAT_VERSION = 1
-INDEX_FILE, EMBEDDINGS_FILE, RECORDS_FILE = "index.json", "embeddings.npy", "records.jsonl"
-PREVIOUS_SUFFIX = ".previous"
-
-_FINGERPRINT_SAMPLES = 64  #: values sampled per weight tensor for the model fingerprint
 _SCORE_BLOCK_ELEMENTS = 1 << 22  #: bounds the (queries x rows) score block held at once (16 MiB)
 _QUERY_CHUNK = 4096  #: queries scored together (with 1024-row blocks, keeps a score block at 16 MiB)
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
-EventWindow = Union[Window, np.ndarray]
-ImageSource = Union["Image.Image", str, os.PathLike]
-
-
-class IndexFormatError(ValueError):
-    """An index directory is missing, incomplete or of an unknown format."""
-
-
-class ModelMismatchError(ValueError):
-    """The model used with an index is not the model that filled it."""
-
-
-# --------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class Record:
-    """What one row of the index is.
-
-    ``key`` names the item: the source file or topic of an event window, an
-    image's path, the text itself. Event windows also carry their half-open
-    sensor-time interval ``[t_start_us, t_end_us)``.
-    """
-
-    modality: Modality
-    key: str
-    t_start_us: int | None = None
-    t_end_us: int | None = None
-    label: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  #: free-form, JSON-serialisable
-
-    def __post_init__(self) -> None:
-        if self.modality not in MODALITIES:
-            raise ValueError(f"unknown modality {self.modality!r}; expected one of {', '.join(MODALITIES)}")
-        if not isinstance(self.key, str):
-            raise ValueError(f"record key must be a str, got {type(self.key).__name__}")
-        if self.label is not None and not isinstance(self.label, str):
-            raise ValueError(f"record label must be a str or None, got {type(self.label).__name__}")
-        for name in ("t_start_us", "t_end_us"):
-            value = getattr(self, name)
-            if value is not None:
-                try:
-                    object.__setattr__(self, name, operator.index(value))  # numpy ints -> int
-                except TypeError:
-                    raise ValueError(f"{name} must be an integer (microseconds), got {value!r}") from None
-        has_time = self.t_start_us is not None or self.t_end_us is not None
-        if has_time and self.modality != "event":
-            raise ValueError(f"only event records carry a time interval, not {self.modality!r} ones")
-        if self.t_start_us is not None and self.t_end_us is not None and self.t_end_us < self.t_start_us:
-            raise ValueError(f"t_end_us {self.t_end_us} is before t_start_us {self.t_start_us}")
-        if not isinstance(self.extra, dict):
-            raise ValueError(f"record extra must be a dict, got {type(self.extra).__name__}")
-        try:
-            json.dumps(self.extra)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"record extra is not JSON-serialisable: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Record":
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown record fields {sorted(unknown)}")
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One query result: cosine similarity, the record, and its row in the index."""
-
-    score: float
-    record: Record
-    row: int
-
-
-# ----------------------------------------------------------------- model stamp
-def model_fingerprint(model: "EventClip") -> str:
-    """A short hash that tells models apart: their frame/normalisation metadata, open_clip
-    config and weights (every tensor's name, shape and 64 evenly spaced values).
-
-    Sampling keeps it at ~10 ms for ViT-B/32 on a CPU while any retraining or a
-    different initialisation changes it; it identifies a model, it is not a
-    tamper check. Provenance (where the weights were loaded from) is left out,
-    so the same weights loaded from another file match.
-    """
-    meta = model.meta
-    identity = {"model_cfg": meta.model_cfg, "frame": meta.frame, "event_mean": meta.event_mean, "event_std": meta.event_std}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
-    samples = []
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            flat = tensor.detach().reshape(-1)
-            n = min(flat.numel(), _FINGERPRINT_SAMPLES)
-            idx = torch.arange(n, device=flat.device) * (flat.numel() - 1) // max(n - 1, 1)
-            samples.append(flat[idx].float())
-            digest.update(f"{name}{tuple(tensor.shape)};".encode())
-    if samples:
-        digest.update(torch.cat(samples).cpu().numpy().tobytes())
-    return digest.hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class ModelStamp:
-    """Which model filled an index (a summary of its metadata and its fingerprint)."""
-
-    arch: str | None
-    pretrained: str
-    embed_dim: int
-    fingerprint: str
-
-    @classmethod
-    def of(cls, model: "EventClip") -> "ModelStamp":
-        return cls(model.meta.arch, model.meta.pretrained, model.embed_dim, model_fingerprint(model))
-
-    def describe(self) -> str:
-        return f"{self.arch or 'custom'}/{self.pretrained} (dim {self.embed_dim}, fingerprint {self.fingerprint})"
 
 
 # ---------------------------------------------------------------------- index
@@ -280,10 +136,10 @@ class EmbeddingIndex:
         """
         self._check_model(model)
         windows = list(windows)
-        labels = _labels(labels, len(windows))
+        labels = item_labels(labels, len(windows))
         events = [w.events if isinstance(w, Window) else w for w in windows]
         emb = model.embed_windows(events, size, batch_size=batch_size)
-        records = [Record("event", str(source), *_interval(w), label=lab) for w, lab in zip(windows, labels)]
+        records = [Record("event", str(source), *interval(w), label=lab) for w, lab in zip(windows, labels)]
         self.add(emb, records)
 
     def add_images(
@@ -296,8 +152,8 @@ class EmbeddingIndex:
         """Embed image files with f_I (opened with PIL, CLIP preprocessing) and add them, keyed by path."""
         self._check_model(model)
         paths = list(paths)
-        labels = _labels(labels, len(paths))
-        parts = [model.embed_images([_open_image(p) for p in paths[i : i + batch_size]]) for i in range(0, len(paths), batch_size)]
+        labels = item_labels(labels, len(paths))
+        parts = [model.embed_images([open_image(p) for p in paths[i : i + batch_size]]) for i in range(0, len(paths), batch_size)]
         emb = torch.cat(parts) if parts else torch.empty(0, self.embed_dim)
         self.add(emb, [Record("image", os.fspath(p), label=lab) for p, lab in zip(paths, labels)])
 
@@ -305,7 +161,7 @@ class EmbeddingIndex:
         """Embed texts with f_T and add them, keyed by the text."""
         self._check_model(model)
         texts = [texts] if isinstance(texts, str) else list(texts)
-        labels = _labels(labels, len(texts))
+        labels = item_labels(labels, len(texts))
         self.add(model.embed_texts(texts), [Record("text", t, label=lab) for t, lab in zip(texts, labels)])
 
     # ------------------------------------------------------------ searching
@@ -353,35 +209,21 @@ class EmbeddingIndex:
         return self.query(model.embed_windows(events, size), k, modality)
 
     def search_image(
-        self, model: "EventClip", images: ImageSource | Sequence[ImageSource], k: int = 5, modality: str | None = "event"
+        self,
+        model: "EventClip",
+        images: ImageSource | list[ImageSource] | tuple[ImageSource, ...],
+        k: int = 5,
+        modality: str | None = "event",
     ) -> list[list[Hit]]:
         """images (a PIL image or path, or a list/tuple of them) -> items (event windows by default)."""
         self._check_model(model)
         images = list(images) if isinstance(images, (list, tuple)) else [images]
-        return self.query(model.embed_images([_open_image(im) for im in images]), k, modality)
+        return self.query(model.embed_images([open_image(im) for im in images]), k, modality)
 
     # ---------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the index to directory ``path`` atomically; returns the path.
-
-        The new index is written and fsynced in a temporary sibling directory,
-        then renamed into place; an existing index at ``path`` stays intact until
-        the new one is complete. A directory at ``path`` that is not an index is
-        never replaced.
-        """
-        path = Path(path)
-        if path.exists() and not (path / INDEX_FILE).is_file():
-            raise FileExistsError(f"{path} exists and is not an embedding index; refusing to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-        try:
-            self._write_files(tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        atomic_replace_dir(tmp, path, PREVIOUS_SUFFIX)
-        return path
+        """Write the index to directory ``path`` atomically; returns the path (see :func:`.store.save_index`)."""
+        return save_index(path, self.embed_dim, self.model, self._blocks, self._records)
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False) -> "EmbeddingIndex":
@@ -390,29 +232,11 @@ class EmbeddingIndex:
         ``mmap``: map the embeddings read-only instead of reading them (large
         indexes; rows added later are held in memory until the next save).
         """
-        path = Path(path)
-        previous = path.with_name(path.name + PREVIOUS_SUFFIX)
-        if not path.exists() and (previous / INDEX_FILE).is_file():
-            log.warning("%s is missing but %s exists (a save was interrupted); loading the previous index", path, previous)
-            path = previous
-        if not (path / INDEX_FILE).is_file():
-            raise FileNotFoundError(f"no embedding index at {path} ({INDEX_FILE} not found)")
-        header = _read_header(path / INDEX_FILE)
-        stamp = ModelStamp(**header["model"]) if header["model"] is not None else None
-        index = cls(header["embed_dim"], stamp)
-        try:
-            emb = np.load(path / EMBEDDINGS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise IndexFormatError(f"cannot read {path / EMBEDDINGS_FILE}: {exc}") from exc
-        expected = (header["count"], header["embed_dim"])
-        if emb.dtype != np.float32 or emb.shape != expected or not emb.flags.c_contiguous:
-            raise IndexFormatError(f"{path / EMBEDDINGS_FILE} holds {emb.dtype} {emb.shape}, expected C-ordered float32 {expected}")
-        records = _read_records(path / RECORDS_FILE)
-        if len(records) != header["count"]:
-            raise IndexFormatError(f"{path / RECORDS_FILE} holds {len(records)} records, expected {header['count']}")
-        index._base = emb
-        index._records = records
-        index._modality_codes = np.array([MODALITIES.index(r.modality) for r in records], dtype=np.int8)
+        stored = load_index(path, mmap)
+        index = cls(stored.embed_dim, stored.model)
+        index._base = stored.embeddings
+        index._records = stored.records
+        index._modality_codes = np.array([MODALITIES.index(r.modality) for r in stored.records], dtype=np.int8)
         return index
 
     # ------------------------------------------------------------- internals
@@ -486,30 +310,6 @@ class EmbeddingIndex:
             best_s, best_r = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_r, order, 1)
         return best_s, best_r
 
-    def _write_files(self, directory: Path) -> None:
-        n, d = len(self), self.embed_dim
-        with open(directory / EMBEDDINGS_FILE, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype("<f4").str, "fortran_order": False, "shape": (n, d)})
-            for _, block in self._blocks(max(1, (64 << 20) // (4 * d))):
-                f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
-            fsync_file_object(f)
-        with open(directory / RECORDS_FILE, "w", encoding="utf-8") as f:
-            for r in self._records:
-                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-            fsync_file_object(f)
-        header = {
-            "format": INDEX_FORMAT,
-            "format_version": INDEX_FORMAT_VERSION,
-            "embed_dim": d,
-            "count": n,
-            "model": asdict(self.model) if self.model is not None else None,
-        }
-        with open(directory / INDEX_FILE, "w", encoding="utf-8") as f:
-            json.dump(header, f, indent=2)
-            f.write("\n")
-            fsync_file_object(f)
-        fsync_dir(directory)
-
 
 # ------------------------------------------------------------------- helpers
 def _modality_code(modality: str) -> int:
@@ -537,66 +337,3 @@ def _grown(buffer: np.ndarray, used: int, extra: int) -> np.ndarray:
     out = np.empty((max(need, 2 * len(buffer), 256), *buffer.shape[1:]), dtype=buffer.dtype)
     out[:used] = buffer[:used]
     return out
-
-
-def _labels(labels: Sequence[str | None] | None, n: int) -> list[str | None]:
-    if labels is None:
-        return [None] * n
-    labels = [labels] if isinstance(labels, str) else list(labels)
-    if len(labels) != n:
-        raise ValueError(f"{len(labels)} labels for {n} items")
-    return labels
-
-
-def _interval(window: EventWindow) -> tuple[int | None, int | None]:
-    """[t_start_us, t_end_us) of a window, or of a bare event array's events."""
-    if isinstance(window, Window):
-        return window.t_start_us, window.t_end_us
-    if len(window) == 0:
-        return None, None
-    return int(window["t"][0]), int(window["t"][-1]) + 1
-
-
-def _open_image(image: ImageSource) -> "Image.Image":
-    """An RGB PIL image from a PIL image or a file path (the file is closed after reading)."""
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    with Image.open(image) as im:
-        return im.convert("RGB")
-
-
-def _read_header(file: Path) -> dict[str, Any]:
-    try:
-        header = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexFormatError(f"cannot read {file}: {exc}") from exc
-    if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
-        raise IndexFormatError(f"{file} is not an event_clip_ros embedding index")
-    if header.get("format_version") != INDEX_FORMAT_VERSION:
-        version = header.get("format_version")
-        raise IndexFormatError(f"{file} has format version {version!r}; this code reads version {INDEX_FORMAT_VERSION}")
-    for name in ("embed_dim", "count"):
-        if not isinstance(header.get(name), int) or header[name] < 0:
-            raise IndexFormatError(f"{file}: {name} must be a non-negative integer, got {header.get(name)!r}")
-    model = header.get("model")
-    if model is not None and (not isinstance(model, dict) or set(model) != set(ModelStamp.__dataclass_fields__)):
-        raise IndexFormatError(f"{file}: malformed model stamp {model!r}")
-    if model is not None and model["embed_dim"] != header["embed_dim"]:
-        raise IndexFormatError(f"{file}: model stamp dim {model['embed_dim']} differs from the index dim {header['embed_dim']}")
-    return header
-
-
-def _read_records(file: Path) -> list[Record]:
-    records = []
-    try:
-        with open(file, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                try:
-                    records.append(Record.from_dict(json.loads(line)))
-                except (ValueError, TypeError) as exc:
-                    raise IndexFormatError(f"{file}:{line_no}: bad record: {exc}") from exc
-    except OSError as exc:
-        raise IndexFormatError(f"cannot read {file}: {exc}") from exc
-    return records

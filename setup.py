@@ -29,7 +29,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", sorted(glob("launch/*.launch.py"))),
-        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml")) + sorted(glob("config/*.txt"))),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml")) + sorted(glob("config/*.txt")) + sorted(glob("config/*.xml"))),
         (f"share/{PACKAGE}/models", sorted(glob("models/*.safetensors"))),
         # the training presets and the split configs they name (../configs/...), found by the installed
         # event-clip-pretrain / event-clip-finetune (event_clip_ros/train/presets.py)

@@ -371,6 +371,57 @@ def test_garbage_bytes_never_crash(encoding):
     assert decoder.stats.packets == 10 and decoder.stats.events + decoder.stats.out_of_bounds > 0
 
 
+class GuardedAlloc:
+    """An ``alloc`` whose arrays sit between sentinel records, to catch a kernel writing past them."""
+
+    GUARD = 64
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[np.ndarray, int]] = []
+
+    def __call__(self, n: int) -> np.ndarray:
+        block = np.zeros(n + 2 * self.GUARD, dtype=EVENT_DTYPE).view(np.uint8)
+        block[:] = 0xA5
+        self.blocks.append((block, n))
+        return block.view(EVENT_DTYPE)[self.GUARD : self.GUARD + n]
+
+    def check(self) -> None:
+        for block, n in self.blocks:
+            records = block.view(EVENT_DTYPE)
+            for guard in (records[: self.GUARD], records[self.GUARD + n :]):
+                assert np.all(guard.view(np.uint8) == 0xA5), "a decoder wrote outside the array it was given"
+        self.blocks.clear()
+
+
+@pytest.mark.parametrize("encoding", [*ENCODINGS, "evt2"])
+def test_decoders_write_only_inside_what_they_allocate(encoding):
+    """Kernels size their output from the last packet and go on in more room when a packet gives more
+    events per word (evt3 vectors after single events, evt2 events after time words): never past it."""
+    from event_clip_ros.events.decoders.evt2 import Evt2Decoder
+
+    rng = np.random.default_rng(11)
+    decoder = Evt2Decoder(FULL) if encoding == "evt2" else make_decoder(encoding, FULL)
+    alloc = GuardedAlloc()
+    sparse = random_events(rng, 2_000)
+    rows = make_events(np.repeat(np.arange(200) * 50, 1280), np.tile(np.arange(1280), 200), np.repeat(np.arange(200), 1280), 1)
+    if encoding == "evt2":  # a TIME_HIGH before each CD_ON word, then 500 CD_ON words per TIME_HIGH
+        def evt2_words(highs, per_high):
+            shape = (highs.size, per_high)
+            cd = (1 << 28) | (rng.integers(0, FULL.width, shape) << 11) | rng.integers(0, FULL.height, shape)
+            return np.hstack([(0x8 << 28) | highs[:, None], cd]).astype("<u4").tobytes()
+
+        payloads = [(evt2_words(np.arange(1000, 5000), 1), 0), (evt2_words(np.arange(5000, 5100), 500), 0)]
+    else:
+        payloads = [(encode(encoding, ev, 0), 0) for ev in (sparse, rows)]
+    payloads += [(rng.integers(0, 256, n, dtype=np.uint8).tobytes(), 0) for n in (4_000, 65_536, 3, 100_000)]
+    for payload, time_base in payloads:
+        for cut in (999, 1 << 20):
+            for i in range(0, len(payload), cut):
+                decoder.decode(payload[i : i + cut], time_base, alloc=alloc)
+            alloc.check()
+    assert decoder.stats.events >= sparse.size
+
+
 def test_make_decoder_and_unknown_encoding():
     assert sorted(DECODERS) == ["evt3", "libcaer", "libcaer_cmp", "mono"]
     for name, cls in DECODERS.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 import pytest
@@ -238,6 +239,40 @@ def test_window_events_are_read_only():
         windows[0].events["x"][0] = 3
 
 
+@pytest.mark.parametrize("config", [WindowConfig(duration_us=2_000), WindowConfig(duration_us=3_000, hop_us=1_000)],
+                         ids=["tumbling", "sliding"])
+def test_buffer_memory_is_reused_only_once_no_window_refers_to_it(config):
+    """Events written through reserve (as decoders do) into memory of windows emitted before, once
+    nothing refers to it: windows and views still held keep their events."""
+    rng = np.random.default_rng(12)
+    events = stream(rng, 60_000, gap_p=0.0)
+    expected, _ = expected_duration_windows(events, config)
+    windower = Windower(config)
+    held: dict[int, np.ndarray] = {}
+    seen: list[weakref.ref] = []
+    reused = 0
+
+    def check(window: Window) -> None:
+        nonlocal reused
+        np.testing.assert_array_equal(window.events, expected[window.index][2])
+        base = window.events.base
+        reused += any(ref() is base for ref in seen)
+        seen.append(weakref.ref(base))
+        if window.index % 5 == 0:
+            held[window.index] = window.events[::3]  # a view of it, held to the end
+
+    for piece in np.array_split(events, 600):
+        tail = windower.reserve(piece.shape[0])
+        tail[:] = piece
+        for window in windower.push(tail):
+            check(window)
+    for window in windower.flush():
+        check(window)
+    assert reused > len(seen) // 2
+    for index, view in held.items():
+        np.testing.assert_array_equal(view, expected[index][2][::3])
+
+
 def test_iter_windows_matches_push_and_flush():
     rng = np.random.default_rng(5)
     events = stream(rng, 2_000)
@@ -310,3 +345,27 @@ def test_disordered_stream_gives_the_same_windows_for_any_cut(config):
         for a, b in zip(cut, whole):
             np.testing.assert_array_equal(a.events, b.events)
         assert windower.stats.as_dict() == ref.stats.as_dict()
+
+
+@pytest.mark.parametrize("config", [WindowConfig(duration_us=2_000, hop_us=500, reset_tolerance_us=50),
+                                    WindowConfig(event_count=64, reset_tolerance_us=50)], ids=["sliding", "count"])
+def test_ordered_chunks_skip_the_scan_but_not_the_step_between_chunks(config):
+    """push(ordered=True), as after a decoder: chunks whose times never go back inside, but a chunk may
+    start before the last one ended (jitter, a restart): the same windows and counters as a plain push."""
+    rng = np.random.default_rng(10)
+    events = stream(rng, 4_000)
+    pieces = random_cuts(rng, events)
+    for k in rng.choice(len(pieces), 12, replace=False):  # some chunks start back in time
+        if pieces[k].shape[0]:
+            pieces[k] = pieces[k].copy()
+            pieces[k]["t"] -= rng.choice([45, 100_000])  # clamped jitter (tolerance 50 us), or a restart
+    plain, ref = run(config, pieces)
+    windower, ordered = Windower(config), []
+    for piece in pieces:
+        ordered.extend(windower.push(piece, ordered=True))
+    ordered.extend(windower.flush())
+    assert ref.stats.time_resets > 0 and ref.stats.clamped_events > 0
+    assert [(w.t_start_us, w.t_end_us) for w in ordered] == [(w.t_start_us, w.t_end_us) for w in plain]
+    for a, b in zip(ordered, plain):
+        np.testing.assert_array_equal(a.events, b.events)
+    assert windower.stats.as_dict() == ref.stats.as_dict()

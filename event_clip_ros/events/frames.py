@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numba import njit
 
+from .native import PREFETCH_BYTES, prefetch
 from .types import EVENT_DTYPE, SensorSize
 
 if TYPE_CHECKING:  # torch is imported lazily: the numpy path must not pay for it
@@ -129,11 +130,18 @@ def _bin(x, y, p, x_lut, y_lut, off_plane):
     return k
 
 
+#: Records between the one a kernel reads and the one it prefetches (:data:`PREFETCH_BYTES` ahead).
+_AHEAD = PREFETCH_BYTES // EVENT_DTYPE.itemsize
+
+
 @njit(cache=True, nogil=True)
 def _histogram(events, x_lut, y_lut, off_plane, counts):
     """Count the events in their bins; return the number outside the sensor (not counted)."""
     outside = 0
-    for i in range(events.shape[0]):
+    n = events.shape[0]
+    for i in range(n):
+        if (i & 3) == 0:  # one prefetch per 64-byte line of records
+            prefetch(events, min(i + _AHEAD, n - 1))
         k = _bin(events[i].x, events[i].y, events[i].p, x_lut, y_lut, off_plane)
         if k < 0:
             outside += 1
@@ -146,7 +154,10 @@ def _histogram(events, x_lut, y_lut, off_plane, counts):
 def _flat_index(events, x_lut, y_lut, off_plane, base, out):
     """Write each event's bin plus ``base`` into ``out``; return the number outside the sensor."""
     outside = 0
-    for i in range(events.shape[0]):
+    n = events.shape[0]
+    for i in range(n):
+        if (i & 3) == 0:
+            prefetch(events, min(i + _AHEAD, n - 1))
         k = _bin(events[i].x, events[i].y, events[i].p, x_lut, y_lut, off_plane)
         if k < 0:
             outside += 1

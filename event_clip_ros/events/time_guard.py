@@ -31,6 +31,8 @@ from numba import njit
 from .limits import DEFAULT_LIMITS, StreamLimits
 from .types import DecodeStats
 
+_INT64_MAX = np.iinfo(np.int64).max
+
 #: judge_time_high verdicts
 STEP, IGNORE, JUMP, REVERT, PENDING = 0, 1, 2, 3, 4
 
@@ -212,17 +214,19 @@ class TimeGuard:
     def restore(self, state: tuple[int | None, int | None, int]) -> None:
         self.last_t_us, self._candidate_t_us, self._candidate_packets = state
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        """The plausible events of one packet, in place (a prefix of ``events``)."""
+    def __call__(self, events: np.ndarray, ordered: bool = False) -> np.ndarray:
+        """The plausible events of one packet, in place (a prefix of ``events``). ``ordered``: the
+        caller knows their times never go back (a decoder kernel saw it), so that only the first
+        and last need checking against the stream's time."""
         n = events.shape[0]
         if n == 0:
             return events
         t = events["t"]
         last = self.last_t_us
         lo = 0 if last is None else last
-        hi = np.iinfo(np.int64).max if last is None or not self.check_jumps else last + self.limits.max_jump_us
+        hi = _INT64_MAX if last is None or not self.check_jumps else last + self.limits.max_jump_us
         self.disordered = 0
-        if _in_order_within(t, lo, hi):
+        if (lo <= t[0] and t[n - 1] <= hi) if ordered else _in_order_within(t, lo, hi):
             self._candidate_t_us = None
             self.last_t_us = int(t[-1])
             return events
@@ -232,7 +236,7 @@ class TimeGuard:
         if not keep.all():
             events = _compact(events, keep)
             t = events["t"]
-        if events.shape[0] and not _in_order_within(t, 0, np.iinfo(np.int64).max):
+        if events.shape[0] and not _in_order_within(t, 0, _INT64_MAX):
             keep = np.empty(events.shape[0], dtype=np.bool_)
             kept = _longest_ordered_run(t, keep)
             self.disordered += events.shape[0] - kept

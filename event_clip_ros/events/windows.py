@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import SupportsIndex, cast
@@ -208,6 +209,16 @@ def _read_only(events: np.ndarray) -> np.ndarray:
     return view
 
 
+@njit(cache=True, nogil=True)
+def _data_address(events):
+    """Address of the first record of ``events`` (a third of what ``events.ctypes.data`` costs)."""
+    return events.ctypes.data
+
+
+#: Whether a reference count tells that no view of an array is left (not so without the GIL).
+_REFCOUNTS_TELL = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
 class _EventBuffer:
     """Contiguous, growable event buffer whose handed-out views stay valid.
 
@@ -217,17 +228,24 @@ class _EventBuffer:
     then only commits it, with no copy. Anything else pushed is copied in.
     ``take`` hands out the buffered events and detaches the memory, so emitted
     windows keep their events while new pushes arrive; the next buffer is
-    sized from the last one taken.
+    sized from the last one taken, and is one taken before once nothing refers
+    to it any more (no window or view of it is left: its reference count says
+    so), which saves fresh pages (a page fault each 4 KiB) and finds the memory
+    in cache.
     """
 
     _VOID = np.dtype((np.void, EVENT_DTYPE.itemsize))
     _MIN_CAPACITY = 1 << 14
+    #: Arrays handed out by take() kept for reuse (the oldest is let go beyond this).
+    _SPARES = 4
 
     def __init__(self) -> None:
         self._array: np.ndarray | None = None
+        self._address = 0  # of self._array's data
         self._n = 0
         self._capacity_hint = self._MIN_CAPACITY
-        self._reserved = (0, 0)  # (address, length) of the tail handed out by reserve()
+        self._reserved = 0  # length of the tail handed out by reserve() (at self._n)
+        self._spares: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return self._n
@@ -235,36 +253,55 @@ class _EventBuffer:
     def _ensure(self, capacity: int) -> np.ndarray:
         old = self._array
         if old is None or capacity > old.shape[0]:
-            array = np.empty(max(capacity, self._capacity_hint, 2 * self._n), dtype=EVENT_DTYPE)
+            array = self._spare(capacity)
+            if array is None:
+                array = np.empty(max(capacity, self._capacity_hint, 2 * self._n), dtype=EVENT_DTYPE)
             if old is not None and self._n:
                 array.view(self._VOID)[: self._n] = old.view(self._VOID)[: self._n]
             self._array = array
+            self._address = _data_address(array)
             return array
         return old
+
+    def _spare(self, capacity: int) -> np.ndarray | None:
+        """The largest array taken before that nothing refers to any more, if it holds ``capacity``."""
+        spares = self._spares
+        best = -1
+        for i in range(len(spares)):
+            # the list and getrefcount's argument are the only references: no view of it is left
+            if sys.getrefcount(spares[i]) == 2 and (best < 0 or spares[i].shape[0] > spares[best].shape[0]):
+                best = i
+        if best < 0 or spares[best].shape[0] < capacity:
+            return None
+        return spares.pop(best)
 
     def reserve(self, n: int) -> np.ndarray:
         """A writable array of ``n`` records at the free tail (for a decoder to fill)."""
         tail = self._ensure(self._n + n)[self._n : self._n + n]
-        self._reserved = (tail.ctypes.data, n)
+        self._reserved = n
         return tail
 
     def append(self, events: np.ndarray) -> None:
         need = self._n + events.shape[0]
         array = self._ensure(need)
-        reserved, self._reserved = self._reserved, (0, 0)
-        if events.base is array and events.shape[0] <= reserved[1] and events.ctypes.data == reserved[0]:
+        reserved, self._reserved = self._reserved, 0
+        if (events.base is array and events.shape[0] <= reserved
+                and _data_address(events) == self._address + self._n * EVENT_DTYPE.itemsize):
             self._n = need  # written in place through reserve(): commit
             return
         array.view(self._VOID)[self._n : need] = events.view(self._VOID)
         self._n = need
 
     def take(self) -> np.ndarray:
-        """The buffered events (a view); the buffer starts empty on new memory."""
+        """The buffered events (a view); the buffer starts empty, on other memory."""
         if self._array is None:
             return np.empty(0, dtype=EVENT_DTYPE)
         out = self._array[: self._n]
         self._capacity_hint = max(self._MIN_CAPACITY, self._n + self._n // 4)
-        self._array, self._n, self._reserved = None, 0, (0, 0)
+        if _REFCOUNTS_TELL:
+            self._spares.append(self._array)
+            del self._spares[: -self._SPARES]
+        self._array, self._n, self._reserved = None, 0, 0
         return out
 
 
@@ -301,12 +338,15 @@ class Windower:
         """Events buffered for windows not yet emitted."""
         return len(self._buffer)
 
-    def push(self, events: np.ndarray, keep: np.ndarray | None = None) -> list[Window]:
+    def push(self, events: np.ndarray, keep: np.ndarray | None = None, ordered: bool = False) -> list[Window]:
         """Add the next chunk of the stream; return the windows it completes.
 
         ``keep`` (bool, one per event; e.g. a :class:`~event_clip_ros.events.noise.NoiseFilter`'s mask):
         only the kept events go into windows, while every event still sets the stream's time (the
         grid's anchor, completion, restarts), so removing events never moves a window boundary.
+        ``ordered``: the caller knows the chunk's times never go back (a decoder's output: its
+        time guard keeps it so), which spares a pass over them; the step from the last chunk is
+        still checked.
         """
         if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
             raise ValueError("push expects a 1-D EVENT_DTYPE array")
@@ -316,7 +356,8 @@ class Windower:
         if n == 0:
             return []
         self.stats.events += n
-        if _first_disorder(events["t"], self._running_max) < 0:
+        t = events["t"]
+        if (t[0] >= self._running_max) if ordered else _first_disorder(t, self._running_max) < 0:
             self._running_max = int(events["t"][-1])
             return self._push_ordered(events, keep)
         return self._push_disordered(events, keep)

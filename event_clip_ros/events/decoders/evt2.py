@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from ..time_guard import TIME_HIGH_SLOTS, following_time_high, take_time_high
-from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder
+from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder, record_word
 
 # state slots
 _HAVE_HIGH, _T_HIGH, _EPOCH = range(3)
@@ -52,25 +52,29 @@ def _count_cd(words):
 
 
 @njit(cache=True, nogil=True)
-def _decode(words, out, state, width, height, max_jump_units, counters):
-    n = 0
+def _decode(words, start, out, n, state, width, height, max_jump_units, counters):
+    """Decode ``words[start:]`` into ``out`` (records as int64 pairs) from record ``n`` on;
+    return (records, first word not decoded, False: order not tracked): see :class:`StreamDecoder`."""
     have_high = state[_HAVE_HIGH]
     t_high = state[_T_HIGH]
     epoch = state[_EPOCH]
-    for i in range(words.shape[0]):
+    room = out.shape[0] // 2  # records out holds
+    stop = words.shape[0]
+    for i in range(start, words.shape[0]):
         w = np.int64(words[i])
         code = w >> 28
         if code <= 0x1:  # CD_OFF / CD_ON
+            if n == room:
+                stop = i  # out is full: the caller gives more room
+                break
             if have_high == 0:
                 counters[_SKIPPED] += 1
                 continue
             x = (w >> 11) & 0x7FF
             y = w & 0x7FF
             if x < width and y < height:
-                out[n].t = epoch + ((t_high << _LSB_BITS) | ((w >> 22) & 0x3F))
-                out[n].x = x
-                out[n].y = y
-                out[n].p = code
+                out[2 * n] = epoch + ((t_high << _LSB_BITS) | ((w >> 22) & 0x3F))
+                out[2 * n + 1] = record_word(x, y, code)
                 n += 1
             else:
                 counters[_OOB] += 1
@@ -84,7 +88,7 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
             if not taken:
                 continue
             for k in range(n if shift else 0):  # a repaired bit error: this packet's events so far
-                out[k].t -= shift
+                out[2 * k] -= shift
             t_high = high
             have_high = 1
         elif code == 0xA or code == 0xE or code == 0xF:
@@ -94,7 +98,7 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
     state[_HAVE_HIGH] = have_high
     state[_T_HIGH] = t_high
     state[_EPOCH] = epoch
-    return n
+    return n, stop, False
 
 
 class Evt2Decoder(StreamDecoder):

@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from ..time_guard import TIME_HIGH_SLOTS, following_time_high, take_missed_step, take_time_high
-from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder
+from .base import OUT_OF_BOUNDS, SKIPPED_WORDS, TIME_HIGH_BIT_ERRORS, TIME_JUMPS, UNKNOWN_WORDS, StreamDecoder, record_word
 
 # state slots
 _HAVE_HIGH, _HAVE_TIME, _T_HIGH, _T_LOW, _EPOCH, _Y, _BASE_X, _POL, _LOW_TIME = range(9)
@@ -59,8 +59,11 @@ def _max_events(words):
 
 
 @njit(cache=True, nogil=True)
-def _decode(words, out, state, width, height, max_jump_units, counters):
-    n = 0
+def _decode(words, start, out, n, state, width, height, max_jump_units, counters):
+    """Decode ``words[start:]`` into ``out`` (records as int64 pairs) from record ``n`` on;
+    return (records, first word not decoded, whether the times of the events decoded never go
+    back): see :class:`StreamDecoder`. Events take the time in force when their word comes, so
+    their order is checked where that time changes, if events were written since the last change."""
     have_high = state[_HAVE_HIGH]
     have_time = state[_HAVE_TIME]
     t_high = state[_T_HIGH]
@@ -70,49 +73,69 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
     base_x = state[_BASE_X]
     pol = state[_POL]
     t = epoch + t_high + t_low
-    for i in range(words.shape[0]):
+    room = out.shape[0] // 2  # records out holds
+    oob = np.int64(0)
+    skipped = 0
+    rising = True  # the times of the events written so far never go back
+    last_t = -1  # the time of the events written before the time in force
+    n_mark = n  # events written before the time in force took effect
+    i = start
+    while i < words.shape[0]:
+        if have_time:
+            # The common words, ADDR_Y (0: the row) and ADDR_X (2: one event at the row), in a loop
+            # of their own (few live values: no spills) without a branch on which (they alternate
+            # unpredictably): the record is written either way and counted only for an ADDR_X
+            # inside the sensor. Unsigned indices spare the negative-index fix-ups.
+            while i < words.shape[0]:
+                w = np.int64(words[np.uint64(i)])
+                code = w >> 12
+                if code | 0x2 != 0x2 or n == room:
+                    break
+                is_x = code >> 1
+                a = w & 0x7FF
+                y = y if is_x else a
+                inside = (a < width) & (y < height)
+                j = np.uint64(2 * n)
+                out[j] = t
+                out[j + np.uint64(1)] = record_word(a, y, (w >> 11) & 1)
+                n += is_x & inside
+                oob += is_x & (1 - inside)
+                i += 1
+            if i == words.shape[0]:
+                break
         w = np.int64(words[i])
         code = w >> 12
         v = w & 0xFFF
-        if code == 0x0:  # EVT_ADDR_Y
-            y = v & 0x7FF
-        elif code == 0x2:  # EVT_ADDR_X: one event
-            if have_time == 0:
-                counters[_SKIPPED] += 1
-                continue
-            x = v & 0x7FF
-            if x < width and y < height:
-                out[n].t = t
-                out[n].x = x
-                out[n].y = y
-                out[n].p = (v >> 11) & 1
-                n += 1
-            else:
-                counters[_OOB] += 1
+        if code | 0x2 == 0x2:
+            if n == room:
+                break  # out is full: the caller gives more room
+            if code == 0x0:  # EVT_ADDR_Y before a valid time
+                y = v & 0x7FF
+            else:  # EVT_ADDR_X before a valid time: no event
+                skipped += 1
         elif code == 0x3:  # VECT_BASE_X
             base_x = v & 0x7FF
             pol = (v >> 11) & 1
         elif code == 0x4 or code == 0x5:  # VECT_12 / VECT_8
             nbits = 12 if code == 0x4 else 8
+            if n + nbits > room:
+                break
             if have_time == 0:
-                counters[_SKIPPED] += 1
-                base_x += nbits
-                continue
-            if y < height:
+                skipped += 1
+            elif y < height:
+                high = record_word(0, y, pol)
                 for b in range(nbits):
                     if (v >> b) & 1:
                         x = base_x + b
                         if x < width:
-                            out[n].t = t
-                            out[n].x = x
-                            out[n].y = y
-                            out[n].p = pol
+                            out[2 * n] = t
+                            out[2 * n + 1] = x | high
                             n += 1
                         else:
-                            counters[_OOB] += 1
+                            oob += 1
             else:
                 for b in range(nbits):
-                    counters[_OOB] += (v >> b) & 1
+                    oob += (v >> b) & 1
             base_x += nbits
         elif code == 0x6:  # EVT_TIME_LOW
             if have_time and epoch + t_high + v + 2048 < state[_LOW_TIME]:
@@ -128,6 +151,10 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
             t_low = v
             if have_high:
                 have_time = 1
+            if n > n_mark:  # events were written at the time being replaced
+                rising = rising and t >= last_t
+                last_t = t
+                n_mark = n
             t = epoch + t_high + t_low
             state[_LOW_TIME] = t
         elif code == 0x8:  # EVT_TIME_HIGH
@@ -136,19 +163,28 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
                 _HIGH_PERIOD, 1 << _HIGH_SHIFT, max_jump_units)
             counters[_TIME_ERR] += errors
             counters[_JUMPS] += jumps
-            if not taken:
-                continue
-            if shift:  # a repaired bit error: this packet's events so far carried the flipped time
-                for k in range(n):
-                    out[k].t -= shift
-                state[_LOW_TIME] -= shift
-            t_high = v << _HIGH_SHIFT
-            have_high = 1
-            t = epoch + t_high + t_low
+            if taken:
+                if shift:  # a repaired bit error: this packet's events so far carried the flipped time
+                    for k in range(n):
+                        out[2 * k] -= shift
+                    state[_LOW_TIME] -= shift
+                    rising = False
+                if n > n_mark:
+                    rising = rising and t >= last_t
+                    last_t = t
+                    n_mark = n
+                t_high = v << _HIGH_SHIFT
+                have_high = 1
+                t = epoch + t_high + t_low
         elif code == 0x7 or code == 0xA or code == 0xE or code == 0xF:
             pass  # CONTINUED_4, EXT_TRIGGER, OTHERS, CONTINUED_12: no CD events
         else:
             counters[_UNKNOWN] += 1
+        i += 1
+    if n > n_mark:
+        rising = rising and t >= last_t
+    counters[_OOB] += oob
+    counters[_SKIPPED] += skipped
     state[_HAVE_HIGH] = have_high
     state[_HAVE_TIME] = have_time
     state[_T_HIGH] = t_high
@@ -157,7 +193,7 @@ def _decode(words, out, state, width, height, max_jump_units, counters):
     state[_Y] = y
     state[_BASE_X] = base_x
     state[_POL] = pol
-    return n
+    return n, i, rising
 
 
 class Evt3Decoder(StreamDecoder):
@@ -171,6 +207,8 @@ class Evt3Decoder(StreamDecoder):
     max_width = max_height = 2048  # 11-bit x and y
     max_events = staticmethod(_max_events)
     kernel = staticmethod(_decode)
+    max_events_per_word = 12  # VECT_12
+    spare_records = 1  # ADDR_Y words write a record they do not count
 
     @property
     def time_us(self) -> int | None:

@@ -71,9 +71,9 @@ class LibcaerDecoder(TimeBaseDecoder):
     counter_slots = (OUT_OF_BOUNDS, _NEGATIVE_TIMESTAMPS)
     max_width = max_height = 32768  # 15-bit x and y
 
-    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, np.ndarray, bool]:
         counts = self._new_counts()
         out = alloc(records.size)
         # (time_base + ts * 1000) // 1000 == time_base // 1000 + ts: work in us
         n = _decode(records, out, time_base_ns // 1000, self.size.width, self.size.height, counts)
-        return out[:n], counts
+        return out[:n], counts, False

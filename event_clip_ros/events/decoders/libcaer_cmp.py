@@ -119,9 +119,9 @@ class LibcaerCmpDecoder(TimeBaseDecoder):
         super().reset()
         self._state = np.zeros(3, dtype=np.int64)
 
-    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_records(self, records: np.ndarray, time_base_ns: int, alloc: Allocator) -> tuple[np.ndarray, np.ndarray, bool]:
         counts = self._new_counts()
         out = alloc(_max_events(records))
         # (time_base + offset * 1000) // 1000 == time_base // 1000 + offset: work in us
         n = _decode(records, out, time_base_ns // 1000, self.size.width, self.size.height, self._state, counts)
-        return out[:n], counts
+        return out[:n], counts, False

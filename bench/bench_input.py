@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""Input ceiling: the highest event rate the detector node takes in without losing a packet, beside
+a bare rclpy subscriber measured in the same run (target: the node >= 0.9 of it).
+
+Both run in processes of their own, over real DDS, with the drivers' QoS (best effort, keep last
+--depth, default 1000 as the node's ``EVENT_QOS``): the node (``event_clip_ros.ros.node``, a tiny
+random EventCLIP-Tiny model, one torch thread, 50 ms windows, so it also infers while it takes input)
+and a bare subscriber: a raw subscription whose callback only counts, spun by the same executor loop
+as the node's (the ceiling of a Python node on this box). This process plays a camera driver: EVT3
+EventPackets of --packet-us of sensor time (default 1024 us: 1 ms packets, a quarter of EVT3's
+4096 us TIME_HIGH step), each published when its last event is due (real time). For each rate of
+the ladder it plays --duration-s to one subscriber, then the other; a rate is lossless for a
+subscriber when it received every packet (the node: every packet decoded, none missing by sequence
+number); its ceiling is the highest rate up to which every rate was lossless. The ladder stops for a
+subscriber after two lossy rates in a row, or when this process could
+not keep the rate (it took over 5% longer than the sensor time to publish a rate's packets: the box,
+not the subscriber, is the limit then; single packets late by a packet or more are counted too).
+
+Events: uniform over a 640x480 sensor (one ADDR_Y and one ADDR_X word each, 4 bytes), a pool of
+--pool packets encoded once per rate and replayed with its TIME_HIGH words advanced, so that sensor
+time runs on and any rate costs only the pool to encode.
+
+  .venv/bin/python bench/bench_input.py                       # 1 ms packets, default transport
+  .venv/bin/python bench/bench_input.py --packet-us 4096      # 4 ms packets
+  FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA .venv/bin/python bench/bench_input.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from results_file import bench_parser, write_results
+
+from event_clip_ros.events.encoders import encode_evt3
+from event_clip_ros.events.ros_cdr import encode_event_packet
+from event_clip_ros.events.types import SensorSize, make_events
+
+SIZE = SensorSize(640, 480)
+LABELS = ["disc", "bar", "square", "person", "car"]
+TIME_HIGH_US = 4096  # one EVT3 TIME_HIGH unit
+DEFAULT_RATES = "5,10,20,30,40,60,80,100,130,160,200"
+
+
+# ---------------------------------------------------------------- the bare subscriber (own process)
+
+
+def serve_bare(ns: str, depth: int) -> None:
+    """A Python node that only counts what it receives, spun like the detector node; its counts on
+    /diagnostics (status ``/<ns>/bare``) every 0.25 s."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from event_camera_msgs.msg import EventPacket
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    rclpy.init(signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+    node = rclpy.create_node("bare", namespace=f"/{ns}")
+    counts = {"packets": 0, "bytes": 0}
+
+    def on_packet(raw: bytes) -> None:
+        counts["packets"] += 1
+        counts["bytes"] += len(raw)
+
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT,
+                     durability=DurabilityPolicy.VOLATILE)
+    node.create_subscription(EventPacket, "~/events", on_packet, qos, raw=True)
+    diag = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def publish_counts() -> None:
+        values = [KeyValue(key="state", value="active")] + [KeyValue(key=k, value=str(v)) for k, v in counts.items()]
+        diag.publish(DiagnosticArray(status=[DiagnosticStatus(name=f"/{ns}/bare", values=values)]))
+
+    node.create_timer(0.25, publish_counts)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    while not stop and rclpy.ok():
+        executor.spin_once(timeout_sec=0.1)  # the detector node's loop (ros/node.py)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+# ---------------------------------------------------------------- the driver (this process)
+
+
+def packet_pool(rate_mev_s: float, packet_us: int, pool: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``pool`` consecutive EVT3 packets of ``packet_us`` each at ``rate_mev_s``: (words, indices of their
+    TIME_HIGH words), encoded as one stream (time starts at 0)."""
+    rng = np.random.default_rng(seed)
+    n = max(1, round(rate_mev_s * packet_us))
+    out, prev = [], None
+    for k in range(pool):
+        t = k * packet_us + np.sort(rng.integers(0, packet_us, n))
+        ev = make_events(t, rng.integers(0, SIZE.width, n), rng.integers(0, SIZE.height, n), rng.integers(0, 2, n))
+        words = np.frombuffer(encode_evt3(ev, prev), dtype="<u2").copy()
+        out.append((words, np.flatnonzero(words >> 12 == 0x8)))
+        prev = int(t[-1])
+    return out
+
+
+def advanced(words: np.ndarray, time_high_at: np.ndarray, units: int) -> np.ndarray:
+    """``words`` with their TIME_HIGH values advanced by ``units`` (mod 4096): the same packet ``units``
+    x 4096 us later."""
+    if units % 4096 == 0:
+        return words
+    out = words.copy()
+    out[time_high_at] = 0x8000 | ((words[time_high_at] & 0xFFF) + units) & 0xFFF
+    return out
+
+
+class Driver:
+    """The publishing side: one rclpy node, a publisher per subscriber's topic, /diagnostics read back."""
+
+    def __init__(self, ns: str) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from event_camera_msgs.msg import EventPacket
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        self.rclpy = rclpy
+        rclpy.init()
+        self.node = rclpy.create_node("bench_input_driver")
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.VOLATILE)
+        self.pubs = {name: self.node.create_publisher(EventPacket, f"/{ns}/{name}/events", qos) for name in ("bare", "detector")}
+        self.status: dict[str, dict[str, str]] = {"bare": {}, "detector": {}}
+        prefixes = {f"/{ns}/bare": "bare", f"/{ns}/detector": "detector"}
+
+        def on_diag(msg) -> None:
+            for s in msg.status:
+                for prefix, name in prefixes.items():
+                    if s.name.startswith(prefix):
+                        self.status[name] = {kv.key: kv.value for kv in s.values}
+
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 100)
+        self.seq = {name: 1 for name in self.pubs}  # each subscriber sees one stream (the probe was seq 0)
+
+    def counts(self, name: str) -> dict[str, int]:
+        return {k: int(v) for k, v in self.status[name].items() if v.isdigit()}
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.rclpy.spin_once(self.node, timeout_sec=max(0.0, min(0.05, end - time.monotonic())))
+
+    def wait_ready(self, name: str, procs: list[subprocess.Popen], timeout_s: float = 120) -> None:
+        """Until ``name`` is active and has received a probe packet (its reader matched this writer)."""
+        deadline = time.monotonic() + timeout_s
+        probe = encode_event_packet(b"", encoding="evt3", width=SIZE.width, height=SIZE.height, seq=0)
+        while not (self.pubs[name].get_subscription_count() and self.status[name].get("state") == "active"
+                   and self.counts(name).get("packets", 0) > 0):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                dead = [p for p in procs if p.poll() is not None and p.stderr is not None]
+                sys.exit(f"{name} did not come up{': ' + dead[0].stderr.read()[-2000:] if dead and dead[0].stderr else ''}")
+            if self.pubs[name].get_subscription_count():
+                self.pubs[name].publish(probe)
+            self.spin_for(0.05)
+
+    def play(self, name: str, pool: list[tuple[np.ndarray, np.ndarray]], packet_us: int, duration_s: float) -> dict:
+        """Publish ``duration_s`` of the pool's packets to ``name`` in real time; what it received."""
+        n_packets = max(1, round(duration_s * 1e6 / packet_us))
+        period_units = len(pool) * packet_us // TIME_HIGH_US
+        self.spin_for(0.3)
+        before = self.counts(name)
+        pub, late = self.pubs[name], 0
+        start = time.monotonic_ns() + 20_000_000
+        for k in range(n_packets):
+            cycle, i = divmod(k, len(pool))
+            words = advanced(pool[i][0], pool[i][1], cycle * period_units)
+            msg = encode_event_packet(words, encoding="evt3", width=SIZE.width, height=SIZE.height, seq=self.seq[name],
+                                      stamp_ns=time.time_ns(), frame_id="bench")
+            wait = start + (k + 1) * packet_us * 1000 - time.monotonic_ns()
+            if wait > 0:
+                self.spin_for(wait * 1e-9)
+            elif wait < -packet_us * 1000:  # more than a packet behind (then several go out back to back)
+                late += 1
+            pub.publish(msg)
+            self.seq[name] += 1
+        sent_s = (time.monotonic_ns() - start) * 1e-9
+        # settle: until the counts stop moving (at least 1 s, at most 10 s)
+        last, stable_since, end = None, time.monotonic(), time.monotonic() + 10
+        while time.monotonic() < end:
+            self.spin_for(0.25)
+            now = self.counts(name)
+            if now != last:
+                last, stable_since = now, time.monotonic()
+            elif time.monotonic() - stable_since >= 1.0:
+                break
+        after = self.counts(name)
+        got = after.get("packets", 0) - before.get("packets", 0)
+        lost = after.get("lost_packets", 0) - before.get("lost_packets", 0)
+        return {"sent": n_packets, "received": got, "lost_by_seq": lost, "late_packets": late,
+                "send_s": round(sent_s, 3), "nominal_s": round(n_packets * packet_us * 1e-6, 3),
+                "lossless": got == n_packets and lost == 0}
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self.rclpy.try_shutdown()
+
+
+def lossless_ceiling(rows: list[dict]) -> float | None:
+    """The highest rate up to which every rate played was lossless (and played on time), or None."""
+    best = None
+    for row in sorted(rows, key=lambda r: r["rate_mev_s"]):
+        if not row["lossless"] or row.get("note"):
+            break
+        best = row["rate_mev_s"]
+    return best
+
+
+def start_node(checkpoint: Path, ns: str, window_ms: float) -> subprocess.Popen:
+    args = [sys.executable, "-m", "event_clip_ros.ros.node", "--ros-args", "-r", f"__ns:=/{ns}",
+            "-p", f"checkpoint:={checkpoint}", "-p", f"labels:={LABELS}", "-p", "torch_threads:=1",
+            "-p", f"window_duration_ms:={window_ms}", "-p", "diagnostics_period_s:=0.25"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def start_bare(ns: str, depth: int) -> subprocess.Popen:
+    args = [sys.executable, __file__, "--serve-bare", ns, "--depth", str(depth)]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def main() -> None:
+    ap = bench_parser(__doc__, "bench_input")
+    ap.add_argument("--rates", default=DEFAULT_RATES, help=f"input rates, Mev/s (default {DEFAULT_RATES})")
+    ap.add_argument("--packet-us", type=int, default=1024, help="sensor time per EventPacket, us (default 1024)")
+    ap.add_argument("--duration-s", type=float, default=2.0, help="seconds played per rate and subscriber (default 2)")
+    ap.add_argument("--depth", type=int, default=1000, help="QoS history depth of the bare subscriber (the node's is 1000)")
+    ap.add_argument("--pool", type=int, default=8, help="distinct packets per rate, replayed (default 8)")
+    ap.add_argument("--window-ms", type=float, default=50.0, help="the node's window (default 50)")
+    ap.add_argument("--only", choices=("bare", "detector"), help="run one subscriber only")
+    ap.add_argument("--serve-bare", metavar="NS", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_bare:
+        serve_bare(args.serve_bare, args.depth)
+        return
+    if (args.pool * args.packet_us) % TIME_HIGH_US:
+        ap.error(f"--pool x --packet-us must be a multiple of {TIME_HIGH_US} us (the pool is replayed TIME_HIGH steps later)")
+
+    import torch
+
+    from event_clip_ros.model import ModelSpec, create_event_clip
+    from event_clip_ros.model.checkpoint import save_checkpoint
+
+    ns = f"bench_input{os.getpid()}"
+    names = [args.only] if args.only else ["bare", "detector"]
+    procs: dict[str, subprocess.Popen] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_input_"))
+    if "detector" in names:
+        torch.manual_seed(0)
+        checkpoint = tmp / "tiny.safetensors"
+        save_checkpoint(create_event_clip(ModelSpec(arch="EventCLIP-Tiny", pretrained=None, device="cpu")), checkpoint)
+        procs["detector"] = start_node(checkpoint, ns, args.window_ms)
+    if "bare" in names:
+        procs["bare"] = start_bare(ns, args.depth)
+    driver = Driver(ns)
+    rows: list[dict] = []
+    try:
+        for name in names:
+            driver.wait_ready(name, list(procs.values()))
+        transport = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default")
+        profiles = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+        print(f"{args.packet_us} us packets, bare subscriber depth {args.depth}, Fast DDS transports: {transport}"
+              f"{', profiles ' + profiles if profiles else ''}; {args.duration_s:g} s per rate and subscriber", flush=True)
+        lossy = {name: 0 for name in names}
+        for rate in [float(r) for r in args.rates.split(",")]:
+            active = [name for name in names if lossy[name] < 2]
+            if not active:
+                break
+            pool = packet_pool(rate, args.packet_us, args.pool, seed=int(rate * 10))
+            packet_kib = np.mean([w.size for w, _ in pool]) * 2 / 1024
+            for name in active:
+                row = {"subscriber": name, "rate_mev_s": rate, "packet_kib": round(float(packet_kib), 1),
+                       **driver.play(name, pool, args.packet_us, args.duration_s)}
+                if row["send_s"] > 1.05 * row["nominal_s"] + 0.02:
+                    row["note"] = "publisher behind: the box is the limit"
+                print(row, flush=True)
+                rows.append(row)
+                lossy[name] = 0 if row["lossless"] else lossy[name] + 1
+                if row.get("note"):
+                    lossy[name] = 2
+    finally:
+        driver.close()
+        for proc in procs.values():
+            stop(proc)
+
+    ceiling = {name: lossless_ceiling([r for r in rows if r["subscriber"] == name]) for name in names}
+    result = {"packet_us": args.packet_us, "bare_depth": args.depth, "node_depth": 1000,
+              "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default"),
+              "fastdds_profiles_file": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
+              "duration_s": args.duration_s, "lossless_mev_s": ceiling, "rows": rows}
+    print("\nhighest lossless rate: " + ", ".join(f"{n} {c} Mev/s" for n, c in ceiling.items()))
+    bare, node = ceiling.get("bare"), ceiling.get("detector")
+    if bare and node is not None:
+        ratio = node / bare
+        result["node_vs_bare"] = round(ratio, 3)
+        print(f"node / bare rclpy subscriber: {ratio:.2f} (target >= 0.9: {'OK' if ratio >= 0.9 else 'MISSED'})")
+    write_results(result, args.out)
+
+
+if __name__ == "__main__":
+    main()

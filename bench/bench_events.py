@@ -111,6 +111,36 @@ def pipeline(encoding: str, pkts: list[Packet], size: SensorSize, windows: Windo
     return run
 
 
+def frame_builder(wins: list[np.ndarray], size: SensorSize, frames: FrameConfig) -> Callable[[], int]:
+    """Our frame builder over ``wins``; returns their event count."""
+    n_ev = sum(w.size for w in wins)
+
+    def run() -> int:
+        for w in wins:
+            build_frame(w, size, frames)
+        return n_ev
+
+    return run
+
+
+def numpy_frame_builder(wins: list[np.ndarray], size: SensorSize, frames: FrameConfig) -> Callable[[], int]:
+    """The same frames in plain numpy + OpenCV (bincount, INTER_AREA resize, / (max + 1)): the baseline."""
+    import cv2
+
+    assert frames.out_size is not None  # FrameConfig(): 224 x 224
+    h, wd = frames.out_size
+    n_ev = sum(w.size for w in wins)
+
+    def run() -> int:
+        for w in wins:
+            c = np.bincount(w["y"].astype(np.int64) * size.width + w["x"], minlength=size.width * size.height)
+            img = cv2.resize(c.reshape(size.height, size.width).astype(np.float32), (wd, h), interpolation=cv2.INTER_AREA)
+            np.divide(img, img.max() + 1, out=img)
+        return n_ev
+
+    return run
+
+
 def main() -> None:
     ap = bench_parser(__doc__, "bench_events")
     ap.add_argument("--events", type=int, default=8_000_000, help="events in the test stream (default 8M)")
@@ -171,25 +201,9 @@ def main() -> None:
 
     # frame builders on identical windows
     wins = [w.events for w in Windower(windows).push(ev)][:200]
-    n_ev = sum(w.size for w in wins)
 
-    def ours_frames() -> int:
-        for w in wins:
-            build_frame(w, size, frames)
-        return n_ev
-
-    def numpy_bincount() -> int:
-        import cv2
-
-        assert frames.out_size is not None  # FrameConfig(): 224 x 224
-        h, wd = frames.out_size
-        for w in wins:
-            c = np.bincount(w["y"].astype(np.int64) * size.width + w["x"], minlength=size.width * size.height)
-            img = cv2.resize(c.reshape(size.height, size.width).astype(np.float32), (wd, h), interpolation=cv2.INTER_AREA)
-            np.divide(img, img.max() + 1, out=img)
-        return n_ev
-
-    frame_runs = {"ours build_frame": ours_frames, "numpy bincount + cv2.resize": numpy_bincount}
+    frame_runs = {"ours build_frame": frame_builder(wins, size, frames),
+                  "numpy bincount + cv2.resize": numpy_frame_builder(wins, size, frames)}
     try:
         import dv_processing as dv
 

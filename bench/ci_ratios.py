@@ -30,11 +30,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-from bench_events import evt3_packets, load_events, mono_packets, pipeline
+from bench_events import evt3_packets, frame_builder, load_events, mono_packets, numpy_frame_builder, pipeline
 
 from event_clip_ros.events.decoders import make_decoder
-from event_clip_ros.events.frames import FrameConfig, build_frame
+from event_clip_ros.events.frames import FrameConfig
 from event_clip_ros.events.windows import WindowConfig, Windower
 
 RECORDED = Path(__file__).parent / "results" / "ci_ratios.json"
@@ -52,14 +51,12 @@ RATIOS = {
 def measure(events: int, repeats: int, real: bool = True, packet_kib: int = 64,
             window_ms: float = 10.0) -> tuple[str, dict[str, list[float]]]:
     """Per repetition, the ratio of each pair in :data:`RATIOS` (rates in events per CPU second)."""
-    import cv2
     import evt3 as pypi_evt3
 
     ev, size, source = load_events(events, real)
     windows, frames = WindowConfig(duration_us=round(window_ms * 1000)), FrameConfig()
     evt3_pkts, mono_pkts = evt3_packets(ev, packet_kib * 1024), mono_packets(ev, packet_kib * 1024)
     wins = [w.events for w in Windower(windows).push(ev)]
-    n_win = sum(w.size for w in wins)
 
     def bare_evt3() -> int:
         d = pypi_evt3.Decoder(size.width, size.height)
@@ -69,19 +66,7 @@ def measure(events: int, repeats: int, real: bool = True, packet_kib: int = 64,
         d = make_decoder("evt3", size)
         return sum(d.decode(p).size for p, _ in evt3_pkts)
 
-    def ours_frames() -> int:
-        for w in wins:
-            build_frame(w, size, frames)
-        return n_win
-
-    def numpy_frames() -> int:
-        assert frames.out_size is not None  # FrameConfig(): 224 x 224
-        h, wd = frames.out_size
-        for w in wins:
-            c = np.bincount(w["y"].astype(np.int64) * size.width + w["x"], minlength=size.width * size.height)
-            img = cv2.resize(c.reshape(size.height, size.width).astype(np.float32), (wd, h), interpolation=cv2.INTER_AREA)
-            np.divide(img, img.max() + 1, out=img)
-        return n_win
+    ours_frames, numpy_frames = frame_builder(wins, size, frames), numpy_frame_builder(wins, size, frames)
 
     runs: dict[str, Callable[[], int]] = {
         BASELINE: bare_evt3,

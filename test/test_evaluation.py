@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from rosbags.rosbag2 import Reader, Writer
+from shipped_samples import CLASSES, GLYPH_TRUTH, GLYPHS, TOY
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
 from event_clip_ros.apps.detector import DetectionResult, Detector
@@ -50,12 +51,6 @@ from event_clip_ros.model.zero_shot import LabelScore
 
 from cdr_helpers import event_typestore
 
-REPO = Path(__file__).resolve().parents[1]
-GLYPHS = REPO / "data" / "samples" / "glyphs.raw"
-GLYPH_TRUTH = REPO / "data" / "samples" / "glyphs.labels.csv"
-TOY = REPO / "models" / "event_clip_toy48.safetensors"
-CLASSES = ("digit 2", "digit 4", "digit 7", "letter b", "letter e", "letter h", "letter k", "letter n", "letter s",
-           "letter w")
 ORIGIN_NS = 1_700_000_000_000_000_000
 
 

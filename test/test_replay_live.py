@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from shipped_samples import CLASSES, GLYPHS, TOY
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
 from event_clip_ros.apps.detector_config import DetectorConfig
@@ -25,11 +26,6 @@ from event_clip_ros.model import ModelSpec
 
 pytestmark = pytest.mark.ros
 
-REPO = Path(__file__).resolve().parents[1]
-GLYPHS = REPO / "data" / "samples" / "glyphs.raw"
-TOY = REPO / "models" / "event_clip_toy48.safetensors"
-CLASSES = ("digit 2", "digit 4", "digit 7", "letter b", "letter e", "letter h", "letter k", "letter n", "letter s",
-           "letter w")
 PARAMETERS = {"checkpoint": str(TOY), "labels": list(CLASSES), "prompt_templates": ["the {}"],
               "window_duration_ms": 300.0, "min_events": 100, "device": "cpu", "top_k": 5}
 

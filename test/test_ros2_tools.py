@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shipped_samples import CLASSES, GLYPHS, REPO, TOY
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
 from event_clip_ros.apps.evaluation.bag_input import open_bag_topics
@@ -37,12 +38,7 @@ from event_clip_ros.apps.evaluation.truth import load_truth_csv
 pytestmark = pytest.mark.slow  # the quick tier (scripts/test.sh --quick) leaves it out
 
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "event_clip_ros"
-GLYPHS = REPO / "data" / "samples" / "glyphs.raw"
-TOY = REPO / "models" / "event_clip_toy48.safetensors"
-CLASSES = ("digit 2", "digit 4", "digit 7", "letter b", "letter e", "letter h", "letter k", "letter n", "letter s",
-           "letter w")
 #: What the test's params_file changes (overlaid on the package's config/detector.yaml).
 USER_PARAMS = {"window_duration_ms": 300.0, "min_events": 100, "prompt_templates": ["the {}"], "top_k": 5,
                "torch_threads": 1, "diagnostics_period_s": 0.2}

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
+from shipped_samples import CLASSES, GLYPHS, TOY
 from test_ros_detector import SIZE, STAMP0_NS, OfflineDetector, checkpoint, offline_detector, scene, stamp_ns  # noqa: F401
 
 from event_clip_ros.apps.bag_writer import BagWriteConfig, write_event_bag
@@ -38,11 +39,6 @@ from event_clip_ros.model import ModelSpec
 
 pytestmark = pytest.mark.ros
 
-REPO = Path(__file__).resolve().parents[1]
-GLYPHS = REPO / "data" / "samples" / "glyphs.raw"
-TOY = REPO / "models" / "event_clip_toy48.safetensors"
-CLASSES = ("digit 2", "digit 4", "digit 7", "letter b", "letter e", "letter h", "letter k", "letter n", "letter s",
-           "letter w")
 BURST_PACKETS, PACKET_MS, WINDOW_MS = 35, 12, 50
 NODE = "import sys\nfrom event_clip_ros.ros.node import main\nsys.exit(main())\n"
 

@@ -260,11 +260,11 @@ def node_latency_ros(events: np.ndarray, folder: Path, params: dict) -> dict:
             publisher = session.node.create_publisher(message_class(bag.msgtype), f"{fqn}/events", EVENT_QOS)
             watch = NodeWatch(session.node, fqn)
 
-            def on_diag(msg) -> None:
-                for s in msg.status:
-                    if s.name.startswith(fqn):
-                        status.clear()
-                        status.update({kv.key: kv.value for kv in s.values})
+            def on_diag(msg) -> None:  # the node's statuses (itself, its input) merged
+                merged = {kv.key: kv.value for s in msg.status if s.name.startswith(fqn) for kv in s.values}
+                if merged:
+                    status.clear()
+                    status.update(merged)
 
             session.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
             first = next(bag_messages(bag, [bag.event_topic]))

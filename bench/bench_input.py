@@ -136,11 +136,11 @@ class Driver:
         self.status: dict[str, dict[str, str]] = {"bare": {}, "detector": {}}
         prefixes = {f"/{ns}/bare": "bare", f"/{ns}/detector": "detector"}
 
-        def on_diag(msg) -> None:
-            for s in msg.status:
-                for prefix, name in prefixes.items():
-                    if s.name.startswith(prefix):
-                        self.status[name] = {kv.key: kv.value for kv in s.values}
+        def on_diag(msg) -> None:  # a node's statuses (itself, each input) merged into one dict
+            for prefix, name in prefixes.items():
+                merged = {kv.key: kv.value for s in msg.status if s.name.startswith(prefix) for kv in s.values}
+                if merged:
+                    self.status[name] = merged
 
         self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 100)
         self.seq = {name: 1 for name in self.pubs}  # each subscriber sees one stream (the probe was seq 0)

@@ -111,6 +111,21 @@ def pipeline(encoding: str, pkts: list[Packet], size: SensorSize, windows: Windo
     return run
 
 
+def evt3_decoders(pkts: list[Packet], size: SensorSize) -> tuple[Callable[[], int], Callable[[], int]]:
+    """The bare PyPI ``evt3`` decode (the baseline) and ours over the same EVT3 packets; each returns its event count."""
+    import evt3 as pypi_evt3
+
+    def bare() -> int:
+        d = pypi_evt3.Decoder(size.width, size.height)
+        return sum(len(d.feed(p)) for p, _ in pkts)
+
+    def ours() -> int:
+        d = make_decoder("evt3", size)
+        return sum(d.decode(p).size for p, _ in pkts)
+
+    return bare, ours
+
+
 def frame_builder(wins: list[np.ndarray], size: SensorSize, frames: FrameConfig) -> Callable[[], int]:
     """Our frame builder over ``wins``; returns their event count."""
     n_ev = sum(w.size for w in wins)
@@ -151,7 +166,6 @@ def main() -> None:
     args = ap.parse_args()
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
-    import evt3 as pypi_evt3
 
     ev, size, source = load_events(args.events)
     windows = WindowConfig(duration_us=round(args.window_ms * 1000))
@@ -168,13 +182,7 @@ def main() -> None:
     pipeline("evt3", evt3_pkts[:4], size, windows, frames)()
     pipeline("mono", mono_pkts[:4], size, windows, frames)()
 
-    def bare_evt3() -> int:
-        d = pypi_evt3.Decoder(size.width, size.height)
-        return sum(len(d.feed(p)) for p, _ in evt3_pkts)
-
-    def ours_evt3_decode() -> int:
-        d = make_decoder("evt3", size)
-        return sum(d.decode(p).size for p, _ in evt3_pkts)
+    bare_evt3, ours_evt3_decode = evt3_decoders(evt3_pkts, size)
 
     def ours_mono_decode() -> int:
         d = make_decoder("mono", size)

@@ -30,9 +30,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench_events import evt3_packets, frame_builder, load_events, mono_packets, numpy_frame_builder, pipeline
+from bench_events import evt3_decoders, evt3_packets, frame_builder, load_events, mono_packets, numpy_frame_builder, pipeline
 
-from event_clip_ros.events.decoders import make_decoder
 from event_clip_ros.events.frames import FrameConfig
 from event_clip_ros.events.windows import WindowConfig, Windower
 
@@ -51,20 +50,13 @@ RATIOS = {
 def measure(events: int, repeats: int, real: bool = True, packet_kib: int = 64,
             window_ms: float = 10.0) -> tuple[str, dict[str, list[float]]]:
     """Per repetition, the ratio of each pair in :data:`RATIOS` (rates in events per CPU second)."""
-    import evt3 as pypi_evt3
 
     ev, size, source = load_events(events, real)
     windows, frames = WindowConfig(duration_us=round(window_ms * 1000)), FrameConfig()
     evt3_pkts, mono_pkts = evt3_packets(ev, packet_kib * 1024), mono_packets(ev, packet_kib * 1024)
     wins = [w.events for w in Windower(windows).push(ev)]
 
-    def bare_evt3() -> int:
-        d = pypi_evt3.Decoder(size.width, size.height)
-        return sum(len(d.feed(p)) for p, _ in evt3_pkts)
-
-    def ours_evt3_decode() -> int:
-        d = make_decoder("evt3", size)
-        return sum(d.decode(p).size for p, _ in evt3_pkts)
+    bare_evt3, ours_evt3_decode = evt3_decoders(evt3_pkts, size)
 
     ours_frames, numpy_frames = frame_builder(wins, size, frames), numpy_frame_builder(wins, size, frames)
 

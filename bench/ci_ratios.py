@@ -6,8 +6,11 @@ busier machine moves both and the ratio stays: our EVT3 decode and decode + wind
 our mono decode + window + frame, against the bare PyPI ``evt3`` decode of the same stream, and our
 frame builder against numpy bincount + cv2.resize on the same windows (the pipelines of
 bench/bench_events.py, on its 8M-event stream, one core). The measurements are interleaved, each
-timed in CPU time of this process, and each ratio is the median over the repetitions of the
-ratio within one repetition, so load that comes and goes cancels out.
+timed in CPU time of this process, and each ratio is that of the best rates of candidate and
+baseline over the repetitions: on the shared box other work slows the memory-bound pipelines more
+than the bare decoder, and each one's best repetition is the one least touched by it (under load
+3, the mono ratio came out 1.13-1.16 as a median of per-repetition ratios, 1.27-1.29 as a ratio
+of bests, 1.37 on a quiet box). The per-repetition ratios' range is printed beside.
 
 A ratio fails when it falls more than --tolerance (25%) below the value recorded for the same
 input in bench/results/ci_ratios.json; a ratio above it passes (record again to raise the bar).
@@ -22,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -48,8 +50,9 @@ RATIOS = {
 
 
 def measure(events: int, repeats: int, real: bool = True, packet_kib: int = 64,
-            window_ms: float = 10.0) -> tuple[str, dict[str, list[float]]]:
-    """Per repetition, the ratio of each pair in :data:`RATIOS` (rates in events per CPU second)."""
+            window_ms: float = 10.0) -> tuple[str, dict[str, float], dict[str, list[float]]]:
+    """Each pair's ratio in :data:`RATIOS` as the ratio of the best rates (events per CPU second),
+    and per repetition, the ratio within it."""
 
     ev, size, source = load_events(events, real)
     windows, frames = WindowConfig(duration_us=round(window_ms * 1000)), FrameConfig()
@@ -71,15 +74,17 @@ def measure(events: int, repeats: int, real: bool = True, packet_kib: int = 64,
     for fn in runs.values():  # warm up: compiled kernels, caches, allocator
         fn()
     ratios: dict[str, list[float]] = {name: [] for name in RATIOS}
+    best: dict[str, float] = {name: 0.0 for name in runs}
     for _ in range(repeats):
         rate = {}
         for name, fn in runs.items():
             t0 = time.process_time()
             n = fn()
             rate[name] = n / max(time.process_time() - t0, 1e-9)
+            best[name] = max(best[name], rate[name])
         for name, (candidate, baseline) in RATIOS.items():
             ratios[name].append(rate[candidate] / rate[baseline])
-    return source, ratios
+    return source, {name: best[c] / best[b] for name, (c, b) in RATIOS.items()}, ratios
 
 
 def _commit() -> str:
@@ -105,17 +110,16 @@ def main() -> int:
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as bench_events.py
     t0 = time.perf_counter()
-    source, ratios = measure(args.events, args.repeats, real=not args.simulated)
-    medians = {name: statistics.median(values) for name, values in ratios.items()}
+    source, measured, ratios = measure(args.events, args.repeats, real=not args.simulated)
     path = Path(args.recorded)
     recorded_all = json.loads(path.read_text()) if path.exists() else {}
     key = f"{source}, {args.events} events"
     recorded = recorded_all.get("inputs", {}).get(key, {}).get("ratios", {})
 
     print(f"input: {key}; {args.repeats} interleaved repetitions, CPU time, one core ({time.perf_counter() - t0:.1f} s)")
-    print(f"{'same-run ratio (median; min-max)':<58} {'recorded':>9} {'floor':>7}  verdict")
+    print(f"{'same-run ratio (of best rates; per repetition)':<58} {'recorded':>9} {'floor':>7}  verdict")
     failed = []
-    for name, value in medians.items():
+    for name, value in measured.items():
         lo, hi = min(ratios[name]), max(ratios[name])
         ref = recorded.get(name)
         if ref is None:
@@ -133,7 +137,7 @@ def main() -> int:
         recorded_all.setdefault("about", "Same-run speed ratios of the event path, written by bench/ci_ratios.py "
                                          "--record; CI fails when a ratio falls more than 25% below its value here.")
         recorded_all.setdefault("inputs", {})[key] = {
-            "ratios": {name: round(value, 3) for name, value in medians.items()},
+            "ratios": {name: round(value, 3) for name, value in measured.items()},
             "recorded": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "commit": _commit(),
                          "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": args.repeats},
         }

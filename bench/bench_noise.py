@@ -31,7 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from bench_events import evt3_packets, load_events
+from bench_events import evt3_decoders, evt3_packets, load_events
 from PIL import Image
 from results_file import bench_parser, best_rate, write_results
 
@@ -108,15 +108,7 @@ def speed(args) -> dict:
     packets = [decoder.decode(p) for p, _ in pk]  # the decoded packets the filters see
     print(f"input: {ev.size / 1e6:.1f} Mev from {source}, {size.width}x{size.height}, {len(packets)} packets of "
           f"{args.packet_kib} KiB (~{ev.size // len(packets)} events), one core")
-    import evt3 as pypi_evt3
-
-    def bare_evt3() -> int:
-        d = pypi_evt3.Decoder(size.width, size.height)
-        return sum(len(d.feed(p)) for p, _ in pk)
-
-    def ours_decode() -> int:
-        d = make_decoder("evt3", size)
-        return sum(d.decode(p).size for p, _ in pk)
+    bare_evt3, ours_decode = evt3_decoders(pk, size)
 
     def compiled(config: NoiseFilterConfig):
         def run() -> int:

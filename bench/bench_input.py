@@ -256,21 +256,14 @@ def main() -> None:
         return
     if (args.pool * args.packet_us) % TIME_HIGH_US:
         ap.error(f"--pool x --packet-us must be a multiple of {TIME_HIGH_US} us (the pool is replayed TIME_HIGH steps later)")
-
-    import torch
-
-    from event_clip_ros.model import ModelSpec, create_event_clip
-    from event_clip_ros.model.checkpoint import save_checkpoint
+    from tiny_model import write_tiny_checkpoint  # torch only here: the --serve-bare process stays light
 
     ns = f"bench_input{os.getpid()}"
     names = [args.only] if args.only else ["bare", "detector"]
     procs: dict[str, subprocess.Popen] = {}
     tmp = Path(tempfile.mkdtemp(prefix="bench_input_"))
     if "detector" in names:
-        torch.manual_seed(0)
-        checkpoint = tmp / "tiny.safetensors"
-        save_checkpoint(create_event_clip(ModelSpec(arch="EventCLIP-Tiny", pretrained=None, device="cpu")), checkpoint)
-        procs["detector"] = start_node(checkpoint, ns, args.window_ms)
+        procs["detector"] = start_node(write_tiny_checkpoint(tmp), ns, args.window_ms)
     if "bare" in names:
         procs["bare"] = start_bare(ns, args.depth)
     driver = Driver(ns)

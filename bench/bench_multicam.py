@@ -35,12 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from results_file import bench_parser, write_results
+from tiny_model import write_tiny_checkpoint
 
 from event_clip_ros.events.encoders import encode_evt3
 from event_clip_ros.events.ros_cdr import encode_event_packet
 from event_clip_ros.events.types import SensorSize, make_events
-from event_clip_ros.model import ModelSpec, create_event_clip
-from event_clip_ros.model.checkpoint import save_checkpoint
 
 SIZE = SensorSize(320, 240)
 LABELS = ["disc", "bar", "square", "person", "car"]
@@ -226,9 +225,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench_multicam_"))
-    torch.manual_seed(0)
-    checkpoint = tmp / "tiny.safetensors"
-    save_checkpoint(create_event_clip(ModelSpec(arch="EventCLIP-Tiny", pretrained=None, device="cpu")), checkpoint)
+    checkpoint = write_tiny_checkpoint(tmp)
     counts = [int(c) for c in args.cameras.split(",")]
     load_before = round(os.getloadavg()[0], 1)
     print(f"encoding {max(counts)} cameras x {args.duration_s:g} s at {args.rate:g} Mev/s ...", flush=True)

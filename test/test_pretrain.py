@@ -149,6 +149,35 @@ def test_a_cached_teacher_made_with_other_settings_is_refused(reduced_run, tmp_p
     assert "trained with other settings" in capsys.readouterr().err
 
 
+def test_frozen_layers_of_the_event_tower_keep_f_i_weights_and_the_report_says_so(reduced_run, tmp_path):
+    config, full, _ = reduced_run
+    out = tmp_path / "frozen"
+    (out / "teacher").mkdir(parents=True)
+    shutil.copy(full / "teacher" / "teacher.safetensors", out / "teacher")
+    assert cli.main(["--config", str(config), "--out", str(out), "--max-steps", "3",
+                     "--set", "model.frozen=[layer4, attnpool]"]) == 0
+    start, end = _tensors(out / "teacher" / "teacher.safetensors", "event_tower."), _tensors(out / "final.safetensors", "event_tower.")
+    kept = [k for k in start if k.startswith(("event_tower.layer4.", "event_tower.attnpool.")) and "running_" not in k
+            and "num_batches" not in k]
+    trained = [k for k in start if k.startswith(("event_tower.layer1.", "event_tower.conv1."))]
+    assert kept and trained
+    assert all(torch.equal(start[k], end[k]) for k in kept)
+    assert not all(torch.equal(start[k], end[k]) for k in trained)
+    report = json.loads((out / "reduced_report.json").read_text())
+    assert report["config"]["model"]["frozen"] == ["layer4", "attnpool"]
+    assert any("layer4, attnpool stay at f_I's weights" in line for line in report["deviations"])
+
+
+def test_a_frozen_name_that_matches_no_parameter_is_refused(reduced_run, tmp_path, capsys):
+    config, full, _ = reduced_run
+    out = tmp_path / "typo"
+    (out / "teacher").mkdir(parents=True)
+    shutil.copy(full / "teacher" / "teacher.safetensors", out / "teacher")
+    assert cli.main(["--config", str(config), "--out", str(out), "--max-steps", "1", "--set", "model.frozen=[layer44]"]) == 2
+    assert "'layer44' names no parameter of f_E (top-level names: attnpool, bn1" in capsys.readouterr().err
+    assert not (out / "final.safetensors").exists()
+
+
 # --------------------------------------------------------------------------------------------- CLI
 def test_help_lists_the_options_and_presets():
     result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)

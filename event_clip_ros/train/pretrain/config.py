@@ -53,6 +53,13 @@ class ModelSection:
     arch: str = "ViT-B-32"  #: open_clip architecture (with a teacher: the architecture the teacher is trained as)
     pretrained: str | None = "openai"  #: open_clip pretrained tag or a weights file; None: random init (unused with a teacher)
     checkpoint: str | None = path_field()  #: start from an EventClip checkpoint (ours or vitb.pt)
+    frozen: list[str] = field(default_factory=list)  #: f_E parameters kept at their initial (f_I's) values: names or
+    #: dotted prefixes in f_E (ModifiedResNet: ``layer4``, ``attnpool``; ViT: ``transformer.resblocks.11``, ``proj``);
+    #: empty (the paper): all of f_E trains
+
+    def __post_init__(self) -> None:
+        if isinstance(self.frozen, str) or not all(isinstance(name, str) and name for name in self.frozen):
+            raise ValueError(f"model.frozen must be a list of parameter names or prefixes, got {self.frozen!r}")
 
 
 @dataclass

@@ -52,6 +52,10 @@ def deviations(cfg: PretrainConfig) -> list[str]:
                    "f_E's initialisation (a copy of f_I) was trained on; the released code feeds its 'official' frame "
                    "in [-1, 1) instead, which needs no further normalisation. Recorded in the checkpoint metadata "
                    "(event_mean / event_std) and applied by every path that embeds events.")
+    if cfg.model.frozen:
+        out.append(f"f_E's {', '.join(cfg.model.frozen)} stay at f_I's weights (the paper trains all of f_E; "
+                   "model.frozen: [] does): only f_E's early layers adapt to the event frames, which keeps held-out items "
+                   "from being pulled onto seen look-alike classes (toy reproduction, training/README.md).")
     if cfg.loss.zs_prompts == "seen":
         out.append("L_zs uses the seen classes' prompts only (the released code feeds all 100 classes' prompts, the "
                    "held-out ones included); it keeps the held-out protocol clean and scored higher in the toy reproduction.")

@@ -49,7 +49,7 @@ from .config import PretrainConfig
 from .data import PairedCollate, RunData, build_run_data
 from .evaluation import HEADLINE_METRIC, ValidationProbe, ZeroShotProbe, chance_metrics
 from .report import deviations, write_report
-from .step import PretrainModule, PretrainStep, prompt_embeddings
+from .step import PretrainModule, PretrainStep, freeze_parameters, prompt_embeddings
 from .teacher import ensure_teacher, use_teacher
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def _row(name: str, modality: str, metrics: dict[str, float], *, stage: str, los
 
 def base_model(cfg: PretrainConfig, teacher: Path | None, env: DistEnv) -> EventClip:
     """The CLIP to pre-train from (teacher, checkpoint, or open_clip arch + weights), f_E = a copy of f_I,
-    with the configured frame representation, on this rank's device."""
+    with the configured frame representation and ``model.frozen`` layers, on this rank's device."""
     checkpoint = str(teacher) if teacher is not None else cfg.model.checkpoint
     spec = ModelSpec(arch=cfg.model.arch, pretrained=cfg.model.pretrained, checkpoint=checkpoint, device=str(env.device),
                      precision=cfg.runtime.precision)
@@ -197,6 +197,11 @@ def base_model(cfg: PretrainConfig, teacher: Path | None, env: DistEnv) -> Event
     source = f"toy teacher {teacher.name}" if teacher is not None else model.meta.pretrained
     model.meta = dataclasses.replace(model.meta, pretrained=source)
     model.set_event_input(frame, *event_normalisation(model, cfg.frames.representation, cfg.frames.normalize))
+    if cfg.model.frozen:
+        frozen = freeze_parameters(model.event_tower, cfg.model.frozen)
+        total = sum(p.numel() for p in model.event_tower.parameters())
+        log.info("f_E: %s frozen at their initial values (%d of %d parameters, %.0f%%)", ", ".join(cfg.model.frozen),
+                 frozen, total, 100 * frozen / total)
     return model
 
 

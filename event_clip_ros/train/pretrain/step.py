@@ -20,15 +20,35 @@ synchronised with f_E.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ...events.frames import FrameConfig, build_frames_torch
 from ...model.event_clip import EventClip
+from ..config import ConfigError
 from ..data import FrameAugmentConfig, augment_frames
 from ..losses import PretrainLoss, PretrainLossConfig
+
+
+def freeze_parameters(module: nn.Module, prefixes: Sequence[str]) -> int:
+    """Stop training the parameters of ``module`` named by ``prefixes`` (a name, or a dotted prefix: ``layer4``
+    freezes ``layer4.0.conv1.weight``); returns how many values were frozen. Their BatchNorm statistics, buffers,
+    still follow the inputs in training mode. A prefix that names no parameter is an error listing the top-level
+    names, so that a typo does not silently train everything."""
+    named = dict(module.named_parameters())
+    frozen = 0
+    for prefix in prefixes:
+        matched = [p for name, p in named.items() if name == prefix or name.startswith(prefix + ".")]
+        if not matched:
+            tops = sorted({name.split(".")[0] for name in named})
+            raise ConfigError(f"model.frozen: {prefix!r} names no parameter of f_E (top-level names: {', '.join(tops)})")
+        for param in matched:
+            if param.requires_grad:
+                frozen += param.numel()
+                param.requires_grad_(False)
+    return frozen
 
 
 class PretrainModule(nn.Module):

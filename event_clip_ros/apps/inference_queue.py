@@ -1,6 +1,6 @@
 """Windows of one or more cameras waiting for the one inference worker, batched across cameras (ROS-free).
 
-The node's subscription callbacks :meth:`~InferenceQueue.put` the windows each
+The node's input thread :meth:`~InferenceQueue.put`\\ s the windows each
 message completes; the worker thread :meth:`~InferenceQueue.take`\\ s what is
 waiting whenever it is free (oldest first, at most ``max_batch`` windows, any
 mix of cameras) and :func:`infer_batch` runs them through the encoder in one
@@ -30,10 +30,10 @@ Stale windows
 
 Times (monotonic clock, ns)
     A window's *arrival* is when the message that completed it (the last packet
-    the window needed) arrived, as the transport stamped it, not when the callback
-    got to decode it: a burst queues messages before the callback. From it:
+    the window needed) arrived, as the transport stamped it, not when the node
+    got to decode it: a burst queues messages before the node decodes them. From it:
     ``wait`` (arrival to the start of its batch's inference: queueing in the
-    transport, the callback and here), ``inference`` (one batch: frames, encoder,
+    transport, the decoder and here), ``inference`` (one batch: frames, encoder,
     heads) and ``latency`` (arrival to its result being handed to the publisher,
     :meth:`InferenceQueue.published`).
 """

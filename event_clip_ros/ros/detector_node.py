@@ -4,7 +4,9 @@ Topics (relative to the node, so namespaces and remaps work):
 
 * ``~/events`` (in): the ``input_type`` messages, raw subscription with the
   drivers' QoS (best effort, keep last 1000, volatile); every message is
-  decoded, in order, in the subscription callback (the decoders are stateful).
+  decoded, in order, on the node's input thread (the decoders are stateful;
+  :mod:`event_clip_ros.ros.input_loop`: it takes the messages off the executor,
+  whose per-message cost would otherwise limit the input rate).
 * ``~/image`` (in, with ``input_type`` sensor_msgs/msg/Image instead of
   ``~/events``): camera images (bgr8, rgb8, mono8; others counted and skipped),
   raw subscription with camera QoS (best effort, keep last 5); each stack of ``image_stack`` images
@@ -26,7 +28,7 @@ Several cameras (parameter ``inputs``, see :mod:`event_clip_ros.apps.detector_in
 one subscription per named input (``<name>.topic``) and the outputs above under
 ``~/<name>/``, one model, one worker; /diagnostics then also has one status per input.
 
-The node is an adapter: each input's side
+The node is an adapter: its input thread hands every message of an input to that input's side
 (:func:`~event_clip_ros.apps.event_input.make_input`, one ``feed(raw)`` for
 event and image messages) cuts windows, its
 :class:`~event_clip_ros.apps.detector.Detector` (one model shared by all inputs,
@@ -70,6 +72,7 @@ from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Classification, LabelInfo, VisionInfo
 
@@ -80,6 +83,7 @@ from ..apps.detector_stats import Health, RateMeter, assess
 from ..apps.event_input import EventInput, ImageInput, make_input
 from ..apps.inference_queue import InferenceQueue, QueueConfig, QueuedWindow, infer_batch
 from .diagnostics import diagnostic_array, diagnostic_status
+from .input_loop import InputLoop, unexecuted_group
 from .interfaces import EVENT_QOS, LATCHED_QOS, RESULT_QOS, message_class, status_name
 from .log_bridge import forward_core_logging
 from .messages import classification_msg, image_msg, label_info_msg, vision_info_msg
@@ -93,7 +97,7 @@ IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=Rel
                        durability=DurabilityPolicy.VOLATILE)
 
 
-def arrival_ns(info: dict[str, Any] | None) -> int:
+def arrival_ns(info: MessageInfo | dict[str, Any] | None) -> int:
     """time.monotonic_ns() of a message's arrival: its transport receive time (rmw MessageInfo
     ``received_timestamp``, system clock) moved to the monotonic clock; now when the rmw gives none."""
     now_mono, now_real = time.monotonic_ns(), time.time_ns()
@@ -143,6 +147,7 @@ class DetectorNode(LifecycleNode):
         self._queue_config: QueueConfig | None = None
         self._queue: InferenceQueue | None = None
         self._worker: BatchWorker | None = None
+        self._input_loop: InputLoop | None = None
         self._active = False
         self._callback_errors = 0
         self._rates = RateMeter()
@@ -217,12 +222,15 @@ class DetectorNode(LifecycleNode):
         self._queue = InferenceQueue(self._queue_config, len(self._inputs))
         self._worker = BatchWorker(self._queue, self._handle_batch)
         self._worker.start()
+        group = unexecuted_group()  # the input thread takes these messages, not the executor
         for camera, inp in enumerate(self._inputs):
             qos = IMAGE_QOS if isinstance(inp.source, ImageInput) else EVENT_QOS
             inp.subscription = self.create_subscription(inp.msg_class, inp.spec.topic, partial(self._on_message, camera),
-                                                        qos, raw=True)
+                                                        qos, callback_group=group, raw=True)
         result = super().on_activate(state)
         self._active = True
+        self._input_loop = InputLoop([inp.subscription for inp in self._inputs], self._on_message, self.context)
+        self._input_loop.start()
         self._publish_label_info()
         topics = ", ".join(inp.subscription.topic_name for inp in self._inputs)
         self.get_logger().info(f"active: listening on {topics}")
@@ -253,6 +261,10 @@ class DetectorNode(LifecycleNode):
         The model stays loaded on the CPU.
         """
         self._active = False
+        loop, self._input_loop = self._input_loop, None
+        if loop is not None:
+            loop.stop()  # the message in hand finishes; then no more input
+            self._callback_errors += loop.errors
         for inp in self._inputs:
             if inp.subscription is not None:
                 subscription, inp.subscription = inp.subscription, None
@@ -306,9 +318,9 @@ class DetectorNode(LifecycleNode):
         super().destroy_node()
 
     # ------------------------------------------------------------------ data path
-    def _on_message(self, camera: int, raw: bytes, info: dict) -> None:
-        """Subscription callback: every message of an input, in order, through its input side; the windows it
-        completes queued.
+    def _on_message(self, camera: int, raw: bytes, info: MessageInfo) -> None:
+        """Input thread (:class:`~event_clip_ros.ros.input_loop.InputLoop`): every message of an input, in order,
+        through its input side; the windows it completes queued.
 
         The input side counts bad input itself; an exception here is a bug: counted, logged, not fatal.
         """
@@ -400,7 +412,8 @@ class DetectorNode(LifecycleNode):
                 counters[key] = counters.get(key, 0) + value
         counters.setdefault("dropped_windows", 0)
         counters["worker_errors"] = worker.errors if worker is not None else 0
-        counters["callback_errors"] = self._callback_errors
+        loop = self._input_loop
+        counters["callback_errors"] = self._callback_errors + (loop.errors if loop is not None else 0)
         rates, increments = self._rates.update(counters, now_s)
         takes_images = bool(inputs) and all(isinstance(inp.source, ImageInput) for inp in inputs)
         health = assess(self._active, self._error, increments, "images" if takes_images else "events")

@@ -318,6 +318,20 @@ def test_cli_evaluate(glyph_bag, tmp_path, capsys):
     assert cli_main(["evaluate", str(glyph_bag), "--ground-truth", "topic:/nope", "--out", str(tmp_path / "o3"),
                      "--config", str(params)]) == 2
     assert "no label topic '/nope'" in capsys.readouterr().err
+    # a parameter file of several cameras: one camera at a time, with its settings and topic
+    two = tmp_path / "two.yaml"
+    two.write_text(f"detector:\n  ros__parameters:\n    checkpoint: {TOY}\n    prompt_templates: ['the {{}}']\n"
+                   "    window_duration_ms: 300.0\n    min_events: 100\n    device: cpu\n    inputs: [glyphs, other]\n"
+                   f"    glyphs: {{topic: /event_camera/events, labels: {list(CLASSES)}}}\n"
+                   "    other: {topic: /other/events, mode: anomaly}\n")
+    truth = ["--ground-truth", "topic:/labels", "--config", str(two)]
+    assert cli_main(["evaluate", str(glyph_bag), "--out", str(tmp_path / "o4"), *truth]) == 2
+    assert "configures 2 cameras (glyphs, other): choose one" in capsys.readouterr().err
+    assert cli_main(["evaluate", str(glyph_bag), "--out", str(tmp_path / "o5"), *truth, "--camera", "other"]) == 2
+    assert "/other/events" in capsys.readouterr().err  # its topic is not in the bag
+    assert cli_main(["evaluate", str(glyph_bag), "--out", str(tmp_path / "o6"), *truth, "--camera", "glyphs"]) == 0
+    third = json.loads((tmp_path / "o6" / "metrics.json").read_text())["metrics"]
+    assert third["classification"]["confusion"] == first["classification"]["confusion"]
 
 
 # ------------------------------------------------------------------ damaged input: status degraded

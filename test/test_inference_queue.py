@@ -21,7 +21,7 @@ import torch
 
 from event_clip_ros.apps.detector import Detector
 from event_clip_ros.apps.detector_config import AnomalyConfig, DetectorConfig
-from event_clip_ros.apps.detector_inputs import input_names, input_specs, queue_config
+from event_clip_ros.apps.detector_inputs import input_names, input_specs, narrow_to_input, queue_config
 from event_clip_ros.apps.detector_params import defaults, load_parameters_yaml
 from event_clip_ros.apps.event_input import PendingWindow
 from event_clip_ros.apps.inference_queue import InferenceQueue, QueueConfig, QueuedWindow, infer_batch
@@ -261,6 +261,27 @@ def test_the_two_camera_example_file_is_valid():
     left, right = input_specs({**node, **two}, own)
     assert (left.name, left.topic, left.config.labels) == ("left", "/left_camera/events", ("person", "car", "bicycle"))
     assert (right.msgtype, right.config.mode) == ("dvs_msgs/msg/EventArray", "anomaly")
+
+
+def test_one_camera_of_the_two_camera_file_for_bag_evaluation():
+    values = {**load_parameters_yaml(REPO / "config" / "detector.yaml"),
+              **load_parameters_yaml(REPO / "config" / "two_cameras.yaml")}
+    left, topic = narrow_to_input(values, "left")
+    assert topic == "/left_camera/events" and left["labels"] == ["person", "car", "bicycle"]
+    assert "inputs" not in left and "right" not in left and "left" not in left
+    (spec,) = input_specs(left)  # the node's one-camera path takes it as it is
+    assert spec.config.labels == ("person", "car", "bicycle") and spec.config.mode == "zero_shot"
+    right, _ = narrow_to_input(values, "right")
+    assert (right["input_type"], right["mode"]) == ("dvs_msgs/msg/EventArray", "anomaly")
+    with pytest.raises(ValueError, match=r"configures 2 cameras \(left, right\): choose one"):
+        narrow_to_input(values, None)
+    with pytest.raises(ValueError, match="camera 'middle': the parameter file's inputs are left, right"):
+        narrow_to_input(values, "middle")
+    one = {"labels": ["a"]}
+    assert narrow_to_input(one, None) == (one, None)
+    with pytest.raises(ValueError, match="configures one camera"):
+        narrow_to_input(one, "left")
+    assert narrow_to_input({"inputs": ["a"], "a": {"topic": "~/a/events"}}, "a")[1] is None  # private: no bag topic
 
 
 @pytest.mark.parametrize("inputs, own, message", [

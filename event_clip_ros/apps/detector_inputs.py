@@ -121,6 +121,31 @@ def input_specs(node_values: Mapping[str, Any],
     return specs
 
 
+def narrow_to_input(values: Mapping[str, Any], name: str | None) -> tuple[dict[str, Any], str | None]:
+    """One camera's parameters out of a parameter file's ``values`` (``inputs`` and each input's settings nested
+    under its name, as ``load_parameters_yaml`` reads them), for tools that run one input (bag evaluation).
+
+    Returns the node's values with input ``name``'s own settings applied, and its topic (None when it has none, or
+    a private ``~/`` one). A one-camera file (no ``inputs``) comes back as it is, with no topic. ValueError: a file of
+    several cameras without ``name``, or a ``name`` it does not list.
+    """
+    names = input_names(values.get("inputs"))
+    if not names:
+        if name is not None:
+            raise ValueError(f"camera {name!r}: the parameter file configures one camera (no inputs list)")
+        return dict(values), None
+    if name is None:
+        raise ValueError(f"the parameter file configures {len(names)} cameras ({', '.join(names)}): choose one")
+    if name not in names:
+        raise ValueError(f"camera {name!r}: the parameter file's inputs are {', '.join(names)}")
+    own = values.get(name) or {}
+    if not isinstance(own, Mapping):
+        raise ValueError(f"input {name}: expected a mapping of its parameters, got {own!r}")
+    node_values = {key: value for key, value in values.items() if key != "inputs" and key not in names}
+    topic = str(own.get("topic") or "").strip()
+    return _input_values(node_values, own), (topic if topic and not topic.startswith("~") else None)
+
+
 def queue_config(node_values: Mapping[str, Any]) -> QueueConfig:
     """The inference queue's settings from the node's parameters (batch_max_windows, queue_max_*)."""
     v = {**defaults(), **{k: val for k, val in node_values.items() if val is not None}}

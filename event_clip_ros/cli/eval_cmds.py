@@ -101,11 +101,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Exit 0: complete, or degraded (a WARNING line) without --strict; 1: degraded with --strict, incomplete,
     interrupted or no window with ground truth; 2: an error (main)."""
     # lazy: torch and open_clip take seconds to import; --help and the event commands do without them
+    from ..apps.detector_inputs import narrow_to_input
     from ..apps.detector_params import config_from_parameters
     from ..apps.evaluation.offline import EvaluationSetup, evaluate_bag
 
-    values = detector_parameters(args)
-    bag = open_bag_topics(args.bag, args.topic)
+    values, config_topic = narrow_to_input(detector_parameters(args), args.camera)
+    bag = open_bag_topics(args.bag, args.topic or config_topic)
     values["input_type"] = bag.msgtype  # the bag's type, whatever the config file says
     config, _ = config_from_parameters(values)
     truth = load_ground_truth(args.ground_truth, bag, args.fps) if args.ground_truth else None
@@ -196,6 +197,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ground-truth", metavar="SOURCE", help=SOURCE_HELP)
     p.add_argument("--out", required=True, help="directory for report.md, metrics.json, windows.csv and the plots")
     p.add_argument("--config", help="the node's parameter file (config/detector.yaml); flags below override it")
+    p.add_argument("--camera", metavar="NAME",
+                   help="with a parameter file of several cameras (inputs: [...], config/two_cameras.yaml): the one "
+                        "to evaluate, with its settings and topic (--topic overrides)")
     p.add_argument("--fps", type=positive_float(MAX_FPS), default=30.0,
                    help="frame rate of ucf: annotations (default 30)")
     p.add_argument("--frame-step-ms", type=ms_arg, default=1000 / 30,

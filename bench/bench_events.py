@@ -11,6 +11,8 @@ them). bench/ci_ratios.py checks the same ratios in CI.
 Pipelines (packets -> decode -> windows on sensor time -> 224x224 frames):
   evt3 : ours (Evt3Decoder) vs the bare PyPI ``evt3`` stream decoder (goal: >= 0.7x)
   mono : ours (MonoDecoder) vs the goal of 150 Mev/s
+  node input : the detector node's path for the same EVT3 packets as serialised EventPackets
+        (EventInput.feed: CDR parse, sequence and time checks, decode into the windower, windows; frames)
 Frame builders on the same windows: ours (coordinate rescale + compiled histogram) vs a
 plain numpy bincount at sensor size + cv2.resize, and dv-processing's Accumulator.
 
@@ -30,10 +32,12 @@ from pathlib import Path
 import numpy as np
 from results_file import bench_parser, write_results
 
+from event_clip_ros.apps.event_input import EventInput
 from event_clip_ros.events.decoders import make_decoder
 from event_clip_ros.events.encoders import encode_evt3, encode_mono
 from event_clip_ros.events.frames import FrameConfig, build_frame
 from event_clip_ros.events.readers import open_events
+from event_clip_ros.events.ros_cdr import EVENT_PACKET_TYPES, encode_event_packet
 from event_clip_ros.events.simulate import SimulatorConfig, frames_to_events, moving_shapes
 from event_clip_ros.events.types import SensorSize, concat_events
 from event_clip_ros.events.windows import WindowConfig, Windower
@@ -111,6 +115,21 @@ def pipeline(encoding: str, pkts: list[Packet], size: SensorSize, windows: Windo
     return run
 
 
+def node_input(messages: list[bytes], size: SensorSize, windows: WindowConfig, frames: FrameConfig) -> Callable[[], int]:
+    """The node's input path over serialised EventPackets, with a frame built per window (EventInput.feed)."""
+
+    def run() -> int:
+        source = EventInput(EVENT_PACKET_TYPES[0], windows)
+        for raw in messages:
+            for pending in source.feed(raw):
+                build_frame(pending.window.events, size, frames)
+        for pending in source.flush():
+            build_frame(pending.window.events, size, frames)
+        return source.counters()["events"]
+
+    return run
+
+
 def evt3_decoders(pkts: list[Packet], size: SensorSize) -> tuple[Callable[[], int], Callable[[], int]]:
     """The bare PyPI ``evt3`` decode (the baseline) and ours over the same EVT3 packets; each returns its event count."""
     import evt3 as pypi_evt3
@@ -173,6 +192,8 @@ def main() -> None:
     pk = args.packet_kib * 1024
     evt3_pkts = evt3_packets(ev, pk)
     mono_pkts = mono_packets(ev, pk)
+    evt3_messages = [encode_event_packet(p, encoding="evt3", width=size.width, height=size.height, seq=i)
+                     for i, (p, _) in enumerate(evt3_pkts)]
     print(f"input: {ev.size / 1e6:.1f} Mev from {source}, {size.width}x{size.height}, "
           f"{(ev['t'][-1] - ev['t'][0]) / 1e6:.2f} s, {args.packet_kib} KiB packets, "
           f"{args.window_ms:g} ms windows -> {frames.out_size} '{frames.representation}' frames, one core, "
@@ -192,6 +213,7 @@ def main() -> None:
         "bare PyPI evt3 decode (baseline)": bare_evt3,
         "ours evt3 decode": ours_evt3_decode,
         "ours evt3 decode+window+frame": pipeline("evt3", evt3_pkts, size, windows, frames),
+        "node input (EventPacket) + frame": node_input(evt3_messages, size, windows, frames),
         "ours mono decode": ours_mono_decode,
         "ours mono decode+window+frame": pipeline("mono", mono_pkts, size, windows, frames),
     }, args.repeats, args.clock)

@@ -284,6 +284,20 @@ def test_bag_loop_closes_windows_and_relearns_the_clock(model):
     assert [r.stamp_ns - 10**10 for r in loop] == [r.stamp_ns for r in first]
 
 
+def test_packets_decoded_into_the_window_buffer_give_windows_of_exactly_their_events():
+    """EventInput decodes each packet straight into its windower's buffer (no copy); the windows hold exactly the
+    recording's events, also after a bag loop, whose restart moves the first packet's events to a new buffer."""
+    events = scene()
+    expected = [w.events.copy() for w in iter_windows([events], WINDOW)]
+    source = EventInput(EVENT_PACKET, WINDOW)
+    for _ in range(2):  # the bag, then the bag played again (seq back to 0: a restart)
+        windows = [p.window.events.copy() for raw in evt3_packets(events, 10) for p in source.feed(raw)]
+        windows += [p.window.events.copy() for p in source.flush()]
+        assert len(windows) == len(expected)
+        assert all(np.array_equal(got, want) for got, want in zip(windows, expected))
+    assert source.counters()["events"] == 2 * len(events)
+
+
 def test_decoded_events_restart_on_time_going_back_or_a_new_size():
     """feed_events has no stream to report restarts: time going back beyond the tolerance, or a new size, is one."""
     source = EventInput(EVENT_PACKET, WINDOW)

@@ -117,12 +117,14 @@ class EventInput:
 
     def feed(self, raw: Payload) -> list[PendingWindow]:
         """Decode one serialised message (in stream order); return the windows it completes."""
-        msg = self.stream.decode_cdr(raw)
+        # decoded straight into the windower's buffer: no copy of the events (a restart below moves them)
+        msg = self.stream.decode_cdr(raw, alloc=self.windower.reserve)
         out = self._restart() if msg.restarted else []
         if msg.events.shape[0] == 0:
             return out
         assert msg.size is not None
-        return out + self._push(msg.events, msg.size, msg.stamp_ns - msg.reference_us * _NS_PER_US, msg.frame_id)
+        return out + self._push(msg.events, msg.size, msg.stamp_ns - msg.reference_us * _NS_PER_US, msg.frame_id,
+                                ordered=True)  # a stream's events are in time order (its time guard)
 
     def feed_events(
         self, events: np.ndarray, size: SensorSize, stamp_ns: int | None = None, frame_id: str = ""
@@ -152,13 +154,14 @@ class EventInput:
         """End of the stream: emit the open windows that hold enough events, then start afresh."""
         return self._restart(count=False)
 
-    def _push(self, events: np.ndarray, size: SensorSize, offset_ns: int, frame_id: str) -> list[PendingWindow]:
+    def _push(self, events: np.ndarray, size: SensorSize, offset_ns: int, frame_id: str,
+              ordered: bool = False) -> list[PendingWindow]:
         self._size = size
         self._frame_id = frame_id
         if self._offset_ns is None:
             self._offset_ns = offset_ns
         keep = self.noise.keep(events, size) if self.noise is not None else None
-        return self._pending(self.windower.push(events, keep))
+        return self._pending(self.windower.push(events, keep, ordered=ordered))
 
     def _restart(self, count: bool = True) -> list[PendingWindow]:
         """Close the open windows with the old size and offset; forget the stream's clock."""

@@ -35,7 +35,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from .decoders import make_decoder
-from .decoders.base import Decoder, Payload
+from .decoders.base import Allocator, Decoder, Payload
 from .limits import DEFAULT_LIMITS, StreamLimits
 from .readers.streaming import drop_out_of_bounds
 from .ros_cdr import (
@@ -89,15 +89,18 @@ class EventStream(ABC, Generic[MsgT]):
         #: why the last skipped message was skipped (for diagnostics and error messages)
         self.last_error: str | None = None
 
-    def decode_cdr(self, raw: Payload) -> DecodedMessage:
-        """Decode one serialised message, in stream order; an unparsable one is counted and gives no events."""
+    def decode_cdr(self, raw: Payload, alloc: Allocator = empty_events) -> DecodedMessage:
+        """Decode one serialised message, in stream order; an unparsable one is counted and gives no events.
+
+        ``alloc``: where an encoded payload's events are written (e.g. a windower's ``reserve``, so that they
+        land in its buffer with no copy); per-event messages ignore it."""
         try:
             msg = self._parse(raw)
         except CdrError as err:
             self.stats.packets += 1
             return DecodedMessage(self._bad_packet("cdr", f"unparsable message ({err})"), self.size, 0, 0, "", False)
         resets = self.stats.time_resets
-        events = self.feed(msg)
+        events = self.feed(msg, alloc)
         reference_us = self._reference_us(msg, events)
         return DecodedMessage(events, self.size, msg.stamp_ns, reference_us, msg.frame_id,
                               self.stats.time_resets != resets)
@@ -112,8 +115,8 @@ class EventStream(ABC, Generic[MsgT]):
         """Parse one serialised message of this stream's type (raises CdrError)."""
 
     @abstractmethod
-    def feed(self, msg: MsgT) -> np.ndarray:
-        """Decode one parsed message, in stream order."""
+    def feed(self, msg: MsgT, alloc: Allocator = empty_events) -> np.ndarray:
+        """Decode one parsed message, in stream order (``alloc``: see :meth:`decode_cdr`)."""
 
     @abstractmethod
     def reset(self) -> None:
@@ -143,8 +146,8 @@ class EventPacketStream(EventStream[EventPacketMsg]):
         self._last_seq: int | None = None
         self._folded = dict.fromkeys(_DECODER_COUNTERS, 0)
 
-    def feed(self, msg: EventPacketMsg) -> np.ndarray:
-        """Decode one parsed packet in stream order."""
+    def feed(self, msg: EventPacketMsg, alloc: Allocator = empty_events) -> np.ndarray:
+        """Decode one parsed packet in stream order, into ``alloc``'s array."""
         self.stats.packets += 1
         fmt = (msg.encoding, msg.width, msg.height)
         if fmt != self._format:
@@ -154,7 +157,7 @@ class EventPacketStream(EventStream[EventPacketMsg]):
             self._last_seq = self._checked_seq(msg.seq)
         if self._decoder is None:
             return self._bad_packet(f"format:{fmt}", self._format_error)
-        events = self._decoder.decode(msg.events, msg.time_base_ns)
+        events = self._decoder.decode(msg.events, msg.time_base_ns, alloc)
         self._fold_decoder_stats()
         return events
 
@@ -235,8 +238,8 @@ class EventArrayStream(EventStream[EventArrayMsg]):
         super().__init__(msgtype, limits)
         self._guard = TimeGuard(self.stats, msgtype, limits)
 
-    def feed(self, msg: EventArrayMsg) -> np.ndarray:
-        """Check and return the events of one parsed message."""
+    def feed(self, msg: EventArrayMsg, alloc: Allocator = empty_events) -> np.ndarray:
+        """Check and return the events of one parsed message (already an array: ``alloc`` is not used)."""
         self.stats.packets += 1
         try:
             size = SensorSize(msg.width, msg.height)

@@ -291,7 +291,9 @@ fi
 
 # --- this package ----------------------------------------------------------------------------
 
-key=$(hash_inputs "$ROS_MODE" setup.py setup.cfg package.xml)
+# The checkout's path is part of the key: an editable install and the share links point into one
+# checkout, so a run from another checkout (a moved repo, a git worktree sharing this .venv) re-points them.
+key=$(hash_inputs "$ROS_MODE $ROOT" setup.py setup.cfg package.xml)
 if [[ $(stamp_get package) != "$key" || ! -x $VENV/bin/event-clip ]]; then
   # --use-pep517: an editable wheel puts the console scripts into .venv/bin (the legacy
   # `setup.py develop` would follow setup.cfg [develop] script_dir to .venv/lib/event_clip_ros).
@@ -306,7 +308,7 @@ fi
 # the files are links; `ros2 run` and launch_ros look for executables in lib/<pkg>.
 # Redone when setup.py/setup.cfg or the names of the installed files change.
 layout_names=$(cd "$ROOT" && find launch config models resource -maxdepth 1 -type f 2>/dev/null | LC_ALL=C sort | tr '\n' ' ')
-key=$(hash_inputs "$ROS_MODE layout $layout_names" setup.py setup.cfg)
+key=$(hash_inputs "$ROS_MODE $ROOT layout $layout_names" setup.py setup.cfg)
 PKG_SHARE=$VENV/share/event_clip_ros
 PKG_LIB=$VENV/lib/event_clip_ros
 if [[ $(stamp_get layout) != "$key" || -L $PKG_SHARE/launch || ! -x $PKG_LIB/detector ||

@@ -60,6 +60,7 @@ def atomic_write_file(path: str | os.PathLike, write_to: Callable[[Path], None])
         _in_flight.add(tmp)
     try:
         write_to(tmp)
+        os.chmod(tmp, _mode_for(path))
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -70,6 +71,26 @@ def atomic_write_file(path: str | os.PathLike, write_to: Callable[[Path], None])
             _in_flight.discard(tmp)
     fsync_dir(path.parent)
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """Permission bits for a new version of ``path``: the current file's, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux); 0o022 where it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:

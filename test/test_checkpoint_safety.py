@@ -314,6 +314,23 @@ def test_a_killed_export_leaves_a_temporary_that_the_next_export_removes(tmp_pat
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), reference.state_dict().values()))
 
 
+def test_checkpoints_get_ordinary_permissions_and_replacements_keep_the_old_ones(tmp_path):
+    """safetensors creates its files 0600; an atomic write gives a new checkpoint the umask's permissions (a ROS node
+    running as another user can read it) and a replaced file keeps its own."""
+    model = tiny_model()
+    old_umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(model, tmp_path / "new.safetensors")
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.chmod(path, 0o640)
+        save_checkpoint(model, path)
+        assert path.stat().st_mode & 0o777 == 0o640
+        os.umask(0o077)
+        assert atomic_write_bytes(tmp_path / "private.txt", b"x").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old_umask)
+
+
 def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
     live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

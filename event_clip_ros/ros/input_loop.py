@@ -40,6 +40,8 @@ from rclpy.guard_condition import GuardCondition
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.subscription import MessageInfo, Subscription
 
+from .background import BackgroundThread
+
 log = logging.getLogger("event_clip_ros.ros.input_loop")
 
 #: ``handle(index of the subscription, serialised message, rmw message info)``
@@ -66,35 +68,25 @@ def unexecuted_group() -> CallbackGroup:
     return _Unexecuted()
 
 
-class InputLoop:
-    """A thread taking the messages of ``subscriptions`` (raw ones) as they come and handing each to ``handle``."""
+class InputLoop(BackgroundThread):
+    """A thread taking the messages of ``subscriptions`` (raw ones) as they come and handing each to ``handle``;
+    ``errors`` counts the messages whose ``handle`` raised (logged, the loop goes on)."""
 
     def __init__(self, subscriptions: Sequence[Subscription], handle: Handler, context: Context,
                  name: str = "detector-input") -> None:
         if not subscriptions:
             raise ValueError("InputLoop needs at least one subscription")
+        super().__init__(name)
         self.subscriptions = list(subscriptions)
         self._handle = handle
         self._context = context
-        self._name = name
         self._stop = threading.Event()
         self._wake = GuardCondition(None, None, context=context)
-        self._thread: threading.Thread | None = None
         self.taken = [0] * len(self.subscriptions)  #: messages taken, per subscription
         self.wakeups = 0  #: waits that ended with something ready (messages per wakeup = sum(taken) / wakeups)
-        self.errors = 0  #: messages whose ``handle`` raised (logged, the loop goes on)
-        self.last_error: str | None = None
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self.running:
-            return
+    def _prepare_start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Wake the thread, let it finish the message in hand, join it; then release the guard condition."""
@@ -103,12 +95,8 @@ class InputLoop:
             self._wake.trigger()
         except Exception as exc:  # the context is gone: the thread's wait fails and it ends by itself
             log.debug("%s: waking the input thread: %s", self._name, exc)
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.error("%s did not stop within %.1f s", self._name, timeout_s)
-                return  # it still uses the guard condition
-            self._thread = None
+        if not self._join(timeout_s):
+            return  # it still uses the guard condition
         try:
             self._wake.destroy()
         except Exception as exc:
@@ -147,9 +135,7 @@ class InputLoop:
                 try:
                     self._handle(index, raw, info)
                 except Exception as exc:  # a bug in the handler must not end the input
-                    self.errors += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    if self.errors == 1 or self.errors % 1000 == 0:  # the first, then every 1000th
+                    if self._count_error(exc) % 1000 == 1:  # the first, then every 1000th
                         log.exception("%s: handling a message of %s failed (%d so far)", self._name,
                                       sub.topic_name, self.errors)
         return took_any

@@ -9,36 +9,24 @@ A batch whose handler raises is counted and logged; the worker goes on.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from ..apps.inference_queue import InferenceQueue, QueuedWindow
+from .background import BackgroundThread
 
 log = logging.getLogger("event_clip_ros.ros.worker")
 
 
-class BatchWorker:
-    """Runs ``handle(batch)`` on its own thread for each batch :meth:`InferenceQueue.take` returns."""
+class BatchWorker(BackgroundThread):
+    """Runs ``handle(batch)`` on its own thread for each batch :meth:`InferenceQueue.take` returns;
+    ``errors`` counts the batches whose handler raised (logged, the worker goes on)."""
 
     def __init__(self, queue: InferenceQueue, handle: Callable[[list[QueuedWindow]], None],
                  name: str = "detector-worker") -> None:
+        super().__init__(name)
         self.queue = queue
         self._handle = handle
-        self._name = name
-        self._thread: threading.Thread | None = None
         self.handled = 0  #: batches handled (including those whose handler raised)
-        self.errors = 0  #: batches whose handler raised (logged, the worker goes on)
-        self.last_error: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
 
     def stop(self, timeout_s: float = 10.0, drain: bool = False) -> None:
         """Close the queue, finish the batch in hand (``drain``: and every window still waiting), end the thread.
@@ -46,19 +34,14 @@ class BatchWorker:
         Without ``drain`` the waiting windows are dropped (counted by the queue).
         """
         self.queue.close(drain=drain)
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.error("%s did not stop within %.1f s", self._name, timeout_s)
-            self._thread = None
+        self._join(timeout_s)
 
     def _run(self) -> None:
         while (batch := self.queue.take()) is not None:
             try:
                 self._handle(batch)
             except Exception as exc:  # a failing batch must not end the worker
-                self.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._count_error(exc)
                 log.exception("%s: handling a batch of %d windows failed", self._name, len(batch))
             finally:
                 self.handled += 1

@@ -37,6 +37,10 @@ OTHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=R
 MATCH_SETTLE_S = 0.3
 #: At the end: how long reliable readers get to acknowledge the last messages, s.
 ACK_TIMEOUT_S = 5.0
+#: At the end: how long best-effort writers stay after their last message, s. No acknowledgement says when a
+#: best-effort reader has the last messages, and a reader drops data that its receive thread gets to only after
+#: discovery has removed the writer: on a loaded machine a replay that exits at once lost its last packet.
+LINGER_S = 1.0
 
 
 def replay_qos(default: QoSProfile, subscriptions: Sequence[Any]) -> QoSProfile:
@@ -137,6 +141,9 @@ def replay_bag(path: str | Path, topics: Sequence[str] | None = None, rate: floa
                     if not pub.wait_for_all_acked(Duration(nanoseconds=int(ACK_TIMEOUT_S * NS_PER_S))):
                         print(f"replay: {topic}: not every subscriber acknowledged the last messages "
                               f"within {ACK_TIMEOUT_S:g} s", file=sys.stderr, flush=True)
+            if any(pub.qos_profile.reliability != ReliabilityPolicy.RELIABLE and pub.get_subscription_count()
+                   for pub in publishers.values()):
+                time.sleep(LINGER_S)  # best effort: give the readers' receive threads the last messages
             return 0
         except ReplayError as exc:
             print(f"event-clip replay: {exc}", file=sys.stderr, flush=True)

@@ -292,6 +292,12 @@ class _CdrWriter:
     def raw(self, data: Payload) -> None:
         self._out += as_uint8(data).tobytes()
 
+    def u8_sequence(self, data: Payload) -> None:
+        """A ``uint8[]`` field: its length, then its bytes (what :meth:`_CdrReader.view` reads back)."""
+        data = as_uint8(data)
+        self.u32(data.size)
+        self.raw(data)
+
     def getvalue(self) -> bytes:
         return bytes(self._out)
 
@@ -331,9 +337,7 @@ def encode_event_packet(
     w.u64(time_base_ns)
     w.string(encoding)
     w.boolean(is_bigendian)
-    data = as_uint8(payload)
-    w.u32(data.size)
-    w.raw(data)
+    w.u8_sequence(payload)
     return w.getvalue()
 
 
@@ -439,7 +443,5 @@ def encode_image(
     w.string(encoding)
     w.boolean(is_bigendian)
     w.u32(step)
-    pixels = as_uint8(data)
-    w.u32(pixels.size)
-    w.raw(pixels)
+    w.u8_sequence(data)
     return w.getvalue()

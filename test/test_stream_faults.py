@@ -17,7 +17,7 @@ from event_clip_ros.events.encoders import encode_evt3, encode_libcaer, encode_l
 from event_clip_ros.events.limits import StreamLimits
 from event_clip_ros.events.packet_stream import EventArrayStream, EventPacketStream
 from event_clip_ros.events.readers.percent_header import read_percent_header
-from event_clip_ros.events.ros_cdr import encode_event_array, encode_event_packet
+from event_clip_ros.events.ros_cdr import EVENT_PACKET_TYPES, encode_event_array, encode_event_packet
 from event_clip_ros.events.time_guard import TimeGuard
 from event_clip_ros.events.types import DecodeStats, SensorSize, concat_events, make_events
 
@@ -320,3 +320,56 @@ def test_size_limit_is_configurable():
     make_decoder("evt3", SensorSize(2048, 2048))  # the encoding's own limit is the ceiling
     with pytest.raises(ValueError):
         StreamLimits(max_jump_us=0)
+
+
+def test_node_input_decoding_in_place_equals_the_copied_checked_path_on_damaged_real_packets():
+    """EventInput decodes each packet straight into its windower's buffer and pushes it as time-ordered (the
+    stream's time guard). On the real recording cut into packets with bit flips, garbage payloads, cut payloads and
+    messages, and garbage seqs, its windows and counters equal those of the same stream decoded into an array of its
+    own and pushed through the windower's full order check."""
+    from event_clip_ros.apps.event_input import EventInput
+    from event_clip_ros.events.windows import WindowConfig
+
+    class CopiedChecked(EventInput):
+        def feed(self, raw):
+            msg = self.stream.decode_cdr(raw)
+            out = self._restart() if msg.restarted else []
+            if msg.events.shape[0] == 0:
+                return out
+            return out + self._push(msg.events, msg.size, msg.stamp_ns - msg.reference_us * 1000, msg.frame_id)
+
+    payload = real_words().view(np.uint8)
+    rng = np.random.default_rng(0)
+    config = WindowConfig(duration_us=500, min_events=1)
+    damaged = windows = 0
+    for trial in range(20):
+        cuts = np.sort(rng.choice(np.arange(2, payload.size, 2), 40, replace=False))
+        messages = []
+        for i, piece in enumerate(np.split(payload, cuts)):
+            piece = piece.copy()
+            kind = rng.integers(0, 6) if trial else 5  # trial 0: undamaged
+            if kind == 0:  # bit flips
+                flips = rng.integers(0, piece.size * 8, max(1, piece.size // 500))
+                np.bitwise_xor.at(piece, flips // 8, (1 << (flips % 8)).astype(np.uint8))
+            elif kind == 1:  # garbage payload
+                piece = rng.integers(0, 256, piece.size, dtype=np.uint8)
+            elif kind == 2:  # payload cut short
+                piece = piece[: rng.integers(0, piece.size + 1)]
+            damaged += int(kind < 3)
+            seq = i if trial == 0 or rng.random() > 0.05 else int(rng.integers(0, 2**40))
+            raw = encode_event_packet(piece, encoding="evt3", width=GEN4.width, height=GEN4.height, seq=seq,
+                                      stamp_ns=T0_US * 1000 + i * 10**6)
+            if trial and rng.random() < 0.03:  # the message itself cut short
+                raw = raw[: rng.integers(0, len(raw))]
+            messages.append(raw)
+        results = []
+        for cls in (CopiedChecked, EventInput):
+            source = cls(EVENT_PACKET_TYPES[0], config)
+            pending = [w for raw in messages for w in source.feed(raw)] + source.flush()
+            results.append(([(w.window.t_start_us, w.window.t_end_us, w.stamp_ns,
+                              *(w.window.events[f].tobytes() for f in ("t", "x", "y", "p"))) for w in pending],
+                            source.counters()))
+        assert results[1][0] == results[0][0], f"trial {trial}: windows differ"
+        assert results[1][1] == results[0][1], f"trial {trial}: counters differ"
+        windows += len(results[0][0])
+    assert damaged > 300 and windows > 200  # about half the packets damaged, in 19 of the 20 trials

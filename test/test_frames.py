@@ -145,13 +145,15 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("by_index", [False, True], ids=["histogram", "bincount"])
 @pytest.mark.parametrize("config", CONFIGS, ids=repr)
-def test_torch_equals_numpy_bit_for_bit(config):
+def test_torch_equals_numpy_bit_for_bit(config, by_index):
+    """Both ways of counting (the CPU's histogram, the bins a GPU counts) give build_frame's frames."""
     rng = np.random.default_rng(4)
     size = SensorSize(346, 260)
     windows = [random_events(rng, n, size) for n in (0, 1, 7, 2_000, 30_000)]
     windows.append(make_events(np.zeros(300), 10, 20, 1))  # one hot pixel only
-    got = build_frames_torch(windows, size, config)
+    got = build_frames_torch(windows, size, config, by_index=by_index)
     assert got.dtype == torch.float32 and got.device.type == "cpu"
     assert got.shape == (len(windows), *frame_shape(size, config))
     want = torch.from_numpy(np.stack([build_frame(w, size, config) for w in windows]))
@@ -167,8 +169,9 @@ def test_events_outside_the_sensor_are_an_error():
     events = ev((0, 0, 1), (4, 0, 1))
     with pytest.raises(ValueError, match="outside the 4x4 sensor"):
         build_frame(events, S4)
-    with pytest.raises(ValueError, match="outside the 4x4 sensor"):
-        build_frames_torch([ev((0, 0, 1)), events], S4)
+    for by_index in (False, True):
+        with pytest.raises(ValueError, match="outside the 4x4 sensor"):
+            build_frames_torch([ev((0, 0, 1)), events], S4, by_index=by_index)
     with pytest.raises(ValueError, match="EVENT_DTYPE"):
         build_frame(np.zeros((3, 4)), S4)
 

@@ -121,3 +121,36 @@ def test_replay_loops_the_bag_byte_for_byte_and_record_writes_it(ros, glyph_bag,
             replay.kill()  # still a failure, but no looping publisher left to feed the next tests on this domain
             replay.communicate()
             raise
+
+
+@pytest.mark.parametrize("how", ["SIGINT inherited ignored", "SIGTERM"])
+def test_a_looping_replay_stops_on_sigint_even_inherited_ignored_and_on_sigterm(ros, glyph_bag, how):
+    """A background job of a non-interactive shell (CI, nohup) starts with SIGINT ignored: the looping replay still
+    stops on it (it looped on before, until SIGKILL), and on SIGTERM, cleanly (exit 0) either way."""
+    from event_camera_msgs.msg import EventPacket
+
+    from event_clip_ros.ros.interfaces import EVENT_QOS
+
+    bag = open_bag_topics(glyph_bag)
+    received: list[bytes] = []
+    ros.node.create_subscription(EventPacket, bag.event_topic, received.append, EVENT_QOS, raw=True)
+    ignore_sigint = how.startswith("SIGINT")
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "event_clip_ros.cli", "replay", str(glyph_bag), "--rate", "4", "--loop", "--wait-s", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None)
+    try:
+        def playing() -> bool:
+            if replay.poll() is not None:
+                raise AssertionError(replay.communicate())
+            return len(received) > 0
+
+        ros.spin_until(playing, "the replay's first messages", timeout_s=60)
+        replay.send_signal(signal.SIGINT if ignore_sigint else signal.SIGTERM)
+        out, err = replay.communicate(timeout=20)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+            replay.communicate()
+    assert replay.returncode == 0, err
+    assert "replay: pass" in out or received  # it played (a pass may not have ended at rate 4)

@@ -8,10 +8,13 @@ random EventCLIP-Tiny model, one torch thread, 50 ms windows, so it also infers 
 and two bare subscribers, raw subscriptions whose handler only counts: ``bare`` takes its messages
 as the node does, on an input thread (``event_clip_ros.ros.input_loop``; the ceiling of a Python
 node on this box, the target's reference), ``bare_executor`` in a callback spun by rclpy's
-SingleThreadedExecutor (what a plain rclpy node gets; the node took its input that way before). This process plays a camera driver: EVT3
+SingleThreadedExecutor (what a plain rclpy node gets; the node took its input that way before), and
+``bare_loaded``, the input-thread one beside a load process that burns as much CPU as the node used at
+that rate (from /proc, in bursts of ``LOAD_BURST_MS``): on a box of two cores, what the node's own work
+costs any subscriber there. This process plays a camera driver: EVT3
 EventPackets of --packet-us of sensor time (default 1024 us: 1 ms packets, a quarter of EVT3's
 4096 us TIME_HIGH step), each published when its last event is due (real time). For each rate of
-the ladder it plays --duration-s to one subscriber, then the other; a rate is lossless for a
+the ladder it plays --duration-s to each subscriber in turn, the node first; a rate is lossless for a
 subscriber when it received every packet (the node: every packet decoded, none missing by sequence
 number) and kept up (its counts stopped moving within ``CATCH_UP_S`` of the last packet: a subscriber
 working off a backlog that its history absorbed for --duration-s would lose packets at that rate given
@@ -58,8 +61,11 @@ STATUS_PERIOD_S = 0.25
 #: went out (two status periods, the resolution of the counts, and half a second: a node that works off a
 #: backlog for longer would lose packets at that rate once its history, 1 s of 1 ms packets, is full)
 CATCH_UP_S = 2 * STATUS_PERIOD_S + 0.5
-#: who is measured: the input-thread bare subscriber (the reference), the executor-spun one, the node
-SUBSCRIBERS = ("bare", "bare_executor", "detector")
+#: who is measured, in this order at each rate: the node, the input-thread bare subscriber (the reference),
+#: the executor-spun one, and the input-thread one beside a load that uses the CPU the node used at that rate
+SUBSCRIBERS = ("detector", "bare", "bare_executor", "bare_loaded")
+#: the load's bursts, ms (the node's worker builds a window's frame and infers in bursts of a few ms)
+LOAD_BURST_MS = 5.0
 
 
 # ---------------------------------------------------------------- the bare subscriber (own process)
@@ -90,7 +96,7 @@ def serve_bare(ns: str, name: str, depth: int) -> None:
 
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT,
                      durability=DurabilityPolicy.VOLATILE)
-    on_input_thread = name == "bare"
+    on_input_thread = name != "bare_executor"
     sub = node.create_subscription(EventPacket, "~/events", on_packet, qos, raw=True,
                                    callback_group=unexecuted_group() if on_input_thread else None)
     loop = InputLoop([sub], lambda _i, raw, _info: on_packet(raw), node.context) if on_input_thread else None
@@ -111,6 +117,26 @@ def serve_bare(ns: str, name: str, depth: int) -> None:
         loop.stop()
     node.destroy_node()
     rclpy.try_shutdown()
+
+
+def serve_load(cores: float) -> None:
+    """Burn ``cores`` of one core's time in bursts of ``LOAD_BURST_MS`` until SIGTERM/SIGINT."""
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    work = np.ones(100_000)
+    period_s = LOAD_BURST_MS * 1e-3 / min(1.0, max(cores, 1e-3))
+    while not stop:
+        start = time.monotonic()
+        while time.monotonic() - start < LOAD_BURST_MS * 1e-3:
+            work *= 1.0000001
+        time.sleep(max(0.0, period_s - (time.monotonic() - start)))
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------- the driver (this process)
@@ -196,12 +222,15 @@ class Driver:
                 self.pubs[name].publish(probe)
             self.spin_for(0.05)
 
-    def play(self, name: str, pool: list[tuple[np.ndarray, np.ndarray]], packet_us: int, duration_s: float) -> dict:
-        """Publish ``duration_s`` of the pool's packets to ``name`` in real time; what it received."""
+    def play(self, name: str, pool: list[tuple[np.ndarray, np.ndarray]], packet_us: int, duration_s: float,
+             pid: int | None = None) -> dict:
+        """Publish ``duration_s`` of the pool's packets to ``name`` in real time; what it received (and, given
+        the subscriber's ``pid``, the cores it used while the packets went out)."""
         n_packets = max(1, round(duration_s * 1e6 / packet_us))
         period_units = len(pool) * packet_us // TIME_HIGH_US
         self.spin_for(0.3)
         before = self.counts(name)
+        cpu_before = process_cpu_s(pid) if pid is not None else 0.0
         pub, late = self.pubs[name], 0
         start = time.monotonic_ns() + 20_000_000
         for k in range(n_packets):
@@ -218,6 +247,7 @@ class Driver:
             self.seq[name] += 1
         sent_at = time.monotonic()
         sent_s = (time.monotonic_ns() - start) * 1e-9
+        cores = (process_cpu_s(pid) - cpu_before) / sent_s if pid is not None else None
         # settle: until the counts stop moving (at least 1 s, at most 10 s); when they last moved tells
         # whether the subscriber kept up or worked off a backlog its history absorbed
         last, stable_since, end = None, time.monotonic(), time.monotonic() + 10
@@ -235,20 +265,30 @@ class Driver:
         return {"sent": n_packets, "received": got, "lost_by_seq": lost, "late_packets": late,
                 "send_s": round(sent_s, 3), "nominal_s": round(n_packets * packet_us * 1e-6, 3),
                 "catch_up_s": round(catch_up_s, 2), "kept_up": catch_up_s <= CATCH_UP_S,
-                "lossless": got == n_packets and lost == 0}
+                "lossless": got == n_packets and lost == 0, **({"cores": round(cores, 3)} if cores is not None else {})}
 
     def close(self) -> None:
         self.node.destroy_node()
         self.rclpy.try_shutdown()
 
 
-def lossless_ceiling(rows: list[dict]) -> float | None:
-    """The highest rate up to which every rate played was lossless, kept up with and played on time, or None."""
-    best = None
+def lossless_ceiling(rows: list[dict], isolated_ok: bool = False) -> float | None:
+    """The highest rate up to which every rate played was lossless, kept up with and played on time, or None.
+
+    ``isolated_ok``: the highest such rate below the first two failing rates in a row (where the ladder
+    stops), a single failing rate between passing ones let through: on this box any subscriber, the bare
+    ones too, now and then loses a few packets to a hiccup of a few ms at a rate it otherwise takes.
+    """
+    best, failed_before = None, False
     for row in sorted(rows, key=lambda r: r["rate_mev_s"]):
-        if not (row["lossless"] and row["kept_up"]) or row.get("note"):
+        if row.get("note"):  # the publisher could not keep the rate: nothing above it counts
             break
-        best = row["rate_mev_s"]
+        if row["lossless"] and row["kept_up"]:
+            best, failed_before = row["rate_mev_s"], False
+        elif not isolated_ok or failed_before:
+            break
+        else:
+            failed_before = True
     return best
 
 
@@ -257,6 +297,10 @@ def start_node(checkpoint: Path, ns: str, window_ms: float) -> subprocess.Popen:
             "-p", f"checkpoint:={checkpoint}", "-p", f"labels:={LABELS}", "-p", "torch_threads:=1",
             "-p", f"window_duration_ms:={window_ms}", "-p", f"diagnostics_period_s:={STATUS_PERIOD_S}"]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def start_load(cores: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--serve-load", f"{cores:.4f}"])
 
 
 def start_bare(ns: str, name: str, depth: int) -> subprocess.Popen:
@@ -285,7 +329,11 @@ def main() -> None:
     ap.add_argument("--only", choices=SUBSCRIBERS, action="append",
                     help="run this subscriber (repeatable; default: all of them)")
     ap.add_argument("--serve-bare", metavar="NS", help=argparse.SUPPRESS)
+    ap.add_argument("--serve-load", type=float, metavar="CORES", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_load is not None:
+        serve_load(args.serve_load)
+        return
     if args.serve_bare:
         ns, name = args.serve_bare.split("/")
         serve_bare(ns, name, args.depth)
@@ -319,9 +367,24 @@ def main() -> None:
                 break
             pool = packet_pool(rate, args.packet_us, args.pool, seed=int(rate * 10))
             packet_kib = np.mean([w.size for w, _ in pool]) * 2 / 1024
+            node_cores = None
             for name in active:
-                row = {"subscriber": name, "rate_mev_s": rate, "packet_kib": round(float(packet_kib), 1),
-                       **driver.play(name, pool, args.packet_us, args.duration_s)}
+                load = None
+                if name == "bare_loaded":
+                    if node_cores is None:  # the node did not play this rate: nothing to load the reference with
+                        continue
+                    load = start_load(node_cores)
+                pid = procs[name].pid if name == "detector" else None
+                try:
+                    row = {"subscriber": name, "rate_mev_s": rate, "packet_kib": round(float(packet_kib), 1),
+                           **driver.play(name, pool, args.packet_us, args.duration_s, pid)}
+                finally:
+                    if load is not None:
+                        stop(load)
+                if name == "detector":
+                    node_cores = row["cores"]
+                if load is not None:
+                    row["load_cores"] = node_cores
                 if row["send_s"] > 1.05 * row["nominal_s"] + 0.02:
                     row["note"] = "publisher behind: the box is the limit"
                 print(row, flush=True)
@@ -334,21 +397,27 @@ def main() -> None:
         for proc in procs.values():
             stop(proc)
 
-    ceiling = {name: lossless_ceiling([r for r in rows if r["subscriber"] == name]) for name in names}
+    strict = {name: lossless_ceiling([r for r in rows if r["subscriber"] == name]) for name in names}
+    ceiling = {name: lossless_ceiling([r for r in rows if r["subscriber"] == name], isolated_ok=True) for name in names}
     result = {"packet_us": args.packet_us, "bare_depth": args.depth, "node_depth": 1000,
               "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default"),
               "fastdds_profiles_file": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
-              "duration_s": args.duration_s, "lossless_mev_s": ceiling, "rows": rows}
-    print("\nhighest lossless rate: " + ", ".join(f"{n} {c} Mev/s" for n, c in ceiling.items()))
-    node = ceiling.get("detector")
-    for name in names:
-        bare = ceiling.get(name)
-        if name == "detector" or not bare or node is None:
-            continue
-        ratio = node / bare
-        result[f"node_vs_{name}"] = round(ratio, 3)
-        target = f" (target >= 0.9: {'OK' if ratio >= 0.9 else 'MISSED'})" if name == "bare" else ""
-        print(f"node / {name} subscriber: {ratio:.2f}{target}")
+              "duration_s": args.duration_s, "lossless_mev_s": strict,
+              "lossless_isolated_failures_ok_mev_s": ceiling, "rows": rows}
+    print("\nhighest lossless rate (every rate up to it): " + ", ".join(f"{n} {c}" for n, c in strict.items()))
+    print("highest lossless rate (one failing rate between passing ones let through): "
+          + ", ".join(f"{n} {c}" for n, c in ceiling.items()) + " Mev/s")
+    for key, table in (("", ceiling), ("strict_", strict)):
+        node = table.get("detector")
+        for name in names:
+            bare = table.get(name)
+            if name == "detector" or not bare or node is None:
+                continue
+            ratio = node / bare
+            result[f"{key}node_vs_{name}"] = round(ratio, 3)
+            target = (f" (target >= 0.9: {'OK' if ratio >= 0.9 else 'MISSED'})" if name == "bare" else
+                      " (the reference carrying the node's CPU use)" if name == "bare_loaded" else "")
+            print(f"{key or 'isolated failures let through: '}node / {name} subscriber: {ratio:.2f}{target}")
     write_results(result, args.out)
 
 

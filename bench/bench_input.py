@@ -367,9 +367,9 @@ def main() -> None:
                 break
             pool = packet_pool(rate, args.packet_us, args.pool, seed=int(rate * 10))
             packet_kib = np.mean([w.size for w, _ in pool]) * 2 / 1024
-            node_cores = None
+            node_cores: float | None = None  # the CPU the node used at this rate (it plays first)
             for name in active:
-                load = None
+                load: subprocess.Popen | None = None
                 if name == "bare_loaded":
                     if node_cores is None:  # the node did not play this rate: nothing to load the reference with
                         continue

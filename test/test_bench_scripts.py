@@ -105,3 +105,24 @@ def test_gpu_bench_cpu_path_through_the_node(tmp_path):
     node = data["node"]
     assert node["path"].startswith("ROS 2 node over DDS") and int(node["windows"]) >= 3
     assert float(node["latency_ms_p50"]) > 0 and float(node["inference_ms_p50"]) > 0 and "meets_target" in node
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_input_bench_plays_the_node_and_loads_the_reference_with_its_cpu(tmp_path):
+    """bench/bench_input.py over DDS at one low rate: the node plays first and its CPU use is read from /proc,
+    then the bare subscriber beside a load burning that much; every subscriber's row counts what it received."""
+    pytest.importorskip("rclpy")
+    out = tmp_path / "bench_input.json"
+    run = run_script("bench_input.py", "--rates", "2", "--duration-s", "1", "--only", "detector", "--only", "bare",
+                     "--only", "bare_loaded", "--out", str(out), timeout=280)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    rows = {row["subscriber"]: row for row in data["rows"]}
+    assert list(rows) == ["detector", "bare", "bare_loaded"]  # the node first: the load needs its CPU use
+    node, loaded = rows["detector"], rows["bare_loaded"]
+    assert node["cores"] > 0 and loaded["load_cores"] == node["cores"]
+    for row in rows.values():  # 977 packets of 1 ms at 2 Mev/s; a hiccup of the box may cost a few
+        assert row["sent"] == 977 and 0.95 * row["sent"] <= row["received"] <= row["sent"]
+        assert row["lossless"] == (row["received"] == row["sent"] and row["lost_by_seq"] == 0)
+    assert set(data["lossless_mev_s"]) == set(rows) and "highest lossless rate" in run.stdout

@@ -1,5 +1,6 @@
-"""The benchmark scripts that CI and a GPU session run: bench/ci_ratios.py's verdicts and
-bench/bench_gpu.py's CPU path (tiny models), in subprocesses as they are run."""
+"""The benchmark scripts that CI and a GPU session run: bench/ci_ratios.py's verdicts,
+bench/bench_gpu.py's CPU path (tiny models), and a short bench/bench_input.py run over DDS, in
+subprocesses as they are run."""
 
 from __future__ import annotations
 

@@ -251,11 +251,13 @@ def build_frames_torch(
     off_plane = plane if channels == 2 else 0
     n_bins = len(windows_events) * channels * plane
     outside = 0
-    if not (device.type != "cpu" if by_index is None else by_index):
-        flat = np.zeros(n_bins, dtype=np.int64)
-        for b, events in enumerate(windows_events):
-            outside += _histogram(events, x_lut, y_lut, off_plane, flat[b * channels * plane : (b + 1) * channels * plane])
-        counts = torch.from_numpy(flat)
+    if by_index is None:
+        by_index = device.type != "cpu"
+    if not by_index:
+        per_window = np.zeros((len(windows_events), channels * plane), dtype=np.int64)
+        for events, counts_b in zip(windows_events, per_window):
+            outside += _histogram(events, x_lut, y_lut, off_plane, counts_b)
+        counts = torch.from_numpy(per_window)
     else:
         index = np.empty(sum(e.shape[0] for e in windows_events), dtype=np.int32 if n_bins < 2**31 else np.int64)
         start = 0

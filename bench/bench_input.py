@@ -9,7 +9,7 @@ and two bare subscribers, raw subscriptions whose handler only counts: ``bare`` 
 as the node does, on an input thread (``event_clip_ros.ros.input_loop``; the ceiling of a Python
 node on this box, the target's reference), ``bare_executor`` in a callback spun by rclpy's
 SingleThreadedExecutor (what a plain rclpy node gets; the node took its input that way before), and
-``bare_loaded``, the input-thread one beside a load process that burns as much CPU as the node used at
+``bare_loaded``, the input-thread one beside load processes (one per core started) that burn as much CPU as the node used at
 that rate (from /proc, in bursts of ``LOAD_BURST_MS``): on a box of two cores, what the node's own work
 costs any subscriber there. This process plays a camera driver: EVT3
 EventPackets of --packet-us of sensor time (default 1024 us: 1 ms packets, a quarter of EVT3's
@@ -36,6 +36,7 @@ time runs on and any rate costs only the pool to encode.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
@@ -120,7 +121,7 @@ def serve_bare(ns: str, name: str, depth: int) -> None:
 
 
 def serve_load(cores: float) -> None:
-    """Burn ``cores`` of one core's time in bursts of ``LOAD_BURST_MS`` until SIGTERM/SIGINT."""
+    """Burn ``cores`` (at most 1) of one core's time in bursts of ``LOAD_BURST_MS`` until SIGTERM/SIGINT."""
     stop = []
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -272,6 +273,11 @@ class Driver:
         self.rclpy.try_shutdown()
 
 
+def passed(row: dict) -> bool:
+    """Whether a subscriber took a rate: every packet, and kept up."""
+    return row["lossless"] and row["kept_up"]
+
+
 def lossless_ceiling(rows: list[dict], isolated_ok: bool = False) -> float | None:
     """The highest rate up to which every rate played was lossless, kept up with and played on time, or None.
 
@@ -283,7 +289,7 @@ def lossless_ceiling(rows: list[dict], isolated_ok: bool = False) -> float | Non
     for row in sorted(rows, key=lambda r: r["rate_mev_s"]):
         if row.get("note"):  # the publisher could not keep the rate: nothing above it counts
             break
-        if row["lossless"] and row["kept_up"]:
+        if passed(row):
             best, failed_before = row["rate_mev_s"], False
         elif not isolated_ok or failed_before:
             break
@@ -299,8 +305,10 @@ def start_node(checkpoint: Path, ns: str, window_ms: float) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def start_load(cores: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--serve-load", f"{cores:.4f}"])
+def start_load(cores: float) -> list[subprocess.Popen]:
+    """Processes burning ``cores`` in all: one per started core (the node may use more than one)."""
+    n = max(1, math.ceil(cores))
+    return [subprocess.Popen([sys.executable, __file__, "--serve-load", f"{cores / n:.4f}"]) for _ in range(n)]
 
 
 def start_bare(ns: str, name: str, depth: int) -> subprocess.Popen:
@@ -369,7 +377,7 @@ def main() -> None:
             packet_kib = np.mean([w.size for w, _ in pool]) * 2 / 1024
             node_cores: float | None = None  # the CPU the node used at this rate (it plays first)
             for name in active:
-                load: subprocess.Popen | None = None
+                load: list[subprocess.Popen] = []
                 if name == "bare_loaded":
                     if node_cores is None:  # the node did not play this rate: nothing to load the reference with
                         continue
@@ -379,17 +387,17 @@ def main() -> None:
                     row = {"subscriber": name, "rate_mev_s": rate, "packet_kib": round(float(packet_kib), 1),
                            **driver.play(name, pool, args.packet_us, args.duration_s, pid)}
                 finally:
-                    if load is not None:
-                        stop(load)
+                    for proc in load:
+                        stop(proc)
                 if name == "detector":
                     node_cores = row["cores"]
-                if load is not None:
+                if load:
                     row["load_cores"] = node_cores
                 if row["send_s"] > 1.05 * row["nominal_s"] + 0.02:
                     row["note"] = "publisher behind: the box is the limit"
                 print(row, flush=True)
                 rows.append(row)
-                lossy[name] = 0 if row["lossless"] and row["kept_up"] else lossy[name] + 1
+                lossy[name] = 0 if passed(row) else lossy[name] + 1
                 if row.get("note"):
                     lossy[name] = 2
     finally:

@@ -123,6 +123,29 @@ def test_replay_loops_the_bag_byte_for_byte_and_record_writes_it(ros, glyph_bag,
             raise
 
 
+def signalled_cli(ros, args: list[str], ready, what: str, sig: signal.Signals,
+                  ignore_sigint: bool) -> tuple[int, str, str]:
+    """Run ``event-clip args`` (with SIGINT ignored from the start, as a CI background job has it, when
+    ``ignore_sigint``), send ``sig`` once ``ready()`` says it is under way; its exit status, stdout, stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "event_clip_ros.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None)
+    try:
+        def under_way() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(proc.communicate())
+            return ready()
+
+        ros.spin_until(under_way, what, timeout_s=60)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
 @pytest.mark.parametrize("how", ["SIGINT inherited ignored", "SIGTERM"])
 def test_a_looping_replay_stops_on_sigint_even_inherited_ignored_and_on_sigterm(ros, glyph_bag, how):
     """A background job of a non-interactive shell (CI, nohup) starts with SIGINT ignored: the looping replay still
@@ -135,24 +158,10 @@ def test_a_looping_replay_stops_on_sigint_even_inherited_ignored_and_on_sigterm(
     received: list[bytes] = []
     ros.node.create_subscription(EventPacket, bag.event_topic, received.append, EVENT_QOS, raw=True)
     ignore_sigint = how.startswith("SIGINT")
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "event_clip_ros.cli", "replay", str(glyph_bag), "--rate", "4", "--loop", "--wait-s", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None)
-    try:
-        def playing() -> bool:
-            if replay.poll() is not None:
-                raise AssertionError(replay.communicate())
-            return len(received) > 0
-
-        ros.spin_until(playing, "the replay's first messages", timeout_s=60)
-        replay.send_signal(signal.SIGINT if ignore_sigint else signal.SIGTERM)
-        out, err = replay.communicate(timeout=20)
-    finally:
-        if replay.poll() is None:
-            replay.kill()
-            replay.communicate()
-    assert replay.returncode == 0, err
+    returncode, _, err = signalled_cli(ros, ["replay", str(glyph_bag), "--rate", "4", "--loop", "--wait-s", "0"],
+                                       lambda: len(received) > 0, "the replay's first messages",
+                                       signal.SIGINT if ignore_sigint else signal.SIGTERM, ignore_sigint)
+    assert returncode == 0, err
     assert "Traceback" not in err, err  # stopped, not crashed
 
 
@@ -161,19 +170,11 @@ def test_record_interrupted_while_it_waits_for_a_publisher_exits_130_without_a_t
     and no bag: SIGTERM as a supervisor sends it, and SIGINT inherited ignored as in a CI background job."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         out = tmp_path / f"never_{sig.name}"
-        proc = subprocess.Popen([sys.executable, "-m", "event_clip_ros.cli", "record", str(out), "--topic", "/no_one_here"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-        try:
+        returncode, _, err = signalled_cli(
+            ros, ["record", str(out), "--topic", "/no_one_here"],
             # its node appears in the graph once the session (and its handlers) are up
-            ros.spin_until(lambda: any(name.startswith("event_clip_record_") for name in ros.node.get_node_names()),
-                           "the recorder's node", timeout_s=60)
-            proc.send_signal(sig)
-            _, err = proc.communicate(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-        assert proc.returncode == 130, err
+            lambda: any(name.startswith("event_clip_record_") for name in ros.node.get_node_names()),
+            "the recorder's node", sig, ignore_sigint=True)
+        assert returncode == 130, err
         assert "event-clip record: interrupted" in err and "Traceback" not in err, err
         assert not out.exists()

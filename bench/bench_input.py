@@ -11,7 +11,9 @@ node on this box, the target's reference), ``bare_executor`` in a callback spun 
 SingleThreadedExecutor (what a plain rclpy node gets; the node took its input that way before), and
 ``bare_loaded``, the input-thread one beside load processes (one per core started) that burn as much CPU as the node used at
 that rate (from /proc, in bursts of ``LOAD_BURST_MS``): on a box of two cores, what the node's own work
-costs any subscriber there. This process plays a camera driver: EVT3
+costs any subscriber there. Beside them, at each rate, the node's own bound: the rate at which one thread
+takes those packets through the node's input side (CDR parse, EVT3 decode, time checks, windowing; no DDS),
+which no transport lifts, since the node takes its packets in order on one thread. This process plays a camera driver: EVT3
 EventPackets of --packet-us of sensor time (default 1024 us: 1 ms packets, a quarter of EVT3's
 4096 us TIME_HIGH step), each published when its last event is due (real time). For each rate of
 the ladder it plays --duration-s to each subscriber in turn, the node first; a rate is lossless for a
@@ -65,6 +67,9 @@ CATCH_UP_S = 2 * STATUS_PERIOD_S + 0.5
 #: who is measured, in this order at each rate: the node, the input-thread bare subscriber (the reference),
 #: the executor-spun one, and the input-thread one beside a load that uses the CPU the node used at that rate
 SUBSCRIBERS = ("detector", "bare", "bare_executor", "bare_loaded")
+#: sensor time fed back to back to measure the input thread's own rate at each rate's packets, s
+INPUT_THREAD_SENSOR_S = 1.0
+EVENT_PACKET = "event_camera_msgs/msg/EventPacket"
 #: the load's bursts, ms (the node's worker builds a window's frame and infers in bursts of a few ms)
 LOAD_BURST_MS = 5.0
 
@@ -143,11 +148,15 @@ def process_cpu_s(pid: int) -> float:
 # ---------------------------------------------------------------- the driver (this process)
 
 
+def events_per_packet(rate_mev_s: float, packet_us: int) -> int:
+    return max(1, round(rate_mev_s * packet_us))
+
+
 def packet_pool(rate_mev_s: float, packet_us: int, pool: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``pool`` consecutive EVT3 packets of ``packet_us`` each at ``rate_mev_s``: (words, indices of their
     TIME_HIGH words), encoded as one stream (time starts at 0)."""
     rng = np.random.default_rng(seed)
-    n = max(1, round(rate_mev_s * packet_us))
+    n = events_per_packet(rate_mev_s, packet_us)
     out, prev = [], None
     for k in range(pool):
         t = k * packet_us + np.sort(rng.integers(0, packet_us, n))
@@ -273,6 +282,35 @@ class Driver:
         self.rclpy.try_shutdown()
 
 
+def input_thread_rate(rate_mev_s: float, pool: list[tuple[np.ndarray, np.ndarray]], packet_us: int, window_ms: float,
+                      sensor_s: float = INPUT_THREAD_SENSOR_S) -> float:
+    """Mev/s at which one thread of this process takes the pool's packets (those of ``rate_mev_s``) through the node's input side
+    (:func:`~event_clip_ros.apps.event_input.make_input` with the node's default window, limits and filters,
+    ``window_ms`` windows): CDR parse, EVT3 decode, time checks, windowing, back to back for ``sensor_s`` of
+    sensor time. The node takes every packet on one input thread in order, so it cannot take more than this
+    whatever the transport and however many cores: the bound on the node's ceiling that is its own work."""
+    from dataclasses import replace
+
+    from event_clip_ros.apps.detector_config import DEFAULT_WINDOW, DetectorConfig
+    from event_clip_ros.apps.event_input import make_input
+
+    config = DetectorConfig(labels=tuple(LABELS), window=replace(DEFAULT_WINDOW, duration_us=round(window_ms * 1000)))
+    source = make_input(EVENT_PACKET, config)
+    period_units = len(pool) * packet_us // TIME_HIGH_US
+    warm = max(len(pool), math.ceil(3 * window_ms * 1000 / packet_us))  # kernels compiled, windows emitted
+    n_packets = warm + round(sensor_s * 1e6 / packet_us)
+    raws = [encode_event_packet(advanced(*pool[k % len(pool)], (k // len(pool)) * period_units), encoding="evt3",
+                                width=SIZE.width, height=SIZE.height, seq=k, stamp_ns=k * packet_us * 1000)
+            for k in range(n_packets)]
+    for raw in raws[:warm]:
+        source.feed(raw)
+    start = time.perf_counter()
+    for raw in raws[warm:]:
+        source.feed(raw)
+    elapsed_s = time.perf_counter() - start
+    return (n_packets - warm) * events_per_packet(rate_mev_s, packet_us) / elapsed_s / 1e6
+
+
 def passed(row: dict) -> bool:
     """Whether a subscriber took a rate: every packet, and kept up."""
     return row["lossless"] and row["kept_up"]
@@ -376,6 +414,8 @@ def main() -> None:
             pool = packet_pool(rate, args.packet_us, args.pool, seed=int(rate * 10))
             packet_kib = np.mean([w.size for w, _ in pool]) * 2 / 1024
             node_cores: float | None = None  # the CPU the node used at this rate (it plays first)
+            # the node's own bound at these packets, measured while every subscriber idles
+            own_rate = input_thread_rate(rate, pool, args.packet_us, args.window_ms) if "detector" in active else None
             for name in active:
                 load: list[subprocess.Popen] = []
                 if name == "bare_loaded":
@@ -391,6 +431,7 @@ def main() -> None:
                         stop(proc)
                 if name == "detector":
                     node_cores = row["cores"]
+                    row["input_thread_mev_s"] = round(own_rate or 0.0, 1)
                 if load:
                     row["load_cores"] = node_cores
                 if row["send_s"] > 1.05 * row["nominal_s"] + 0.02:
@@ -426,6 +467,15 @@ def main() -> None:
             target = (f" (target >= 0.9: {'OK' if ratio >= 0.9 else 'MISSED'})" if name == "bare" else
                       " (the reference carrying the node's CPU use)" if name == "bare_loaded" else "")
             print(f"{key or 'isolated failures let through: '}node / {name} subscriber: {ratio:.2f}{target}")
+    node = ceiling.get("detector")
+    own = next((r["input_thread_mev_s"] for r in rows if r["subscriber"] == "detector" and r["rate_mev_s"] == node), None)
+    if node is not None and own:
+        bare = ceiling.get("bare")
+        bound = own if bare is None else min(own, bare)
+        result["input_thread_mev_s_at_node_ceiling"] = own
+        result["node_vs_min_bare_input_thread"] = round(node / bound, 3)
+        print(f"the node's input thread alone takes {own:.0f} Mev/s of the packets at its ceiling (one thread, back to "
+              f"back, no DDS): the most it could take whatever the transport; node / min(bare, that): {node / bound:.2f}")
     write_results(result, args.out)
 
 

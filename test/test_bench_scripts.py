@@ -112,7 +112,8 @@ def test_gpu_bench_cpu_path_through_the_node(tmp_path):
 @pytest.mark.slow
 def test_input_bench_plays_the_node_and_loads_the_reference_with_its_cpu(tmp_path):
     """bench/bench_input.py over DDS at one low rate: the node plays first and its CPU use is read from /proc,
-    then the bare subscriber beside a load burning that much; every subscriber's row counts what it received."""
+    then the bare subscriber beside a load burning that much; every subscriber's row counts what it received,
+    and the node's row the rate of its input side alone on these packets."""
     pytest.importorskip("rclpy")
     out = tmp_path / "bench_input.json"
     run = run_script("bench_input.py", "--rates", "2", "--duration-s", "1", "--only", "detector", "--only", "bare",
@@ -123,7 +124,11 @@ def test_input_bench_plays_the_node_and_loads_the_reference_with_its_cpu(tmp_pat
     assert list(rows) == ["detector", "bare", "bare_loaded"]  # the node first: the load needs its CPU use
     node, loaded = rows["detector"], rows["bare_loaded"]
     assert node["cores"] > 0 and loaded["load_cores"] == node["cores"]
+    assert node["input_thread_mev_s"] > 2  # the node's own bound, measured at these packets: above the rate played
     for row in rows.values():  # 977 packets of 1 ms at 2 Mev/s; a hiccup of the box may cost a few
         assert row["sent"] == 977 and 0.95 * row["sent"] <= row["received"] <= row["sent"]
         assert row["lossless"] == (row["received"] == row["sent"] and row["lost_by_seq"] == 0)
     assert set(data["lossless_mev_s"]) == set(rows) and "highest lossless rate" in run.stdout
+    if data["lossless_isolated_failures_ok_mev_s"]["detector"] == 2:  # the node's ceiling beside its own bound
+        assert data["input_thread_mev_s_at_node_ceiling"] == node["input_thread_mev_s"]
+        assert "node / min(bare, that)" in run.stdout

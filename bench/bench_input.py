@@ -33,6 +33,8 @@ time runs on and any rate costs only the pool to encode.
   .venv/bin/python bench/bench_input.py --packet-us 4096      # 4 ms packets
   FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA .venv/bin/python bench/bench_input.py
   FASTDDS_DEFAULT_PROFILES_FILE=$PWD/config/fastdds_large_shm.xml .venv/bin/python bench/bench_input.py
+  FASTDDS_DEFAULT_PROFILES_FILE=$PWD/config/fastdds_realtime.xml .venv/bin/python bench/bench_input.py
+  .venv/bin/python bench/bench_input.py --subscriber-profile config/fastdds_realtime.xml
 """
 
 from __future__ import annotations
@@ -336,11 +338,17 @@ def lossless_ceiling(rows: list[dict], isolated_ok: bool = False) -> float | Non
     return best
 
 
-def start_node(checkpoint: Path, ns: str, window_ms: float) -> subprocess.Popen:
+def subscriber_env(profile: str | None) -> dict[str, str] | None:
+    """The subscribers' environment: this one, with ``profile`` as their Fast DDS profile (None: unchanged)."""
+    return None if not profile else {**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(Path(profile).resolve())}
+
+
+def start_node(checkpoint: Path, ns: str, window_ms: float, profile: str | None = None) -> subprocess.Popen:
     args = [sys.executable, "-m", "event_clip_ros.ros.node", "--ros-args", "-r", f"__ns:=/{ns}",
             "-p", f"checkpoint:={checkpoint}", "-p", f"labels:={LABELS}", "-p", "torch_threads:=1",
             "-p", f"window_duration_ms:={window_ms}", "-p", f"diagnostics_period_s:={STATUS_PERIOD_S}"]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=subscriber_env(profile))
 
 
 def start_load(cores: float) -> list[subprocess.Popen]:
@@ -349,9 +357,10 @@ def start_load(cores: float) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, __file__, "--serve-load", f"{cores / n:.4f}"]) for _ in range(n)]
 
 
-def start_bare(ns: str, name: str, depth: int) -> subprocess.Popen:
+def start_bare(ns: str, name: str, depth: int, profile: str | None = None) -> subprocess.Popen:
     args = [sys.executable, __file__, "--serve-bare", f"{ns}/{name}", "--depth", str(depth)]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=subscriber_env(profile))
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -372,6 +381,10 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=1000, help="QoS history depth of the bare subscriber (the node's is 1000)")
     ap.add_argument("--pool", type=int, default=8, help="distinct packets per rate, replayed (default 8)")
     ap.add_argument("--window-ms", type=float, default=50.0, help="the node's window (default 50)")
+    ap.add_argument("--subscriber-profile", metavar="XML",
+                    help="Fast DDS profile of the subscribers' processes only (the node's and the bare ones'; not "
+                         "this driver's), as the launch file's fastdds_profile sets it for the node, e.g. "
+                         "config/fastdds_realtime.xml (default: the environment's, for every process)")
     ap.add_argument("--only", choices=SUBSCRIBERS, action="append",
                     help="run this subscriber (repeatable; default: all of them)")
     ap.add_argument("--serve-bare", metavar="NS", help=argparse.SUPPRESS)
@@ -393,10 +406,10 @@ def main() -> None:
     procs: dict[str, subprocess.Popen] = {}
     tmp = Path(tempfile.mkdtemp(prefix="bench_input_"))
     if "detector" in names:
-        procs["detector"] = start_node(write_tiny_checkpoint(tmp), ns, args.window_ms)
+        procs["detector"] = start_node(write_tiny_checkpoint(tmp), ns, args.window_ms, args.subscriber_profile)
     for name in names:
         if name != "detector":
-            procs[name] = start_bare(ns, name, args.depth)
+            procs[name] = start_bare(ns, name, args.depth, args.subscriber_profile)
     driver = Driver(ns)
     rows: list[dict] = []
     try:
@@ -404,6 +417,8 @@ def main() -> None:
             driver.wait_ready(name, list(procs.values()))
         transport = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default")
         profiles = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+        if args.subscriber_profile:
+            profiles = f"{profiles or 'none'} (driver), {args.subscriber_profile} (subscribers)"
         print(f"{args.packet_us} us packets, bare subscriber depth {args.depth}, Fast DDS transports: {transport}"
               f"{', profiles ' + profiles if profiles else ''}; {args.duration_s:g} s per rate and subscriber", flush=True)
         lossy = {name: 0 for name in names}
@@ -451,6 +466,7 @@ def main() -> None:
     result = {"packet_us": args.packet_us, "bare_depth": args.depth, "node_depth": 1000,
               "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default"),
               "fastdds_profiles_file": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", ""),
+              "subscriber_profile": args.subscriber_profile or "",
               "duration_s": args.duration_s, "lossless_mev_s": strict,
               "lossless_isolated_failures_ok_mev_s": ceiling, "rows": rows}
     print("\nhighest lossless rate (every rate up to it): " + ", ".join(f"{n} {c}" for n, c in strict.items()))

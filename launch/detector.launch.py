@@ -9,6 +9,7 @@
     ros2 launch event_clip_ros detector.launch.py camera:=perception params_file:=two_cameras.yaml
     ros2 launch event_clip_ros detector.launch.py checkpoint:=my_model.safetensors backend:=onnxruntime \\
         onnx_file:=my_model.onnx labels:="person,car"
+    ros2 launch event_clip_ros detector.launch.py camera:=event_camera fastdds_profile:=realtime
 
 The node runs in the camera's namespace (/<camera>/detector), subscribes to
 /<camera>/events (the metavision/libcaer drivers' topic) or, with
@@ -76,7 +77,13 @@ ARGUMENTS = (
      ["", "true", "false"]),
     ("log_level", "", "the node's log level: debug | info | warn | error | fatal (empty: info)",
      ["", "debug", "info", "warn", "error", "fatal"]),
+    ("fastdds_profile", "", "Fast DDS profile of the node's process (FASTDDS_DEFAULT_PROFILES_FILE): realtime "
+                            "(reception threads at SCHED_FIFO, against packet loss on a busy machine), large_shm "
+                            "(a 64 MiB shared-memory segment; give it to the driver too), or an XML file's path "
+                            "(empty: the environment's)", None),
 )
+#: Fast DDS profiles shipped in the package's config/ folder, by the name fastdds_profile takes.
+FASTDDS_PROFILES = {"realtime": "fastdds_realtime.xml", "large_shm": "fastdds_large_shm.xml"}
 ARGUMENT_NAMES = tuple(name for name, *_ in ARGUMENTS)
 
 
@@ -141,6 +148,19 @@ def node_parameters(context) -> list:
     return [*files, overrides] if overrides else files
 
 
+def fastdds_environment(context) -> dict:
+    """FASTDDS_DEFAULT_PROFILES_FILE for the node's process when fastdds_profile names a profile ({} when empty)."""
+    value = argument(context, "fastdds_profile")
+    if not value:
+        return {}
+    share = package_share(context)
+    path = os.path.join(share, "config", FASTDDS_PROFILES[value]) if value in FASTDDS_PROFILES else \
+        resolve_path(value, share, "config")
+    if not os.path.isfile(path):
+        raise RuntimeError(f"fastdds_profile {path} does not exist (shipped: {', '.join(FASTDDS_PROFILES)})")
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": path}
+
+
 def sigterm_shuts_down_like_sigint() -> None:
     """Make SIGTERM to the launch process shut the launch down as Ctrl-C does.
 
@@ -188,6 +208,7 @@ def node_options(context) -> dict:
         parameters=node_parameters(context),
         remappings=[("~/events", f"/{camera}/events"), ("~/image", image_topic)],
         ros_arguments=["--log-level", log_level] if log_level else None,
+        additional_env=fastdds_environment(context) or None,
         output="screen",
         emulate_tty=True,
     )

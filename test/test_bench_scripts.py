@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+REALTIME_PROFILE = BENCH.parent / "config" / "fastdds_realtime.xml"
 
 
 def run_script(name: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -113,14 +114,18 @@ def test_gpu_bench_cpu_path_through_the_node(tmp_path):
 def test_input_bench_plays_the_node_and_loads_the_reference_with_its_cpu(tmp_path):
     """bench/bench_input.py over DDS at one low rate: the node plays first and its CPU use is read from /proc,
     then the bare subscriber beside a load burning that much; every subscriber's row counts what it received,
-    and the node's row the rate of its input side alone on these packets."""
+    and the node's row the rate of its input side alone on these packets. The subscribers run with the realtime
+    Fast DDS profile (--subscriber-profile), the driver without."""
     pytest.importorskip("rclpy")
     out = tmp_path / "bench_input.json"
     run = run_script("bench_input.py", "--rates", "2", "--duration-s", "1", "--only", "detector", "--only", "bare",
-                     "--only", "bare_loaded", "--out", str(out), timeout=280)
+                     "--only", "bare_loaded", "--subscriber-profile", str(REALTIME_PROFILE), "--out", str(out),
+                     timeout=280)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     data = json.loads(out.read_text())
     rows = {row["subscriber"]: row for row in data["rows"]}
+    assert data["subscriber_profile"] == str(REALTIME_PROFILE)  # the subscribers' processes took it
+    assert "fastdds_realtime.xml (subscribers)" in run.stdout
     assert list(rows) == ["detector", "bare", "bare_loaded"]  # the node first: the load needs its CPU use
     node, loaded = rows["detector"], rows["bare_loaded"]
     assert node["cores"] > 0 and loaded["load_cores"] == node["cores"]

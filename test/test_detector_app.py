@@ -429,7 +429,7 @@ def test_statistics_for_diagnostics():
     assert assess(True, None, {"events": 5, "dropped_windows": 2}).level == "warn"
     assert "2 windows dropped" in assess(True, None, {"events": 5, "dropped_windows": 2}).message
     lost = assess(True, None, {"events": 5, "lost_packets": 3})  # says what to tune
-    assert lost.level == "warn" and "3 packets lost" in lost.message and "fastdds_large_shm.xml" in lost.message
+    assert lost.level == "warn" and "3 packets lost" in lost.message and "fastdds_profile:=realtime" in lost.message
     assert assess(True, None, {"events": 0}).level == "stale"
     assert assess(True, None, {"events": 5}).level == "ok"
     assert assess(False, "configure failed: x", {}).level == "error"

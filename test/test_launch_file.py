@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "detector.launch.py"
 ARGUMENTS = {"camera", "cameras", "params_file", "checkpoint", "model", "pretrained", "labels", "mode", "device", "input_type",
-             "image_topic", "use_sim_time", "log_level", "backend", "onnx_file"}
+             "image_topic", "use_sim_time", "log_level", "backend", "onnx_file", "fastdds_profile"}
 
 
 def console_scripts() -> dict[str, str]:
@@ -131,6 +131,28 @@ def test_parameters_overlay_package_defaults_then_params_file_then_arguments(tmp
         [defaults, share + "/config/toy_glyphs.yaml"]
     with pytest.raises(RuntimeError, match="params_file .*missing.yaml does not exist"):
         module.node_parameters(launch_context(module, params_file=str(tmp_path / "missing.yaml")))
+
+
+def test_fastdds_profile_sets_the_nodes_profiles_file(tmp_path, monkeypatch):
+    """fastdds_profile: a shipped profile by name or an XML path, in the node's environment only; empty: nothing."""
+    module = load_launch_module()
+    monkeypatch.chdir(tmp_path)
+    share = module.package_share(launch_context(module))
+    assert module.fastdds_environment(launch_context(module)) == {}
+    for name, file in module.FASTDDS_PROFILES.items():
+        env = module.fastdds_environment(launch_context(module, fastdds_profile=name))
+        assert env == {"FASTDDS_DEFAULT_PROFILES_FILE": f"{share}/config/{file}"} and Path(env[
+            "FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
+    mine = tmp_path / "mine.xml"
+    mine.write_text("<dds/>")
+    assert module.fastdds_environment(launch_context(module, fastdds_profile="mine.xml")) == {
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(mine)}
+    with pytest.raises(RuntimeError, match="fastdds_profile .*missing.xml does not exist"):
+        module.fastdds_environment(launch_context(module, fastdds_profile="missing.xml"))
+    assert module.node_options(launch_context(module, fastdds_profile="realtime"))["additional_env"] == {
+        "FASTDDS_DEFAULT_PROFILES_FILE": f"{share}/config/fastdds_realtime.xml"}
+    assert module.node_options(launch_context(module))["additional_env"] is None  # the environment's, untouched
+    (node,) = module.launch_setup(launch_context(module, fastdds_profile="realtime"))  # launch_ros takes it
 
 
 def test_cameras_make_one_node_with_an_input_per_camera():

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from shipped_samples import CLASSES, GLYPHS, REPO, TOY
@@ -357,6 +358,74 @@ def test_signals_to_the_launch_process_group_end_every_process_cleanly(signals):
         assert re.search(rf"\[{ns}\.detector\]: SIG(INT|TERM): shutting down", output), output
         if signals[0] == "SIGTERM":
             assert "SIGTERM: shutting down as on ctrl-c" in output  # launch itself shut down in order
+    finally:
+        kill_group(launch)
+
+
+def fifo_allowed() -> bool:
+    """Whether a process started from here may put a thread at SCHED_FIFO 20 (CAP_SYS_NICE, or RLIMIT_RTPRIO >= 20)."""
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+def group_process(pgid: int, needle: str) -> int:
+    """The pid of the process of group ``pgid`` whose command line contains ``needle``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[2]) == pgid and \
+                    needle in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                return int(entry.name)
+        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
+            continue
+    raise AssertionError(f"no process of group {pgid} runs {needle!r}")
+
+
+def reception_threads(pid: int) -> dict[str, tuple[int, int]]:
+    """Fast DDS's transport reception threads of ``pid`` (dds.shm.<port>, dds.udp.<port>): name -> (policy, priority)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = (task / "comm").read_text().strip()
+        if re.fullmatch(r"dds\.(shm|udp)\.\d+", name):
+            out[f"{name}/{task.name}"] = (os.sched_getscheduler(int(task.name)), os.sched_getparam(int(task.name)).sched_priority)
+    return out
+
+
+@needs_tools
+@pytest.mark.slow
+def test_fastdds_profile_realtime_puts_the_nodes_reception_threads_at_fifo_and_input_flows(ros):
+    """``fastdds_profile:=realtime``: Fast DDS applies the shipped profile in the node's process (its transport
+    reception threads at SCHED_FIFO 20 where this machine allows it, else its error says so and they run as
+    before), and packets still reach the node over the profile's transports (counted in its /diagnostics)."""
+    from event_camera_msgs.msg import EventPacket
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    from event_clip_ros.events.encoders import encode_evt3
+    from event_clip_ros.events.ros_cdr import encode_event_packet
+    from event_clip_ros.events.types import make_events
+
+    ns = "rt_profile"
+    node = NodeWatcher(ros, ns)
+    launch = start_session(launch_command(ns, checkpoint=str(TOY), labels="a,b", device="cpu", fastdds_profile="realtime"))
+    try:
+        launch.wait_for(rf"\[{ns}\.detector\]: active: listening on /{ns}/events")
+        threads = reception_threads(group_process(launch.proc.pid, "__node:=detector"))
+        assert len(threads) >= 2, threads  # shared memory and UDP, unicast and multicast
+        if fifo_allowed():
+            assert set(threads.values()) == {(os.SCHED_FIFO, 20)}, threads
+        else:
+            assert set(threads.values()) == {(os.SCHED_OTHER, 0)}, threads
+            launch.wait_for(r"Problem to set scheduler of thread .*Operation not permitted")
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.VOLATILE)
+        pub = ros.node.create_publisher(EventPacket, f"/{ns}/events", qos)
+        events = make_events(np.arange(0, 2000, 2), np.arange(1000) % 48, np.arange(1000) // 48 % 48, np.arange(1000) % 2)
+        packet = encode_event_packet(encode_evt3(events), encoding="evt3", width=48, height=48, seq=0)
+        node.wait(lambda: pub.publish(packet) or int(node.value("packets") or 0) > 0, "a packet counted by the node")
+        assert node.value("bad_packets") in ("0", "")
+        os.killpg(launch.proc.pid, signal.SIGINT)
+        rc, output = launch.finish()
+        assert_clean_exit(rc, output)
     finally:
         kill_group(launch)
 

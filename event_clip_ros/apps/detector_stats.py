@@ -18,8 +18,9 @@ import numpy as np
 WARN_COUNTERS: dict[str, str] = {
     "decode_errors": "decode errors (garbage packets, unknown words, implausible time words)",
     "time_dropped_events": "events dropped for an implausible time (bit errors, garbage stamps)",
-    "lost_packets": "packets lost (sequence gaps; between processes of one machine, usually the driver's Fast DDS "
-                    "shared-memory segment overflowing: see config/fastdds_large_shm.xml)",
+    "lost_packets": "packets lost (sequence gaps; between processes of one machine, usually the node's Fast DDS "
+                    "reception woken late on a busy machine: launch with fastdds_profile:=realtime, see "
+                    "config/fastdds_realtime.xml)",
     "seq_resets": "implausible sequence numbers",
     "stream_restarts": "stream restarts (bag loop, driver restart, time jump or format change)",
     "nonfinite_windows": "windows skipped for a NaN/Inf embedding",

@@ -169,6 +169,13 @@ def packet_pool(rate_mev_s: float, packet_us: int, pool: int, seed: int) -> list
     return out
 
 
+def pool_packet(pool: list[tuple[np.ndarray, np.ndarray]], k: int, packet_us: int) -> np.ndarray:
+    """The words of the ``k``-th packet played from ``pool``: its packet ``k mod len(pool)``, advanced by the
+    pool's span for each time round (sensor time runs on)."""
+    cycle, i = divmod(k, len(pool))
+    return advanced(pool[i][0], pool[i][1], cycle * (len(pool) * packet_us // TIME_HIGH_US))
+
+
 def advanced(words: np.ndarray, time_high_at: np.ndarray, units: int) -> np.ndarray:
     """``words`` with their TIME_HIGH values advanced by ``units`` (mod 4096): the same packet ``units``
     x 4096 us later."""
@@ -193,14 +200,14 @@ class Driver:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from event_camera_msgs.msg import EventPacket
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        from event_clip_ros.ros.interfaces import EVENT_QOS  # the drivers' QoS
 
         self.rclpy = rclpy
         rclpy.init()
         self.node = rclpy.create_node("bench_input_driver")
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT,
-                         durability=DurabilityPolicy.VOLATILE)
-        self.pubs = {name: self.node.create_publisher(EventPacket, f"/{ns}/{name}/events", qos) for name in SUBSCRIBERS}
+        self.pubs = {name: self.node.create_publisher(EventPacket, f"/{ns}/{name}/events", EVENT_QOS)
+                     for name in SUBSCRIBERS}
         self.status: dict[str, dict[str, str]] = {name: {} for name in SUBSCRIBERS}
         prefixes = {f"/{ns}/{name}": name for name in SUBSCRIBERS}
 
@@ -239,17 +246,14 @@ class Driver:
         """Publish ``duration_s`` of the pool's packets to ``name`` in real time; what it received (and, given
         the subscriber's ``pid``, the cores it used while the packets went out)."""
         n_packets = max(1, round(duration_s * 1e6 / packet_us))
-        period_units = len(pool) * packet_us // TIME_HIGH_US
         self.spin_for(0.3)
         before = self.counts(name)
         cpu_before = process_cpu_s(pid) if pid is not None else 0.0
         pub, late = self.pubs[name], 0
         start = time.monotonic_ns() + 20_000_000
         for k in range(n_packets):
-            cycle, i = divmod(k, len(pool))
-            words = advanced(pool[i][0], pool[i][1], cycle * period_units)
-            msg = encode_event_packet(words, encoding="evt3", width=SIZE.width, height=SIZE.height, seq=self.seq[name],
-                                      stamp_ns=time.time_ns(), frame_id="bench")
+            msg = encode_event_packet(pool_packet(pool, k, packet_us), encoding="evt3", width=SIZE.width,
+                                      height=SIZE.height, seq=self.seq[name], stamp_ns=time.time_ns(), frame_id="bench")
             wait = start + (k + 1) * packet_us * 1000 - time.monotonic_ns()
             if wait > 0:  # sleep, not spin: /diagnostics waits in its history (see the class docstring)
                 time.sleep(wait * 1e-9)
@@ -298,10 +302,9 @@ def input_thread_rate(rate_mev_s: float, pool: list[tuple[np.ndarray, np.ndarray
 
     config = DetectorConfig(labels=tuple(LABELS), window=replace(DEFAULT_WINDOW, duration_us=round(window_ms * 1000)))
     source = make_input(EVENT_PACKET, config)
-    period_units = len(pool) * packet_us // TIME_HIGH_US
     warm = max(len(pool), math.ceil(3 * window_ms * 1000 / packet_us))  # kernels compiled, windows emitted
     n_packets = warm + round(sensor_s * 1e6 / packet_us)
-    raws = [encode_event_packet(advanced(*pool[k % len(pool)], (k // len(pool)) * period_units), encoding="evt3",
+    raws = [encode_event_packet(pool_packet(pool, k, packet_us), encoding="evt3",
                                 width=SIZE.width, height=SIZE.height, seq=k, stamp_ns=k * packet_us * 1000)
             for k in range(n_packets)]
     for raw in raws[:warm]:

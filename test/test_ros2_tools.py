@@ -398,11 +398,11 @@ def test_fastdds_profile_realtime_puts_the_nodes_reception_threads_at_fifo_and_i
     reception threads at SCHED_FIFO 20 where this machine allows it, else its error says so and they run as
     before), and packets still reach the node over the profile's transports (counted in its /diagnostics)."""
     from event_camera_msgs.msg import EventPacket
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     from event_clip_ros.events.encoders import encode_evt3
     from event_clip_ros.events.ros_cdr import encode_event_packet
     from event_clip_ros.events.types import make_events
+    from event_clip_ros.ros.interfaces import EVENT_QOS
 
     ns = "rt_profile"
     node = NodeWatcher(ros, ns)
@@ -416,9 +416,7 @@ def test_fastdds_profile_realtime_puts_the_nodes_reception_threads_at_fifo_and_i
         else:
             assert set(threads.values()) == {(os.SCHED_OTHER, 0)}, threads
             launch.wait_for(r"Problem to set scheduler of thread .*Operation not permitted")
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT,
-                         durability=DurabilityPolicy.VOLATILE)
-        pub = ros.node.create_publisher(EventPacket, f"/{ns}/events", qos)
+        pub = ros.node.create_publisher(EventPacket, f"/{ns}/events", EVENT_QOS)  # as a driver publishes
         events = make_events(np.arange(0, 2000, 2), np.arange(1000) % 48, np.arange(1000) // 48 % 48, np.arange(1000) % 2)
         packet = encode_event_packet(encode_evt3(events), encoding="evt3", width=48, height=48, seq=0)
         node.wait(lambda: pub.publish(packet) or int(node.value("packets") or 0) > 0, "a packet counted by the node")
